@@ -1,0 +1,1 @@
+"""labbench's Hydra config tree, importable as ``labbench.conf`` (see pyproject.toml)."""

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Create (or refresh) the project's virtual environment in .venv: torch + torchvision,
+# then labbench itself (editable) with its test tools. Idempotent and quick when nothing
+# changed: a stamp of pyproject.toml skips the pip step.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+VENV=${LABBENCH_VENV:-.venv}
+TORCH_SPEC=${TORCH_SPEC:-"torch==2.14.1 torchvision==0.29.1"}   # never newer than 2.14.1 here
+
+if [ ! -x "$VENV/bin/python" ]; then
+    echo "[setup] creating $VENV with $($PYTHON --version)"
+    "$PYTHON" -m venv "$VENV"
+    "$VENV/bin/python" -m pip install --quiet --upgrade pip
+fi
+
+stamp="$VENV/.labbench-setup"
+want="$(sha256sum pyproject.toml | cut -d' ' -f1) $TORCH_SPEC"
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    if ! "$VENV/bin/python" -c "import torch, torchvision" 2>/dev/null; then
+        echo "[setup] installing $TORCH_SPEC (large: a CUDA build that also runs on CPU)"
+        # shellcheck disable=SC2086
+        "$VENV/bin/python" -m pip install --quiet $TORCH_SPEC
+    fi
+    echo "[setup] installing labbench and its dependencies"
+    "$VENV/bin/python" -m pip install --quiet -e ".[dev]"
+    echo "$want" > "$stamp"
+fi

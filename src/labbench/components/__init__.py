@@ -1,0 +1,1 @@
+"""Factories the configs instantiate: activations, norms, init schemes, schedules, losses."""

