@@ -67,8 +67,11 @@ def run(cfg: DictConfig, output_dir: str | Path, choices: dict[str, str] | None 
     from labbench.loggers import finish_wandb
     from labbench.probes import DivergenceDetector
 
-    output_dir = Path(output_dir)
+    output_dir = Path(output_dir).resolve()
     output_dir.mkdir(parents=True, exist_ok=True)
+    cfg = cfg.copy()
+    if "paths" in cfg:
+        cfg.paths.output_dir = str(output_dir)  # the run's folder, whoever launched it
     record: dict[str, Any] = {
         "schema": 1,
         "run_id": run_id(cfg),

@@ -1,0 +1,38 @@
+"""Shared test fixtures: compose configs, run trainings in a temp folder, call the CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(autouse=True)
+def _offline_wandb(monkeypatch):
+    """Tests never talk to a W&B server, whatever the developer's own settings."""
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+
+
+def fast_overrides(steps: int = 40) -> list[str]:
+    """A short CPU run without W&B or progress bars: seconds, not minutes."""
+    return [
+        "logger=csv",
+        f"trainer.max_steps={steps}",
+        f"trainer.val_check_interval={max(1, steps // 2)}",
+        "trainer.enable_progress_bar=false",
+    ]
+
+
+def cli(*args: str, cwd: Path, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    """Run a console script of this venv (e.g. ``labbench-train``) and capture its output."""
+    full_env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "COLUMNS": "200", **(env or {})}
+    return subprocess.run(
+        [str(BIN / args[0]), *args[1:]], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout
+    )

@@ -1,0 +1,54 @@
+"""labbench-train honours Hydra's standard flags and reports bad input clearly."""
+
+from __future__ import annotations
+
+import yaml
+
+from conftest import cli
+from labbench.record import read_record
+
+
+def test_help_lists_the_config_groups(tmp_path):
+    proc = cli("labbench-train", "--help", cwd=tmp_path)
+    assert proc.returncode == 0
+    for group in ("data", "model", "optimizer", "init", "norm", "activation", "schedule", "loss", "trainer", "logger"):
+        assert f"{group}:" in proc.stdout
+    assert "kaiming_normal" in proc.stdout and "mnist5k" in proc.stdout
+
+
+def test_cfg_job_prints_the_composed_config(tmp_path):
+    proc = cli("labbench-train", "--cfg", "job", "optimizer=sgd", "optimizer.lr=0.3", "seed=7", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    cfg = yaml.safe_load(proc.stdout)
+    assert cfg["optimizer"]["_target_"] == "torch.optim.SGD" and cfg["optimizer"]["lr"] == 0.3
+    assert cfg["seed"] == 7 and cfg["data"]["order_seed"] == "${seed}"
+    assert not (tmp_path / "outputs").exists()  # printing the config runs nothing
+
+
+def test_info_works(tmp_path):
+    proc = cli("labbench-train", "--info", cwd=tmp_path)
+    assert proc.returncode == 0 and "labbench.conf" in proc.stdout
+
+
+def test_unknown_option_names_the_valid_ones(tmp_path):
+    proc = cli("labbench-train", "optimizer=adamm", cwd=tmp_path)
+    assert proc.returncode != 0
+    assert "optimizer/adamm" in proc.stderr
+    for valid in ("adam", "adamw", "sgd", "rmsprop", "adagrad"):
+        assert valid in proc.stderr
+
+
+def test_multirun_writes_one_record_per_job_in_run_id_folders(tmp_path):
+    proc = cli(
+        "labbench-train", "-m", "data=synthetic", "seed=0,1", "init=xavier_normal,kaiming_normal",
+        "logger=csv", "trainer.max_steps=10", "trainer.enable_progress_bar=false", cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    records = [read_record(p.parent) for p in (tmp_path / "outputs" / "multirun").rglob("run.json")]
+    assert len(records) == 4
+    assert {r["status"] for r in records} == {"completed"}
+    assert len({r["run_id"] for r in records}) == 4
+    assert {(r["config"]["seed"], r["config"]["init"]["scheme"]) for r in records} == {
+        (0, "xavier_normal"), (0, "kaiming_normal"), (1, "xavier_normal"), (1, "kaiming_normal"),
+    }
+    assert all(p.name == read_record(p)["run_id"] for p in (r_dir.parent for r_dir in (tmp_path / "outputs").rglob("run.json")))

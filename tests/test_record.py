@@ -1,0 +1,69 @@
+"""Run identity, atomic records, and the curves read back from the CSV logger."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from labbench.config import compose, identity_config, run_id
+from labbench.record import read_curves, summarize_curves, write_json_atomic
+
+
+def test_run_id_ignores_where_and_how_a_run_reports():
+    base = run_id(compose([]))
+    assert run_id(compose(["paths.output_root=/elsewhere", "paths.data_dir=/data"])) == base
+    assert run_id(compose(["logger=csv"])) == base
+    assert run_id(compose(["trainer.enable_progress_bar=false"])) == base
+
+
+@pytest.mark.parametrize("change", ["seed=1", "seed=0 optimizer.lr=0.002", "init=kaiming_normal", "trainer.max_steps=401", "data.order_seed=5"])
+def test_run_id_changes_with_anything_that_changes_the_numbers(change):
+    assert run_id(compose(change.split())) != run_id(compose([]))
+
+
+def test_seed_zero_is_a_seed():
+    assert run_id(compose(["seed=0"])) != run_id(compose(["seed=1"]))
+    assert identity_config(compose(["seed=0"]))["seed"] == 0
+
+
+def test_identity_config_names_paths_instead_of_resolving_them():
+    ident = identity_config(compose(["data=mnist"]))
+    assert ident["data"]["root"] == "<paths.data_dir>"
+    assert "logger" not in ident and "hydra" not in ident
+
+
+def test_atomic_write_replaces_whole_file_and_leaves_no_temp(tmp_path):
+    path = tmp_path / "run.json"
+    write_json_atomic(path, {"a": 1})
+    write_json_atomic(path, {"a": 2, "loss": float("nan"), "big": float("inf")})
+    assert json.loads(path.read_text()) == {"a": 2, "loss": "nan", "big": "inf"}
+    assert os.listdir(tmp_path) == ["run.json"]
+
+
+def test_atomic_write_keeps_the_old_file_when_serialization_fails(tmp_path):
+    path = tmp_path / "run.json"
+    write_json_atomic(path, {"status": "completed"})
+    with pytest.raises(TypeError):
+        write_json_atomic(path, {"status": object()})
+    assert json.loads(path.read_text()) == {"status": "completed"}
+    assert os.listdir(tmp_path) == ["run.json"]
+
+
+def test_curves_from_lightning_csv(tmp_path):
+    csv_file = tmp_path / "metrics.csv"
+    csv_file.write_text(
+        "epoch,step,train/loss,val/acc,val/loss\n"
+        "0,9,2.0,,\n"
+        "0,19,1.0,,\n"
+        "0,19,,0.5,0.9\n"
+        "1,29,0.5,,\n"
+        "1,39,,0.8,0.7\n"
+        "2,49,,0.7,0.8\n"
+    )
+    curves = read_curves(csv_file)
+    assert curves["train/loss"] == [[9, 2.0], [19, 1.0], [29, 0.5]]
+    final, best = summarize_curves(curves)
+    assert final == {"train/loss": 0.5, "val/acc": 0.7, "val/loss": 0.8}
+    assert best == {"val/acc": {"value": 0.8, "step": 39}, "val/loss": {"value": 0.7, "step": 39}}
