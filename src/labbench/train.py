@@ -66,6 +66,7 @@ def run(cfg: DictConfig, output_dir: str | Path, choices: dict[str, str] | None 
 
     from labbench.loggers import finish_wandb
     from labbench.probes import DivergenceDetector
+    from labbench.probes.progress import StepBudgetProgressBar
 
     output_dir = Path(output_dir).resolve()
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -95,7 +96,10 @@ def run(cfg: DictConfig, output_dir: str | Path, choices: dict[str, str] | None 
         for logger in loggers:
             logger.log_hyperparams({"run_id": record["run_id"], **flatten(record["config"])})
         divergence = DivergenceDetector(cfg.get("divergence", {}).get("max_loss"))
-        trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=[divergence], default_root_dir=str(output_dir))
+        callbacks = [divergence]
+        if cfg.trainer.get("enable_progress_bar", True):
+            callbacks.append(StepBudgetProgressBar())
+        trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks, default_root_dir=str(output_dir))
         trainer.fit(task, datamodule=datamodule)
         if divergence.diverged:
             record["status"] = "diverged"
