@@ -45,7 +45,7 @@ def cosine(
     optimizer: Optimizer, total_steps: int, warmup_steps: int = 0, min_lr_ratio: float = 0.0
 ) -> LRScheduler:
     """Half-cosine from the base rate down to ``min_lr_ratio`` x base at the last step."""
-    decay_steps = max(1, total_steps - warmup_steps)
+    decay_steps = max(1, total_steps - warmup_steps - 1)  # the last step (total_steps - 1) sits at the floor
 
     def decay(s: int) -> float:
         progress = min(1.0, s / decay_steps)
