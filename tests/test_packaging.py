@@ -15,7 +15,7 @@ def test_every_subpackage_is_listed_in_pyproject():
     listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     src = REPO / "src"
     found = {".".join(p.parent.relative_to(src).parts) for p in src.rglob("__init__.py")}
-    assert found | {"labbench.conf"} == listed
+    assert found | {"labbench.conf", "labbench.experiments"} == listed
 
 
 def test_wheel_install_finds_the_config_tree(tmp_path):

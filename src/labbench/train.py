@@ -60,12 +60,15 @@ def run(cfg: DictConfig, output_dir: str | Path, choices: dict[str, str] | None 
     """Train and test the run ``cfg`` describes; write and return its ``run.json`` record.
 
     A diverged run (non-finite loss) ends normally with status ``diverged``. Any other
-    error writes a ``failed`` record and is re-raised. The W&B run is finished either way.
+    error writes a ``failed`` record and is re-raised; Ctrl-C writes ``interrupted``.
+    The W&B run is finished either way. With ``evaluate_test: false`` (tuning runs) the
+    test split is never read.
     """
     from hydra.utils import instantiate
 
     from labbench.loggers import finish_wandb
     from labbench.probes import DivergenceDetector
+    from labbench.probes.init_stats import InitActivationStats
     from labbench.probes.progress import StepBudgetProgressBar
 
     output_dir = Path(output_dir).resolve()
@@ -96,7 +99,11 @@ def run(cfg: DictConfig, output_dir: str | Path, choices: dict[str, str] | None 
         for logger in loggers:
             logger.log_hyperparams({"run_id": record["run_id"], **flatten(record["config"])})
         divergence = DivergenceDetector(cfg.get("divergence", {}).get("max_loss"))
-        callbacks = [divergence]
+        callbacks: list = [divergence]
+        probes = cfg.get("probes") or {}
+        init_stats = InitActivationStats() if probes.get("init_activation_stats") else None
+        if init_stats is not None:
+            callbacks.append(init_stats)
         if cfg.trainer.get("enable_progress_bar", True):
             callbacks.append(StepBudgetProgressBar())
         trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks, default_root_dir=str(output_dir))
@@ -107,15 +114,22 @@ def run(cfg: DictConfig, output_dir: str | Path, choices: dict[str, str] | None 
         else:
             if task.last_val_step != trainer.global_step:
                 trainer.validate(task, datamodule=datamodule, verbose=False)
-            trainer.test(task, datamodule=datamodule, verbose=False)
+            if cfg.get("evaluate_test", True):
+                trainer.test(task, datamodule=datamodule, verbose=False)
             record["status"] = "completed"
+        if init_stats is not None:
+            record["probes"] = {"init_activation_std": init_stats.per_layer}
+    except KeyboardInterrupt:
+        record["status"] = "interrupted"
+        raise
     except Exception as err:
         record["error"] = {"type": type(err).__name__, "message": str(err), "traceback": traceback.format_exc()}
         raise
     finally:
+        ok = record["status"] in ("completed", "diverged")
         for logger in loggers:
-            logger.finalize("success" if record["status"] != "failed" else "failed")
-        finish_wandb(loggers, failed=record["status"] == "failed")
+            logger.finalize("success" if ok else "failed")
+        finish_wandb(loggers, failed=not ok)
         _complete_record(record, cfg, output_dir, trainer, loggers, time.perf_counter() - start)
         write_json_atomic(output_dir / RECORD_NAME, record)
     return record

@@ -1,0 +1,1 @@
+"""The named ablations shipped with labbench, importable as ``labbench.experiments``."""

@@ -1,0 +1,85 @@
+"""``reproduce`` and ``report``: the two things a user does with a named ablation."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from labbench.ablation import plan as planning
+from labbench.ablation.execute import execute
+from labbench.ablation.plan import Plan, PlannedRun
+from labbench.ablation.report import write_report
+from labbench.ablation.results import analyze, choose_tuned
+from labbench.ablation.spec import Spec
+from labbench.ablation.store import Store
+
+ProgressFn = Callable[[PlannedRun, str], None]
+
+
+@dataclass
+class Outcome:
+    plan: Plan
+    verdict: dict[str, Any]
+    report: Path
+    counts: dict[str, int]
+
+
+def count_runs(spec: Spec, profile: str, seeds: int | None = None) -> int:
+    n_seeds = seeds if seeds is not None else spec.profile(profile).seeds
+    tuning = 0 if spec.tuning is None else len(next(iter(spec.tuning_grid(profile).values()))) * spec.tuning.seeds
+    return len(spec.arms) * (n_seeds + tuning)
+
+
+def reproduce(
+    spec: Spec,
+    profile: str = "quick",
+    seeds: int | None = None,
+    extra: Sequence[str] = (),
+    root: str | Path | None = None,
+    jobs: int = 1,
+    wandb: bool = True,
+    retry_failed: bool = False,
+    report_dir: str | Path | None = None,
+    on_start: Callable[[int], None] | None = None,
+    on_done: ProgressFn | None = None,
+) -> Outcome:
+    """Plan, run what is missing (tuning first), aggregate, and write the report."""
+    from labbench.ablation.store import default_root
+
+    extra = list(extra)
+    planning.validate(spec, profile, extra)
+    store = Store(root or default_root(), spec.name, profile)
+    plan = Plan(spec.name, profile, planning.final_seeds(spec, profile, seeds), extra)
+    plan.tuning_runs = planning.tuning_runs(spec, profile, extra)
+    if on_start:
+        on_start(count_runs(spec, profile, len(plan.seeds)))
+    tags = [t for t in (spec.claim_id, profile) if t]
+    counts: dict[str, int] = {}
+
+    def run_all(runs: list[PlannedRun]) -> None:
+        store.save_plan(plan.as_dict())  # before running: an interrupted ablation can still be reported
+        for k, v in execute(runs, store, spec.name, tags, jobs, wandb, retry_failed, on_done).items():
+            counts[k] = counts.get(k, 0) + v
+
+    if plan.tuning_runs:
+        run_all(plan.tuning_runs)
+        plan.tuned = choose_tuned(spec, profile, plan.tuning_runs, store)
+    plan.final_runs = planning.final_runs(spec, profile, extra, plan.seeds, plan.tuned)
+    run_all(plan.final_runs)
+    store.save_plan(plan.as_dict())
+    verdict = analyze(spec, plan, store)
+    report = write_report(spec, plan, store, verdict, Path(report_dir) if report_dir else store.dir)
+    return Outcome(plan, verdict, report, counts)
+
+
+def rebuild_report(spec: Spec, profile: str = "quick", root: str | Path | None = None, report_dir: str | Path | None = None) -> Outcome:
+    """Rebuild ``report.md`` and ``verdict.json`` from stored runs only; runs nothing."""
+    from labbench.ablation.store import default_root
+
+    store = Store(root or default_root(), spec.name, profile)
+    plan = Plan.from_dict(store.load_plan())
+    verdict = analyze(spec, plan, store)
+    report = write_report(spec, plan, store, verdict, Path(report_dir) if report_dir else store.dir)
+    return Outcome(plan, verdict, report, {})

@@ -1,0 +1,56 @@
+"""Metric expressions: how an ablation reads one number from a run record.
+
+    test/acc            the final value of a logged metric
+    train/loss@100      the last value logged at or before step 100 (early training)
+    train/loss[-5:]     the mean of the last 5 logged values (smooths batch noise)
+    val/loss:min        the best (min or max) value over the run
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+_PATTERN = re.compile(r"^(?P<key>[\w/.\-]+?)(?:@(?P<step>\d+)|\[-(?P<last>\d+):\]|:(?P<agg>min|max))?$")
+
+
+@dataclass(frozen=True)
+class MetricExpr:
+    key: str
+    step: int | None = None
+    last: int | None = None
+    agg: str | None = None
+
+
+def parse_metric(expr: str) -> MetricExpr:
+    match = _PATTERN.match(str(expr))
+    if not match:
+        raise ValueError(
+            f"bad metric expression {expr!r}; valid forms: 'test/acc', 'train/loss@100', 'train/loss[-5:]', 'val/loss:min'"
+        )
+    g = match.groupdict()
+    return MetricExpr(g["key"], int(g["step"]) if g["step"] else None, int(g["last"]) if g["last"] else None, g["agg"])
+
+
+def _number(value: Any) -> float:
+    """Record values are floats, or "nan"/"inf" strings after a JSON round trip."""
+    return float(value)
+
+
+def metric_value(record: dict[str, Any], expr: str) -> float:
+    """The value of ``expr`` in a run record; NaN when the run never logged it."""
+    m = parse_metric(expr)
+    points = record.get("curves", {}).get(m.key, [])
+    if m.step is not None:
+        before = [v for s, v in points if s <= m.step]
+        return _number(before[-1]) if before else math.nan
+    if m.last is not None:
+        tail = [_number(v) for _, v in points[-m.last :]]
+        return sum(tail) / len(tail) if tail else math.nan
+    if m.agg is not None:
+        values = [_number(v) for _, v in points if math.isfinite(_number(v))]
+        return (min if m.agg == "min" else max)(values) if values else math.nan
+    final = record.get("metrics", {}).get("final", {})
+    return _number(final[m.key]) if m.key in final else math.nan

@@ -1,0 +1,165 @@
+"""From a spec and a profile to the list of runs: arms x seeds, after per-arm tuning.
+
+A planned run is nothing but a list of Hydra overrides; its id is the hash of the config
+they compose to, so the plan, the store and resume all agree on what a run is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from labbench.ablation.spec import Spec, SpecError
+from labbench.config import NON_IDENTITY_KEYS, compose, flatten, run_id
+
+TUNING_SEED_BASE = 1000  # tuning runs use their own seeds, so final seeds are not the ones selected on
+
+
+def override_key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def merge_overrides(*groups: Iterable[str]) -> tuple[str, ...]:
+    """Concatenate override lists; a later value for the same key replaces the earlier one."""
+    merged: dict[str, str] = {}
+    for group in groups:
+        for override in group:
+            key = override_key(override)
+            merged.pop(key, None)
+            merged[key] = override
+    return tuple(merged.values())
+
+
+def _format(value: Any) -> str:
+    return repr(value) if isinstance(value, str) and any(c in value for c in " ,[]") else str(value)
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    arm: str
+    seed: int
+    stage: str  # "tune" (validation only) or "final"
+    overrides: tuple[str, ...]
+    run_id: str
+    tuned_value: Any = None
+
+    def as_dict(self) -> dict:
+        return {"arm": self.arm, "seed": self.seed, "stage": self.stage, "run_id": self.run_id,
+                "tuned_value": self.tuned_value, "overrides": list(self.overrides)}
+
+
+@dataclass
+class Plan:
+    """Everything ``report`` needs to find an ablation's runs again."""
+
+    name: str
+    profile: str
+    seeds: list[int]
+    extra_overrides: list[str]
+    tuning_runs: list[PlannedRun] = field(default_factory=list)
+    final_runs: list[PlannedRun] = field(default_factory=list)
+    tuned: dict[str, dict[str, Any]] = field(default_factory=dict)  # arm -> {value, scores, on_edge}
+
+    def as_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "profile": self.profile,
+            "seeds": self.seeds,
+            "extra_overrides": self.extra_overrides,
+            "tuned": self.tuned,
+            "tuning_runs": [r.as_dict() for r in self.tuning_runs],
+            "final_runs": [r.as_dict() for r in self.final_runs],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Plan:
+        def runs(items):
+            return [PlannedRun(r["arm"], r["seed"], r["stage"], tuple(r["overrides"]), r["run_id"], r.get("tuned_value")) for r in items]
+
+        return cls(d["name"], d["profile"], d["seeds"], d["extra_overrides"], runs(d["tuning_runs"]), runs(d["final_runs"]), d["tuned"])
+
+
+def arm_overrides(spec: Spec, arm: str, profile: str, extra: Sequence[str] = ()) -> tuple[str, ...]:
+    """base, then profile, then arm, then the user's command-line overrides (later wins)."""
+    return merge_overrides(spec.base, spec.profile(profile).overrides, spec.arm(arm).overrides, extra)
+
+
+def planned_run(spec: Spec, arm: str, profile: str, extra: Sequence[str], seed: int, stage: str, tuned_value: Any = None) -> PlannedRun:
+    specific = [f"seed={seed}"]
+    if spec.tuning is not None and tuned_value is not None:
+        specific.append(f"{spec.tuning.param}={_format(tuned_value)}")
+    if stage == "tune":
+        specific.append("evaluate_test=false")
+    overrides = merge_overrides(arm_overrides(spec, arm, profile, extra), specific)
+    try:
+        cfg = compose(overrides)
+    except Exception as err:
+        raise SpecError(f"{spec.name}: arm {arm!r} does not compose with overrides {list(overrides)}: {err}") from err
+    return PlannedRun(arm, seed, stage, overrides, run_id(cfg), tuned_value)
+
+
+def final_seeds(spec: Spec, profile: str, seeds: int | None = None) -> list[int]:
+    return list(range(seeds if seeds is not None else spec.profile(profile).seeds))
+
+
+def tuning_runs(spec: Spec, profile: str, extra: Sequence[str]) -> list[PlannedRun]:
+    if spec.tuning is None:
+        return []
+    runs = []
+    grid = spec.tuning_grid(profile)
+    for arm in spec.arms:
+        for value in grid[arm.name]:
+            for i in range(spec.tuning.seeds):
+                runs.append(planned_run(spec, arm.name, profile, extra, TUNING_SEED_BASE + i + arm.seed_offset, "tune", value))
+    return runs
+
+
+def final_runs(spec: Spec, profile: str, extra: Sequence[str], seeds: list[int], tuned: dict[str, dict]) -> list[PlannedRun]:
+    return [
+        planned_run(spec, arm.name, profile, extra, seed + arm.seed_offset, "final", tuned.get(arm.name, {}).get("value"))
+        for arm in spec.arms
+        for seed in seeds
+    ]
+
+
+def arm_differences(spec: Spec, profile: str, extra: Sequence[str] = (), resolve: bool = False) -> dict[str, dict[str, Any]]:
+    """Flat keys whose values differ between arms (seed fixed): key -> {arm: value}."""
+    flats = {}
+    for arm in spec.arms:
+        cfg = compose(merge_overrides(arm_overrides(spec, arm.name, profile, extra), ["seed=0"]))
+        tree = OmegaConf.to_container(cfg, resolve=resolve)
+        for dotted in NON_IDENTITY_KEYS:
+            parent, _, leaf = dotted.rpartition(".")
+            node = tree.get(parent, {}) if parent else tree
+            if isinstance(node, dict):
+                node.pop(leaf, None)
+        tree.pop("paths", None)
+        flats[arm.name] = flatten(tree)
+    keys = sorted(set().union(*flats.values()))
+    return {
+        key: {arm: flat.get(key, "<absent>") for arm, flat in flats.items()}
+        for key in keys
+        if len({repr(flat.get(key, "<absent>")) for flat in flats.values()}) > 1
+    }
+
+
+def validate(spec: Spec, profile: str | None = None, extra: Sequence[str] = ()) -> None:
+    """Every arm composes in every profile, and arms differ only on the declared factors."""
+    for name in [profile] if profile else list(spec.profiles):
+        spec.profile(name)
+        for arm in spec.arms:
+            try:
+                compose(arm_overrides(spec, arm.name, name, extra))
+            except Exception as err:
+                raise SpecError(f"{spec.name}: arm {arm.name!r} does not compose in profile {name!r}: {err}") from err
+        diffs = arm_differences(spec, name, extra)
+        stray = [k for k in diffs if not any(k == f or k.startswith(f + ".") for f in spec.factors)]
+        if stray:
+            details = "; ".join(f"{k}: {diffs[k]}" for k in stray[:5])
+            raise SpecError(
+                f"{spec.name}: in profile {name!r} the arms differ on keys outside the declared factors "
+                f"{list(spec.factors)}: {details}. Declare them in `factors` or make the arms identical there."
+            )

@@ -1,0 +1,208 @@
+"""``report.md``, ``verdict.json`` and the plots, built only from stored run records.
+
+Everything here is a pure function of the spec, the plan and the records: rebuilding a
+report from the same runs gives the same files, byte for byte.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from labbench.ablation.plan import Plan
+from labbench.ablation.results import final_records
+from labbench.ablation.spec import Spec
+from labbench.ablation.store import Store
+from labbench.record import write_json_atomic
+
+CURVE_KEYS = ("train/loss", "val/loss", "val/acc")
+
+
+def _f(x: Any, digits: int = 4) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, float):
+        if math.isnan(x):
+            return "n/a"
+        return f"{x:.{digits}g}"
+    return str(x)
+
+
+def _ci(d: dict) -> str:
+    return f"[{_f(d['ci_low'])}, {_f(d['ci_high'])}]"
+
+
+def plot_curves(records: dict[str, list[dict | None]], path: Path) -> bool:
+    """Learning curves per arm: mean over seeds with a band of +-1 std."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = [k for k in CURVE_KEYS if any(r and r.get("curves", {}).get(k) for recs in records.values() for r in recs)]
+    if not keys:
+        return False
+    fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 3.6), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        for arm, recs in records.items():
+            curves = [dict((int(s), float(v)) for s, v in r["curves"].get(key, [])) for r in recs if r and r.get("status") == "completed"]
+            steps = sorted(set().union(*curves)) if curves else []
+            if not steps:
+                continue
+            grid = np.array([[c.get(s, np.nan) for s in steps] for c in curves], dtype=float)
+            mean, std = np.nanmean(grid, axis=0), np.nanstd(grid, axis=0)
+            (line,) = ax.plot(steps, mean, label=f"{arm} (n={len(curves)})")
+            ax.fill_between(steps, mean - std, mean + std, color=line.get_color(), alpha=0.2, linewidth=0)
+        ax.set_title(key)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, metadata={"Software": None})
+    plt.close(fig)
+    return True
+
+
+def plot_metrics(verdict: dict, path: Path) -> bool:
+    """Per hypothesis metric: every seed's value per arm, with the mean and its interval."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metrics = list(dict.fromkeys(h["metric"] for h in verdict["hypotheses"]))
+    if not metrics:
+        return False
+    arms = list(verdict["arms"])
+    fig, axes = plt.subplots(1, len(metrics), figsize=(max(4.0, 1.3 * len(arms)) * len(metrics), 3.6), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        for i, arm in enumerate(arms):
+            m = verdict["arms"][arm]["metrics"][metric]
+            vals = np.array(m["values"], dtype=float)
+            jitter = np.linspace(-0.12, 0.12, len(vals)) if len(vals) > 1 else np.zeros(1)
+            ax.scatter(i + jitter, vals, s=14, alpha=0.7)
+            if math.isfinite(m["mean"]):
+                low = m["ci_low"] if math.isfinite(m["ci_low"]) else m["mean"]
+                high = m["ci_high"] if math.isfinite(m["ci_high"]) else m["mean"]
+                ax.errorbar(i + 0.3, m["mean"], yerr=[[m["mean"] - low], [high - m["mean"]]], fmt="o", color="black", capsize=3)
+        ax.set_xticks(range(len(arms)), arms, rotation=20, ha="right", fontsize=8)
+        ax.set_title(metric)
+        ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, metadata={"Software": None})
+    plt.close(fig)
+    return True
+
+
+def _provenance(records: list[dict]) -> dict[str, Any]:
+    provs = [r.get("provenance", {}) for r in records]
+    commits = sorted({str(p.get("git_commit")) for p in provs})
+    dirty = any(p.get("git_dirty") for p in provs)
+    versions = provs[0].get("versions", {}) if provs else {}
+    devices = sorted({f"{p.get('device', {}).get('accelerator')} ({p.get('device', {}).get('cpu')}, {p.get('device', {}).get('torch_threads')} threads)" for p in provs})
+    precisions = sorted({str(p.get("precision")) for p in provs})
+    return {"commits": commits, "dirty": dirty, "versions": versions, "devices": devices, "precisions": precisions}
+
+
+def _setup_rows(spec: Spec, plan: Plan, records: dict[str, list[dict | None]]) -> list[tuple[str, str]]:
+    first = next((r for recs in records.values() for r in recs if r), None)
+    rows = []
+    if first:
+        cfg = first["config"]
+        data = first.get("data", {})
+        rows.append(("data", f"`{cfg['data']['_target_'].rsplit('.', 1)[-1]}` splits {data.get('splits')} input {data.get('input_shape')}"))
+        rows.append(("model", f"`{cfg['model']['_target_'].rsplit('.', 1)[-1]}` " + ", ".join(
+            f"{k}={v}" for k, v in cfg["model"].items() if k not in ("_target_", "activation", "norm"))))
+        rows.append(("budget", f"{cfg['trainer']['max_steps']} steps, batch {cfg['data']['batch_size']}, precision {cfg['trainer']['precision']}"))
+    rows.append(("base overrides", " ".join(f"`{o}`" for o in spec.base) or "-"))
+    rows.append(("profile overrides", " ".join(f"`{o}`" for o in spec.profile(plan.profile).overrides) or "-"))
+    if plan.extra_overrides:
+        rows.append(("command-line overrides", " ".join(f"`{o}`" for o in plan.extra_overrides)))
+    rows.append(("seeds", ", ".join(str(s) for s in plan.seeds) + " (shared by all arms: paired)"))
+    if spec.tuning is not None:
+        t = spec.tuning
+        rows.append(("tuning", f"`{t.param}` per arm on `{t.metric}` ({t.direction} is better), {len(next(iter(spec.tuning_grid(plan.profile).values())))} values x {t.seeds} seed(s) per arm, validation split only"))
+        for arm, info in plan.tuned.items():
+            edge = " **on the edge of its grid: the optimum may lie outside it**" if info.get("on_edge") else ""
+            scores = ", ".join(f"{k}: {_f(v)}" for k, v in info["scores"].items())
+            rows.append((f"tuned `{arm}`", f"`{t.param}={info['value']}`{edge} (grid scores {scores})"))
+    return rows
+
+
+def render(spec: Spec, plan: Plan, verdict: dict, records: dict[str, list[dict | None]], plots: dict[str, bool]) -> str:
+    all_records = [r for recs in records.values() for r in recs if r]
+    prov = _provenance(all_records)
+    lines = [f"# {spec.name}: `{plan.profile}` profile", ""]
+    lines += [f"> **Claim{f' ({spec.claim_id})' if spec.claim_id else ''}.** {spec.claim}", ""]
+    if spec.sources:
+        lines += ["Sources: " + "; ".join(spec.sources) + ".", ""]
+    if spec.reference:
+        lines += [f"Reference: {spec.reference}", ""]
+    if spec.notes:
+        lines += [f"Note: {spec.notes}", ""]
+
+    lines += ["## Verdict", "",
+              "| hypothesis | metric | predicted | difference (95% CI) | P(improvement) | n | verdict |",
+              "|---|---|---|---|---|---|---|"]
+    for h in verdict["hypotheses"]:
+        better_word = "lower" if h["direction"] == "lower" else "higher"
+        margin = f" by > {_f(h['margin'])}" if h["margin"] else ""
+        lines.append(
+            f"| {h['name']} | `{h['metric']}` | `{h['better']}` {better_word} than `{h['worse']}`{margin} | "
+            f"{_f(h['mean_diff'])} [{_f(h['ci_low'])}, {_f(h['ci_high'])}] | {_f(h['prob_improvement'], 3)} | {h['n']} | **{h['verdict']}** |"
+        )
+    lines += ["", "The difference is oriented so that a positive value means the predicted-better arm did better "
+              "(for a loss: the other arm's value minus its value). Verdicts hold at the scale this profile ran, nothing more.", ""]
+    notes = [f"- {h['name']}: {h['note']}" for h in verdict["hypotheses"] if h.get("note")]
+    if notes:
+        lines += notes + [""]
+
+    metric_names = list(next(iter(verdict["arms"].values()))["metrics"])
+    lines += ["## Arms", "", "| arm | overrides | runs | " + " | ".join(f"`{m}` mean ± std [95% CI]" for m in metric_names) + " |",
+              "|---|---|---|" + "---|" * len(metric_names)]
+    for arm, a in verdict["arms"].items():
+        counts = ", ".join(f"{v} {k}" for k, v in a["status_counts"].items())
+        cells = [f"{_f(m['mean'])} ± {_f(m['std'])} {_ci(m)}" for m in a["metrics"].values()]
+        lines.append(f"| `{arm}` | {' '.join(f'`{o}`' for o in a['overrides']) or '-'} | {counts} | " + " | ".join(cells) + " |")
+    lines += ["", "Diverged and failed runs are kept: each counts in `runs`, and takes the worst value any run reached on each metric.", ""]
+
+    lines += ["## Setup", "", "| | |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in _setup_rows(spec, plan, records)]
+    lines += [""]
+
+    lines += ["## Plots", ""]
+    if plots.get("curves"):
+        lines += ["Learning curves (mean over seeds, band = ±1 std):", "", "![learning curves](curves.png)", ""]
+    if plots.get("metrics"):
+        lines += ["Hypothesis metrics, one dot per seed, black = mean with its 95% interval:", "", "![hypothesis metrics](metrics.png)", ""]
+
+    lines += ["## Method", "", f"Statistics: {verdict['method']}.", "",
+              f"Runs: {verdict['runs']['final']} final, {verdict['runs']['tuning']} tuning, {verdict['runs']['missing']} missing; "
+              f"total training wall time {_f(verdict['wall_time_s'] / 60, 3)} min.", ""]
+    lines += ["## Provenance", "", "| | |", "|---|---|",
+              f"| commit | {', '.join(prov['commits'])}{' (uncommitted changes)' if prov['dirty'] else ''} |",
+              f"| versions | {', '.join(f'{k} {v}' for k, v in prov['versions'].items())} |",
+              f"| device | {'; '.join(prov['devices'])} |",
+              f"| precision | {', '.join(prov['precisions'])} |", ""]
+    cmd = f"labbench reproduce {spec.name} --profile {plan.profile}"
+    if plan.seeds != list(range(spec.profile(plan.profile).seeds)):
+        cmd += f" --seeds {len(plan.seeds)}"
+    if plan.extra_overrides:
+        cmd += " " + " ".join(plan.extra_overrides)
+    lines += ["## Reproduce", "", "```bash", cmd, "```", ""]
+    return "\n".join(lines)
+
+
+def write_report(spec: Spec, plan: Plan, store: Store, verdict: dict, out_dir: Path) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    records = final_records(plan, store)
+    plots = {"curves": plot_curves(records, out_dir / "curves.png"), "metrics": plot_metrics(verdict, out_dir / "metrics.png")}
+    write_json_atomic(out_dir / "verdict.json", verdict)
+    path = out_dir / "report.md"
+    tmp = path.with_suffix(".md.tmp")
+    tmp.write_text(render(spec, plan, verdict, records, plots))
+    tmp.replace(path)
+    return path

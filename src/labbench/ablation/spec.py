@@ -1,0 +1,283 @@
+"""The ablation spec (``experiments/<name>.yaml``): load it and validate it with clear errors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from labbench.ablation.metrics import parse_metric
+
+SPEC_KEYS = {
+    "name": "the ablation's name (the file name without .yaml)",
+    "claim_id": "the claim's id in claims.md (e.g. A2)",
+    "claim": "the claim, in our own words",
+    "sources": "where the claim is made: seed file and question",
+    "reference": "the published result it should echo",
+    "factors": "config keys (groups or dotted keys) the arms vary; nothing else may differ",
+    "base": "overrides applied to every arm",
+    "arms": "arm name -> overrides (or {overrides: [...], seed_offset: N})",
+    "metrics": "metric expressions reported for every arm",
+    "hypotheses": "the predictions the verdicts answer",
+    "tuning": "optional per-arm nuisance tuning on the validation split",
+    "profiles": "smoke / quick / full: seeds, overrides, estimated minutes",
+    "notes": "optional remarks shown in the report",
+}
+HYPOTHESIS_KEYS = {"name", "metric", "better", "worse", "direction", "margin", "note"}
+TUNING_KEYS = {"param", "grid", "metric", "direction", "seeds"}
+PROFILE_KEYS = {"seeds", "overrides", "estimated_minutes", "description", "tuning_grid"}
+DIRECTIONS = ("lower", "higher")
+PROFILES = ("smoke", "quick", "full")
+
+
+class SpecError(ValueError):
+    """A spec is malformed; the message names the file, the key and what is valid."""
+
+
+@dataclass(frozen=True)
+class Arm:
+    name: str
+    overrides: tuple[str, ...]
+    seed_offset: int = 0  # A/A controls draw an arm's seeds from another range
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    """``better`` beats ``worse`` on ``metric`` by more than ``margin`` (in metric units).
+
+    ``direction`` says which values are better (``lower`` for a loss). A negative margin
+    states non-inferiority ("matches or beats").
+    """
+
+    name: str
+    metric: str
+    better: str
+    worse: str
+    direction: str
+    margin: float = 0.0
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """Per-arm grid search of one nuisance parameter on the validation split."""
+
+    param: str
+    grid: dict[str, tuple[Any, ...]]  # arm -> values (equal length: equal budget)
+    metric: str
+    direction: str
+    seeds: int = 1
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    seeds: int
+    overrides: tuple[str, ...]
+    estimated_minutes: float | None = None
+    description: str = ""
+    tuning_grid: dict[str, tuple[Any, ...]] | None = None  # replaces tuning.grid in this profile
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str
+    path: Path
+    claim_id: str
+    claim: str
+    sources: tuple[str, ...]
+    reference: str
+    factors: tuple[str, ...]
+    base: tuple[str, ...]
+    arms: tuple[Arm, ...]
+    metrics: tuple[str, ...]
+    hypotheses: tuple[Hypothesis, ...]
+    profiles: dict[str, Profile]
+    tuning: Tuning | None = None
+    notes: str = ""
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def arm(self, name: str) -> Arm:
+        return next(a for a in self.arms if a.name == name)
+
+    def tuning_grid(self, profile: str) -> dict[str, tuple[Any, ...]]:
+        """The per-arm tuning grid in ``profile`` (a profile may use a smaller one)."""
+        if self.tuning is None:
+            return {}
+        return self.profile(profile).tuning_grid or self.tuning.grid
+
+    def profile(self, name: str) -> Profile:
+        if name not in self.profiles:
+            raise SpecError(f"{self.name}: no profile {name!r}; valid: {', '.join(self.profiles)}")
+        return self.profiles[name]
+
+
+def experiments_dir() -> Path:
+    """The shipped specs (the repo's ``experiments/``, packaged as ``labbench.experiments``)."""
+    return Path(str(resources.files("labbench.experiments")))
+
+
+def available() -> list[str]:
+    return sorted(p.stem for p in experiments_dir().glob("*.yaml"))
+
+
+def find(name_or_path: str) -> Path:
+    """A spec by name (``xavier-vs-kaiming``) or by path to a YAML file."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") and path.is_file():
+        return path
+    candidate = experiments_dir() / f"{name_or_path}.yaml"
+    if candidate.is_file():
+        return candidate
+    raise SpecError(f"no ablation named {name_or_path!r}; available: {', '.join(available())} (or give a path to a spec .yaml)")
+
+
+def load(name_or_path: str) -> Spec:
+    path = find(name_or_path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise SpecError(f"{path}: not valid YAML: {err}") from err
+    return parse(raw, path)
+
+
+def _fail(path: Path, msg: str) -> SpecError:
+    return SpecError(f"{path.name}: {msg}")
+
+
+def _unknown(path: Path, where: str, got: set, valid: set | dict) -> None:
+    extra = sorted(set(got) - set(valid))
+    if extra:
+        raise _fail(path, f"unknown key(s) {', '.join(extra)} in {where}; valid: {', '.join(sorted(valid))}")
+
+
+def _strings(path: Path, where: str, value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise _fail(path, f"{where} must be a list of override strings like 'optimizer=sgd', got {value!r}")
+    return tuple(value)
+
+
+def _direction(path: Path, where: str, value: Any) -> str:
+    if value not in DIRECTIONS:
+        raise _fail(path, f"{where}.direction must be one of {', '.join(DIRECTIONS)}, got {value!r}")
+    return value
+
+
+def _grid(path: Path, where: str, grid: Any, arm_names: list[str]) -> dict[str, tuple[Any, ...]]:
+    """One list for all arms, or arm -> list; every arm gets the same number of values."""
+    if isinstance(grid, list):
+        grid = {a: grid for a in arm_names}
+    if not isinstance(grid, dict) or set(grid) != set(arm_names):
+        raise _fail(path, f"{where} must be a list, or give values for every arm ({', '.join(arm_names)})")
+    grid = {a: tuple(v) for a, v in grid.items()}
+    if len({len(v) for v in grid.values()}) != 1 or not next(iter(grid.values())):
+        raise _fail(path, f"{where} must give every arm the same number of values (an equal tuning budget)")
+    return grid
+
+
+def parse(raw: dict[str, Any], path: Path) -> Spec:
+    """Check the structure of a spec (not yet whether its overrides compose: see validate)."""
+    if not isinstance(raw, dict):
+        raise _fail(path, "a spec is a mapping of keys; see experiments/README.md")
+    _unknown(path, "the spec", set(raw), SPEC_KEYS)
+    for key in ("name", "claim", "arms", "hypotheses", "profiles"):
+        if key not in raw:
+            raise _fail(path, f"missing required key {key!r} ({SPEC_KEYS[key]})")
+    if raw["name"] != path.stem:
+        raise _fail(path, f"name {raw['name']!r} must match the file name {path.stem!r}")
+
+    arms = []
+    if not isinstance(raw["arms"], dict) or len(raw["arms"]) < 2:
+        raise _fail(path, "arms must map at least two arm names to their overrides")
+    for name, body in raw["arms"].items():
+        if isinstance(body, dict):
+            _unknown(path, f"arm {name!r}", set(body), {"overrides", "seed_offset"})
+            arms.append(Arm(name, _strings(path, f"arms.{name}.overrides", body.get("overrides")), int(body.get("seed_offset", 0))))
+        else:
+            arms.append(Arm(name, _strings(path, f"arms.{name}", body)))
+    arm_names = [a.name for a in arms]
+
+    hypotheses = []
+    for i, h in enumerate(raw["hypotheses"] or []):
+        where = f"hypotheses[{i}]"
+        if not isinstance(h, dict):
+            raise _fail(path, f"{where} must be a mapping with keys {', '.join(sorted(HYPOTHESIS_KEYS))}")
+        _unknown(path, where, set(h), HYPOTHESIS_KEYS)
+        for key in ("metric", "better", "worse", "direction"):
+            if key not in h:
+                raise _fail(path, f"{where} is missing {key!r}")
+        for key in ("better", "worse"):
+            if h[key] not in arm_names:
+                raise _fail(path, f"{where}.{key} names arm {h[key]!r}; arms are: {', '.join(arm_names)}")
+        parse_metric(h["metric"])
+        hypotheses.append(
+            Hypothesis(
+                name=str(h.get("name", f"{h['better']} vs {h['worse']}")),
+                metric=h["metric"],
+                better=h["better"],
+                worse=h["worse"],
+                direction=_direction(path, where, h["direction"]),
+                margin=float(h.get("margin", 0.0)),
+                note=str(h.get("note", "")),
+            )
+        )
+    if not hypotheses:
+        raise _fail(path, "at least one hypothesis is needed (what does the claim predict?)")
+
+    tuning = None
+    if raw.get("tuning"):
+        t = raw["tuning"]
+        _unknown(path, "tuning", set(t), TUNING_KEYS)
+        for key in ("param", "grid", "metric", "direction"):
+            if key not in t:
+                raise _fail(path, f"tuning is missing {key!r}")
+        grid = _grid(path, "tuning.grid", t["grid"], arm_names)
+        if not t["metric"].startswith("val/"):
+            raise _fail(path, f"tuning.metric must be a validation metric (val/...), got {t['metric']!r}: the test split is for final runs only")
+        parse_metric(t["metric"])
+        tuning = Tuning(t["param"], grid, t["metric"], _direction(path, "tuning", t["direction"]), int(t.get("seeds", 1)))
+
+    profiles = {}
+    if not isinstance(raw["profiles"], dict):
+        raise _fail(path, f"profiles must map profile names ({', '.join(PROFILES)}) to settings")
+    for name, body in raw["profiles"].items():
+        body = body or {}
+        _unknown(path, f"profile {name!r}", set(body), PROFILE_KEYS)
+        seeds = int(body.get("seeds", 0))
+        if seeds < 1:
+            raise _fail(path, f"profile {name!r} needs seeds >= 1")
+        est = body.get("estimated_minutes")
+        if body.get("tuning_grid") is not None and not raw.get("tuning"):
+            raise _fail(path, f"profile {name!r} sets tuning_grid but the spec has no tuning section")
+        profile_grid = _grid(path, f"profiles.{name}.tuning_grid", body["tuning_grid"], arm_names) if body.get("tuning_grid") is not None else None
+        profiles[name] = Profile(name, seeds, _strings(path, f"profiles.{name}.overrides", body.get("overrides")),
+                                 float(est) if est is not None else None, str(body.get("description", "")), profile_grid)
+    if "smoke" not in profiles:
+        raise _fail(path, "a 'smoke' profile is required (the test suite runs it)")
+
+    metrics = tuple(raw.get("metrics") or ())
+    for m in metrics:
+        parse_metric(m)
+    sources = raw.get("sources") or ()
+    return Spec(
+        name=raw["name"],
+        path=path,
+        claim_id=str(raw.get("claim_id", "")),
+        claim=" ".join(str(raw["claim"]).split()),
+        sources=tuple(str(s) for s in (sources if isinstance(sources, list) else [sources])),
+        reference=" ".join(str(raw.get("reference", "")).split()),
+        factors=tuple(raw.get("factors") or ()),
+        base=_strings(path, "base", raw.get("base")),
+        arms=tuple(arms),
+        metrics=metrics,
+        hypotheses=tuple(hypotheses),
+        profiles=profiles,
+        tuning=tuning,
+        notes=" ".join(str(raw.get("notes", "")).split()),
+        raw=raw,
+    )

@@ -1,0 +1,179 @@
+"""``labbench``: list, show, reproduce and report named ablations."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import yaml
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from labbench.ablation import spec as specs
+
+console = Console()
+VERDICT_STYLE = {"supported": "bold green", "contradicted": "bold red", "inconclusive": "yellow"}
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from labbench.ablation.engine import count_runs
+
+    table = Table(title="named ablations", show_lines=True)
+    for col in ("name", "claim", "sources", "arms", "profiles: runs, est. minutes"):
+        table.add_column(col, overflow="fold")
+    for name in specs.available():
+        s = specs.load(name)
+        profiles = "\n".join(
+            f"{p.name}: {count_runs(s, p.name)} runs, ~{p.estimated_minutes:g} min" if p.estimated_minutes is not None
+            else f"{p.name}: {count_runs(s, p.name)} runs" for p in s.profiles.values()
+        )
+        claim = f"[bold]{s.claim_id}[/] {s.claim}" if s.claim_id else s.claim
+        table.add_row(s.name, claim, "\n".join(s.sources), "\n".join(a.name for a in s.arms), profiles)
+    console.print(table)
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from labbench.ablation.plan import arm_differences, arm_overrides, merge_overrides
+    from labbench.config import compose, identity_config
+
+    s = specs.load(args.name)
+    profile = args.profile
+    s.profile(profile)
+    console.rule(f"[bold]{s.name}[/] spec ({s.path})")
+    console.print(yaml.safe_dump(s.raw, sort_keys=False, allow_unicode=True))
+    for arm in s.arms:
+        overrides = merge_overrides(arm_overrides(s, arm.name, profile, args.overrides), ["seed=0"])
+        console.rule(f"arm [bold]{arm.name}[/] ({profile} profile, seed 0): resolved config")
+        console.print(yaml.safe_dump(identity_config(compose(overrides)), sort_keys=False))
+    console.rule("keys on which the arms differ")
+    diffs = arm_differences(s, profile, args.overrides, resolve=True)
+    table = Table("key", *[a.name for a in s.arms])
+    for key, by_arm in diffs.items():
+        table.add_row(key, *[str(by_arm[a.name]) for a in s.arms])
+    console.print(table if diffs else "none (arms differ only in their seeds)")
+    console.print(f"declared factors: {', '.join(s.factors) or '-'}")
+    if s.tuning is not None:
+        console.print(f"tuned per arm: {s.tuning.param} over {dict(s.tuning.grid)} on {s.tuning.metric}")
+    return 0
+
+
+def _verdict_table(verdict: dict) -> Table:
+    table = Table(title=f"{verdict['name']} ({verdict['profile']})")
+    for col in ("hypothesis", "metric", "predicted", "difference [95% CI]", "P(impr.)", "verdict"):
+        table.add_column(col, overflow="fold")
+    for h in verdict["hypotheses"]:
+        word = "lower" if h["direction"] == "lower" else "higher"
+        table.add_row(
+            h["name"], h["metric"], f"{h['better']} {word} than {h['worse']}",
+            f"{h['mean_diff']:.4g} [{h['ci_low']:.4g}, {h['ci_high']:.4g}]", f"{h['prob_improvement']:.2f}",
+            f"[{VERDICT_STYLE[h['verdict']]}]{h['verdict']}[/]",
+        )
+    return table
+
+
+def _summary(outcome, spec, elapsed: float | None = None) -> None:
+    console.print(_verdict_table(outcome.verdict))
+    arms = Table(title="arms", title_justify="left")
+    arms.add_column("arm")
+    arms.add_column("runs")
+    metric = spec.hypotheses[0].metric
+    arms.add_column(f"{metric} mean ± std")
+    for name, a in outcome.verdict["arms"].items():
+        m = a["metrics"][metric]
+        tuned = f" ({spec.tuning.param}={a['tuned']['value']})" if a.get("tuned") else ""
+        arms.add_row(name + tuned, ", ".join(f"{v} {k}" for k, v in a["status_counts"].items()), f"{m['mean']:.4g} ± {m['std']:.3g}")
+    console.print(arms)
+    if outcome.counts:
+        done = ", ".join(f"{v} {k}" for k, v in outcome.counts.items() if v)
+        console.print(f"runs: {done}" + (f" in {elapsed / 60:.1f} min" if elapsed else ""))
+    console.print(f"report: {outcome.report}\nverdict: {outcome.report.parent / 'verdict.json'}")
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    import time
+
+    from labbench.ablation.engine import reproduce
+
+    s = specs.load(args.name)
+    s.profile(args.profile)
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        TimeRemainingColumn(), console=console, transient=False)
+    task = None
+
+    def on_start(total: int) -> None:
+        nonlocal task
+        est = s.profile(args.profile).estimated_minutes
+        console.print(f"[bold]{s.name}[/] ({args.profile}): {total} runs planned" + (f", about {est:g} min on a 2-core CPU" if est else ""))
+        task = progress.add_task("runs", total=total)
+
+    def on_done(run, status: str) -> None:
+        progress.update(task, advance=1, description=f"{run.stage} {run.arm} seed {run.seed}: {status}")
+
+    start = time.perf_counter()
+    with progress:
+        outcome = reproduce(
+            s, args.profile, args.seeds, args.overrides, args.out, args.jobs, not args.no_wandb, args.retry_failed,
+            args.report_dir, on_start, on_done,
+        )
+    _summary(outcome, s, time.perf_counter() - start)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from labbench.ablation.engine import rebuild_report
+
+    s = specs.load(args.name)
+    outcome = rebuild_report(s, args.profile, args.out, args.report_dir)
+    _summary(outcome, s)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="labbench", description="Named ablations: test a claim about deep learning with seeds, statistics and a verdict.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{list,show,reproduce,report}")
+
+    p = sub.add_parser("list", help="every named ablation: claim, sources, arms, profiles, estimated time")
+    p.set_defaults(func=cmd_list)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("name", help="ablation name (see `labbench list`) or path to a spec .yaml")
+        p.add_argument("--profile", default="quick", help="smoke | quick | full (default: quick)")
+
+    p = sub.add_parser("show", help="the spec, each arm's resolved config and the keys on which arms differ")
+    common(p)
+    p.add_argument("overrides", nargs="*", help="extra Hydra overrides applied to every arm")
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("reproduce", help="run what is missing, aggregate, print the verdicts, write the report")
+    common(p)
+    p.add_argument("--seeds", type=int, default=None, help="number of seeds per arm (default: the profile's)")
+    p.add_argument("--jobs", type=int, default=1, help="parallel worker processes (default 1: in this process)")
+    p.add_argument("--out", default=None, help="root folder of ablation runs (default: outputs/ablations)")
+    p.add_argument("--report-dir", default=None, help="write report.md / verdict.json / plots here instead")
+    p.add_argument("--no-wandb", action="store_true", help="CSV logs only (no W&B runs)")
+    p.add_argument("--retry-failed", action="store_true", help="run failed runs again (default: they count as failed)")
+    p.add_argument("overrides", nargs="*", help="extra Hydra overrides applied to every run (e.g. trainer.max_steps=100)")
+    p.set_defaults(func=cmd_reproduce)
+
+    p = sub.add_parser("report", help="rebuild the report from stored runs only, running nothing")
+    common(p)
+    p.add_argument("--out", default=None, help="root folder of ablation runs (default: outputs/ablations)")
+    p.add_argument("--report-dir", default=None, help="write report.md / verdict.json / plots here instead")
+    p.set_defaults(func=cmd_report)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (specs.SpecError, FileNotFoundError) as err:
+        console.print(f"[bold red]error:[/] {err}")
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
