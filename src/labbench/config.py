@@ -21,8 +21,12 @@ from labbench import CONFIG_MODULE
 NON_IDENTITY_KEYS = ("hydra", "logger", "trainer.enable_progress_bar", "trainer.enable_model_summary")
 
 
-def identity_config(cfg: DictConfig) -> dict[str, Any]:
-    """The resolved config minus :data:`NON_IDENTITY_KEYS`, with paths replaced by their names."""
+def identity_config(cfg: DictConfig, resolve: bool = True) -> dict[str, Any]:
+    """The resolved config minus :data:`NON_IDENTITY_KEYS`, with paths replaced by their names.
+
+    With ``resolve=False`` interpolations stay as written (``${activation}``), which shows
+    what an override changed directly rather than everything that follows from it.
+    """
     copy = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
     with open_dict(copy):
         for dotted in NON_IDENTITY_KEYS:
@@ -32,7 +36,7 @@ def identity_config(cfg: DictConfig) -> dict[str, Any]:
                 node.pop(leaf)
         if "paths" in copy:
             copy.paths = {key: f"<paths.{key}>" for key in copy.paths}
-    return OmegaConf.to_container(copy, resolve=True)
+    return OmegaConf.to_container(copy, resolve=resolve)
 
 
 def run_id(cfg: DictConfig) -> str:

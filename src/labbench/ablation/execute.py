@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import shutil
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
@@ -73,6 +74,9 @@ def execute(
             todo.append(r)
 
     def job(r: PlannedRun) -> tuple[list[str], str]:
+        run_dir = store.run_dir(r.run_id)
+        if run_dir.exists():  # a killed or interrupted attempt: start clean (no stale W&B run to sync)
+            shutil.rmtree(run_dir)
         overrides = merge_overrides(r.overrides, logging_overrides(group, r.arm, tags, r.seed, r.stage, wandb))
         return list(overrides), str(store.run_dir(r.run_id))
 

@@ -10,10 +10,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from omegaconf import OmegaConf
-
 from labbench.ablation.spec import Spec, SpecError
-from labbench.config import NON_IDENTITY_KEYS, compose, flatten, run_id
+from labbench.config import compose, flatten, identity_config, run_id
 
 TUNING_SEED_BASE = 1000  # tuning runs use their own seeds, so final seeds are not the ones selected on
 
@@ -130,14 +128,7 @@ def arm_differences(spec: Spec, profile: str, extra: Sequence[str] = (), resolve
     flats = {}
     for arm in spec.arms:
         cfg = compose(merge_overrides(arm_overrides(spec, arm.name, profile, extra), ["seed=0"]))
-        tree = OmegaConf.to_container(cfg, resolve=resolve)
-        for dotted in NON_IDENTITY_KEYS:
-            parent, _, leaf = dotted.rpartition(".")
-            node = tree.get(parent, {}) if parent else tree
-            if isinstance(node, dict):
-                node.pop(leaf, None)
-        tree.pop("paths", None)
-        flats[arm.name] = flatten(tree)
+        flats[arm.name] = flatten(identity_config(cfg, resolve=resolve))
     keys = sorted(set().union(*flats.values()))
     return {
         key: {arm: flat.get(key, "<absent>") for arm, flat in flats.items()}

@@ -1,0 +1,209 @@
+"""Named ablations end to end: every shipped spec, resume, failures, report rebuilds, bad specs."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import BIN, cli
+from labbench.ablation import engine
+from labbench.ablation import spec as specs
+from labbench.ablation.plan import Plan, merge_overrides, validate
+from labbench.ablation.results import values_by_arm
+from labbench.ablation.store import Store
+
+SHIPPED = specs.available()
+VERDICTS = {"supported", "contradicted", "inconclusive"}
+
+
+def write_spec(folder: Path, name: str, **changes) -> Path:
+    """A small valid spec (an A/A pair on synthetic data) with ``changes`` applied."""
+    raw = {
+        "name": name,
+        "claim": "test claim",
+        "factors": [],
+        "base": ["data=synthetic", "trainer.max_steps=8", "trainer.val_check_interval=4"],
+        "arms": {"a": [], "b": {"overrides": [], "seed_offset": 50}},
+        "metrics": ["test/acc"],
+        "hypotheses": [{"metric": "val/loss", "better": "a", "worse": "b", "direction": "lower"}],
+        "profiles": {"smoke": {"seeds": 3}},
+    }
+    raw.update(changes)
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_specs_are_shipped():
+    assert {"xavier-vs-kaiming", "adam-vs-sgd", "aa-control"} <= set(SHIPPED)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_every_spec_validates_in_every_profile(name):
+    spec = specs.load(name)
+    validate(spec)  # every arm composes in every profile; arms differ only on the factors
+    assert {"smoke", "quick", "full"} <= set(spec.profiles)
+    assert spec.sources and spec.claim and spec.reference
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_every_spec_smoke_profile_reproduces(name, tmp_path):
+    spec = specs.load(name)
+    outcome = engine.reproduce(spec, "smoke", root=tmp_path, wandb=False)
+    verdict = json.loads((tmp_path / name / "smoke" / "verdict.json").read_text())
+    assert {h["verdict"] for h in verdict["hypotheses"]} <= VERDICTS
+    assert len(verdict["hypotheses"]) == len(spec.hypotheses)
+    expected = engine.count_runs(spec, "smoke")
+    assert sum(outcome.counts.values()) == expected
+    assert outcome.counts.get("failed", 0) == 0
+    for arm in verdict["arms"].values():
+        assert sum(arm["status_counts"].values()) == spec.profile("smoke").seeds
+    report = (tmp_path / name / "smoke" / "report.md").read_text()
+    assert "## Verdict" in report and f"labbench reproduce {name} --profile smoke" in report
+    assert (tmp_path / name / "smoke" / "curves.png").stat().st_size > 1000
+    if spec.tuning is not None:
+        assert set(outcome.plan.tuned) == {a.name for a in spec.arms}
+        tuning_runs = [Store(tmp_path, name, "smoke").record(r.run_id) for r in outcome.plan.tuning_runs]
+        assert all(r["config"]["evaluate_test"] is False for r in tuning_runs)
+        assert all(not any(k.startswith("test/") for k in r["curves"]) for r in tuning_runs)  # test split unread
+
+
+def test_second_reproduce_runs_nothing_and_report_rebuilds_identically(tmp_path):
+    spec = specs.load(write_spec(tmp_path, "pair"))
+    first = engine.reproduce(spec, "smoke", root=tmp_path / "runs", wandb=False)
+    assert first.counts["completed"] == 6
+    folder = tmp_path / "runs" / "pair" / "smoke"
+    before = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+    again = engine.reproduce(spec, "smoke", root=tmp_path / "runs", wandb=False)
+    assert again.counts == {"skipped": 6, "completed": 0, "diverged": 0, "failed": 0}
+    engine.rebuild_report(spec, "smoke", root=tmp_path / "runs")
+    after = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+    assert set(before) == {"plan.json", "verdict.json", "report.md", "curves.png", "metrics.png"}
+    assert after == before
+
+
+def test_resume_after_interruption_runs_only_what_is_missing(tmp_path):
+    spec = specs.load(write_spec(tmp_path, "pair"))
+    first = engine.reproduce(spec, "smoke", root=tmp_path, wandb=False)
+    store = Store(tmp_path, "pair", "smoke")
+    runs = first.plan.final_runs
+    # a run killed mid-way leaves its folder but no record; a Ctrl-C leaves an "interrupted" record
+    (store.run_dir(runs[0].run_id) / "run.json").unlink()
+    record_path = store.run_dir(runs[1].run_id) / "run.json"
+    record = json.loads(record_path.read_text())
+    record_path.write_text(json.dumps({**record, "status": "interrupted"}))
+    again = engine.reproduce(spec, "smoke", root=tmp_path, wandb=False)
+    assert again.counts["completed"] == 2 and again.counts["skipped"] == 4
+    assert len(list(store.runs_dir.iterdir())) == 6  # no duplicates
+
+
+def test_kill_9_mid_ablation_then_resume(tmp_path):
+    """A real SIGKILL of `labbench reproduce`: the rerun completes the plan with no lost or duplicated runs."""
+    path = write_spec(tmp_path, "pair", profiles={"smoke": {"seeds": 6}}, base=["data=synthetic", "trainer.max_steps=40", "trainer.val_check_interval=20"])
+    args = [str(BIN / "labbench"), "reproduce", str(path), "--profile", "smoke", "--no-wandb", "--out", str(tmp_path / "runs")]
+    env = {**os.environ, "WANDB_MODE": "offline"}
+    proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    runs_dir = tmp_path / "runs" / "pair" / "smoke" / "runs"
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(runs_dir.glob("*/run.json"))) < 3:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_before = len(list(runs_dir.glob("*/run.json")))
+    assert 3 <= done_before < 12, "the kill must land mid-ablation"
+    rerun = cli("labbench", *args[1:], cwd=tmp_path, env=env)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    records = [json.loads(p.read_text()) for p in runs_dir.glob("*/run.json")]
+    assert len(records) == 12 and {r["status"] for r in records} == {"completed"}
+    assert len(list(runs_dir.iterdir())) == 12
+    assert f"{done_before} skipped" in rerun.stdout.replace("\n", " ") or "skipped" in rerun.stdout
+
+
+def test_failed_runs_are_recorded_and_counted_not_dropped(tmp_path):
+    path = write_spec(
+        tmp_path, "broken", factors=["norm", "model.width"],
+        arms={"ok": [], "bad": ["norm=group", "norm.groups=5", "model.width=12"]},  # 5 groups do not divide 12
+        hypotheses=[{"metric": "test/acc", "better": "ok", "worse": "bad", "direction": "higher"}],
+    )
+    outcome = engine.reproduce(specs.load(path), "smoke", root=tmp_path, wandb=False)
+    assert outcome.counts["failed"] == 3 and outcome.counts["completed"] == 3
+    bad = outcome.verdict["arms"]["bad"]
+    assert bad["status_counts"] == {"failed": 3}
+    assert outcome.verdict["hypotheses"][0]["verdict"] == "inconclusive"
+    again = engine.reproduce(specs.load(path), "smoke", root=tmp_path, wandb=False)
+    assert again.counts["skipped"] == 6  # a failure is an outcome; --retry-failed runs them again
+    retried = engine.reproduce(specs.load(path), "smoke", root=tmp_path, wandb=False, retry_failed=True)
+    assert retried.counts["failed"] == 3
+
+
+def test_diverged_runs_take_the_worst_value():
+    spec = specs.load("aa-control")
+    ok = {"status": "completed", "metrics": {"final": {"val/loss": 0.5}}, "curves": {}}
+    worse = {"status": "completed", "metrics": {"final": {"val/loss": 0.9}}, "curves": {}}
+    diverged = {"status": "diverged", "metrics": {"final": {"val/loss": float("nan")}}, "curves": {}}
+    values = values_by_arm(spec, {"a": [ok, diverged, None], "b": [worse, ok, ok]}, "val/loss")
+    assert values["a"][:2] == [0.5, 0.9] and math.isnan(values["a"][2])  # missing stays missing
+    acc = values_by_arm(spec, {"a": [{**ok, "metrics": {"final": {"test/acc": 0.8}}}, diverged], "b": [{**ok, "metrics": {"final": {"test/acc": 0.6}}}]}, "test/acc")
+    assert acc["a"] == [0.8, 0.6]  # for accuracy the worst is the lowest
+
+
+def test_overrides_later_win():
+    assert merge_overrides(["a=1", "b=2"], ["a=3", "+c=4"], ["~b"]) == ("a=3", "+c=4", "~b")
+
+
+@pytest.mark.parametrize(
+    "changes,message",
+    [
+        ({"arm": 1}, "unknown key(s) arm"),
+        ({"arms": {"a": ["optimizer=adamm"], "b": []}, "factors": ["optimizer"]}, "does not compose"),
+        ({"arms": {"a": ["optimizer=sgd"], "b": []}}, "differ on keys outside the declared factors"),
+        ({"hypotheses": [{"metric": "val/loss", "better": "a", "worse": "c", "direction": "lower"}]}, "arms are: a, b"),
+        ({"hypotheses": [{"metric": "val/loss", "better": "a", "worse": "b", "direction": "down"}]}, "one of lower, higher"),
+        ({"tuning": {"param": "optimizer.lr", "grid": [0.1], "metric": "test/acc", "direction": "higher"}}, "validation metric"),
+        ({"tuning": {"param": "optimizer.lr", "grid": {"a": [0.1, 0.2], "b": [0.1]}, "metric": "val/loss", "direction": "lower"}}, "same number of values"),
+        ({"profiles": {"quick": {"seeds": 3}}}, "'smoke' profile is required"),
+        ({"metrics": ["train/loss@x"]}, "valid forms"),
+    ],
+)
+def test_bad_specs_fail_with_a_clear_message(tmp_path, changes, message):
+    path = write_spec(tmp_path, "bad", **changes)
+    with pytest.raises((specs.SpecError, ValueError)) as err:
+        validate(specs.load(path))
+    assert message in str(err.value)
+
+
+def test_unknown_ablation_lists_the_available_ones(tmp_path):
+    proc = cli("labbench", "reproduce", "xavier-vs-kaimin", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "xavier-vs-kaiming" in proc.stdout and "adam-vs-sgd" in proc.stdout
+
+
+def test_report_without_runs_says_what_to_do(tmp_path):
+    proc = cli("labbench", "report", "aa-control", "--profile", "smoke", "--out", str(tmp_path), cwd=tmp_path)
+    assert proc.returncode == 2 and "labbench reproduce" in proc.stdout
+
+
+def test_list_and_show(tmp_path):
+    listing = cli("labbench", "list", cwd=tmp_path)
+    assert listing.returncode == 0
+    for name in SHIPPED:
+        assert name in listing.stdout
+    show = cli("labbench", "show", "xavier-vs-kaiming", "--profile", "smoke", cwd=tmp_path)
+    assert show.returncode == 0, show.stderr
+    diff_section = show.stdout.split("keys on which the arms differ")[1]
+    assert "init.scheme" in diff_section and "activation.name" in diff_section
+    assert "optimizer.lr" not in diff_section.split("declared factors")[0]
+
+
+def test_plan_round_trips(tmp_path):
+    spec = specs.load(write_spec(tmp_path, "pair"))
+    outcome = engine.reproduce(spec, "smoke", root=tmp_path, wandb=False)
+    assert Plan.from_dict(json.loads(json.dumps(outcome.plan.as_dict()))).as_dict() == outcome.plan.as_dict()
