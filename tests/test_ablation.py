@@ -207,3 +207,15 @@ def test_plan_round_trips(tmp_path):
     spec = specs.load(write_spec(tmp_path, "pair"))
     outcome = engine.reproduce(spec, "smoke", root=tmp_path, wandb=False)
     assert Plan.from_dict(json.loads(json.dumps(outcome.plan.as_dict()))).as_dict() == outcome.plan.as_dict()
+
+
+def test_parallel_jobs_run_the_same_plan(tmp_path):
+    """--jobs 2: worker processes run the plan; every run lands once, under the planned id."""
+    spec = specs.load(write_spec(tmp_path, "pair"))
+    outcome = engine.reproduce(spec, "smoke", root=tmp_path, wandb=False, jobs=2)
+    assert outcome.counts["completed"] == 6
+    store = Store(tmp_path, "pair", "smoke")
+    stored = sorted(p.name for p in store.runs_dir.iterdir())
+    assert stored == sorted(r.run_id for r in outcome.plan.final_runs)
+    threads = {store.record(r)["provenance"]["device"]["torch_threads"] for r in stored}
+    assert threads == {max(1, (os.cpu_count() or 1) // 2)}  # each worker got its share of the cores

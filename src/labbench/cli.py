@@ -131,9 +131,30 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plan(args: argparse.Namespace) -> int:
+    from labbench.ablation.multirun import multirun_commands, shell
+    from labbench.ablation.plan import validate
+    from labbench.ablation.store import Store, default_root
+
+    s = specs.load(args.name)
+    validate(s, args.profile, args.overrides)
+    store = Store(args.out or default_root(), s.name, args.profile)
+    stage, commands = multirun_commands(s, args.profile, store, args.overrides, args.seeds, not args.no_wandb)
+    launcher = [f"hydra/launcher={args.launcher}"] if args.launcher else []
+    print(f"# {s.name} ({args.profile}), {'tuning' if stage == 'tune' else 'final'} stage: one Hydra multirun per arm")
+    for command in commands:
+        print(shell([*command, *launcher]))
+    if stage == "tune":
+        print(f"# when these are done, run `labbench plan {s.name} --profile {args.profile}` again for the final stage")
+    else:
+        print(f"# then aggregate (runs nothing already stored): labbench reproduce {s.name} --profile {args.profile}"
+              + (f" --seeds {args.seeds}" if args.seeds else "") + ("" if not args.overrides else " " + " ".join(args.overrides)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="labbench", description="Named ablations: test a claim about deep learning with seeds, statistics and a verdict.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{list,show,reproduce,report}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{list,show,reproduce,plan,report}")
 
     p = sub.add_parser("list", help="every named ablation: claim, sources, arms, profiles, estimated time")
     p.set_defaults(func=cmd_list)
@@ -157,6 +178,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retry-failed", action="store_true", help="run failed runs again (default: they count as failed)")
     p.add_argument("overrides", nargs="*", help="extra Hydra overrides applied to every run (e.g. trainer.max_steps=100)")
     p.set_defaults(func=cmd_reproduce)
+
+    p = sub.add_parser("plan", help="print the plan as Hydra multirun commands (for any Hydra launcher)")
+    common(p)
+    p.add_argument("--seeds", type=int, default=None, help="number of seeds per arm (default: the profile's)")
+    p.add_argument("--out", default=None, help="root folder of ablation runs (default: outputs/ablations)")
+    p.add_argument("--launcher", default=None, help="a Hydra launcher to add, e.g. joblib or submitit_slurm")
+    p.add_argument("--no-wandb", action="store_true", help="CSV logs only (no W&B runs)")
+    p.add_argument("overrides", nargs="*", help="extra Hydra overrides applied to every run")
+    p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("report", help="rebuild the report from stored runs only, running nothing")
     common(p)

@@ -1,0 +1,56 @@
+"""The same plan as Hydra multirun commands, for any Hydra launcher (joblib, Slurm, ...).
+
+Each command sweeps one arm's seeds (or its tuning grid) with ``labbench-train -m`` and
+writes every run into the ablation's store, in a folder named by its run id: the id the
+engine computes for the same run. ``labbench reproduce`` afterwards finds them done and
+only aggregates. Tuning comes first: once its runs are stored, the same call prints the
+final stage with each arm's tuned value.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Sequence
+
+from labbench.ablation.plan import TUNING_SEED_BASE, arm_overrides, final_seeds, merge_overrides, tuning_runs
+from labbench.ablation.results import choose_tuned
+from labbench.ablation.spec import Spec
+from labbench.ablation.store import Store
+
+
+def _values(values) -> str:
+    return ",".join(str(v) for v in values)
+
+
+def multirun_commands(
+    spec: Spec, profile: str, store: Store, extra: Sequence[str] = (), seeds: int | None = None, wandb: bool = True
+) -> tuple[str, list[list[str]]]:
+    """``(stage, commands)`` for the first stage of the plan that is not yet complete."""
+    stage = "final"
+    tuned: dict = {}
+    if spec.tuning is not None:
+        runs = tuning_runs(spec, profile, extra)
+        if not all(store.is_done(r.run_id) for r in runs):
+            stage = "tune"
+        else:
+            tuned = choose_tuned(spec, profile, runs, store)
+    tags = ",".join(t for t in (spec.claim_id, profile) if t)
+    commands = []
+    for arm in spec.arms:
+        if stage == "tune":
+            seed_list = [TUNING_SEED_BASE + i + arm.seed_offset for i in range(spec.tuning.seeds)]
+            specific = [f"{spec.tuning.param}={_values(spec.tuning_grid(profile)[arm.name])}", "evaluate_test=false"]
+        else:
+            seed_list = [s + arm.seed_offset for s in final_seeds(spec, profile, seeds)]
+            specific = [f"{spec.tuning.param}={tuned[arm.name]['value']}"] if tuned else []
+        logging = ["trainer.enable_progress_bar=false"]
+        logging += [f"logger.wandb.group={spec.name}", f"logger.wandb.job_type={arm.name}", f"logger.wandb.tags=[{tags}]"] if wandb else ["logger=csv"]
+        overrides = merge_overrides(arm_overrides(spec, arm.name, profile, extra), [f"seed={_values(seed_list)}", *specific], logging)
+        commands.append(
+            ["labbench-train", "-m", *overrides, f"hydra.sweep.dir={store.runs_dir}", "hydra.sweep.subdir=${labbench.run_id:}"]
+        )
+    return stage, commands
+
+
+def shell(command: list[str]) -> str:
+    return " ".join(shlex.quote(part) for part in command)

@@ -1,0 +1,41 @@
+"""An ablation's plan launched as Hydra multiruns lands in the same store, under the same run ids."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+
+from conftest import BIN
+from labbench.ablation import engine
+from labbench.ablation import spec as specs
+from labbench.ablation.multirun import multirun_commands
+from labbench.ablation.store import Store
+
+
+def _launch(commands, cwd):
+    for command in commands:
+        proc = subprocess.run(
+            [str(BIN / command[0]), *command[1:]], cwd=cwd, capture_output=True, text=True, timeout=300,
+            env={**os.environ, "WANDB_MODE": "offline"},
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+@pytest.mark.parametrize("name", ["aa-control", "adam-vs-sgd"])
+def test_multirun_commands_fill_the_store_that_reproduce_reads(name, tmp_path):
+    spec = specs.load(name)
+    store = Store(tmp_path / "runs", name, "smoke")
+    stages = []
+    for _ in range(2):
+        stage, commands = multirun_commands(spec, "smoke", store, wandb=False)
+        stages.append(stage)
+        assert len(commands) == len(spec.arms) and all(c[:2] == ["labbench-train", "-m"] for c in commands)
+        _launch(commands, tmp_path)
+        if stage == "final":
+            break
+    assert stages == (["tune", "final"] if spec.tuning else ["final"])
+    outcome = engine.reproduce(spec, "smoke", root=tmp_path / "runs", wandb=False)
+    assert outcome.counts["skipped"] == engine.count_runs(spec, "smoke")  # every run came from the multiruns
+    assert outcome.counts["completed"] == 0
