@@ -20,8 +20,13 @@ REQUIRED_GROUPS = {"data", "model", "optimizer", "init", "norm", "activation", "
 
 
 def _tiny_model(cfg):
-    model = instantiate(cfg.model, in_shape=(1, 8, 8), num_classes=10)
-    assert model(torch.randn(4, 1, 8, 8)).shape == (4, 10)
+    """Build the composed model for a tiny input and check its output shape."""
+    if cfg.model._target_.endswith("Transformer"):
+        model = instantiate(cfg.model, vocab_size=20, context_length=16)
+        assert model(torch.randint(0, 20, (4, 16))).shape == (4, 16, 20)
+    else:
+        model = instantiate(cfg.model, in_shape=(1, 8, 8), num_classes=10)
+        assert model(torch.randn(4, 1, 8, 8)).shape == (4, 10)
     return model
 
 
@@ -32,8 +37,8 @@ def test_config_tree_has_every_required_group():
 @pytest.mark.parametrize("group,option", OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
 def test_option_composes_and_instantiates(group, option, tmp_path):
     overrides = [f"{group}={option}", f"paths.output_dir={tmp_path}", f"paths.data_dir={tmp_path}"]
-    if group == "norm":
-        overrides.append("model=cnn")  # instance norm needs feature maps; every kind works on a CNN
+    if group == "norm":  # instance norm needs feature maps, rms norm feature vectors
+        overrides.append("model=mlp" if option == "rms" else "model=cnn")
     cfg = compose(overrides)
     if group == "data":
         datamodule = instantiate(cfg.data)
@@ -43,7 +48,8 @@ def test_option_composes_and_instantiates(group, option, tmp_path):
             datamodule.setup()
             x, y = next(iter(datamodule.train_dataloader()))
             assert x.shape == (cfg.data.batch_size, *datamodule.input_shape)
-            assert y.max() < datamodule.num_classes
+            classes = datamodule.num_classes if hasattr(datamodule, "num_classes") else datamodule.vocab_size
+            assert y.max() < classes
     elif group in ("model", "activation", "norm"):
         model = _tiny_model(cfg)
         if group == "activation":
@@ -74,9 +80,18 @@ def test_option_composes_and_instantiates(group, option, tmp_path):
         loggers = [instantiate(node, save_dir=str(tmp_path)) for node in cfg.logger.values()]
         assert loggers and all(hasattr(lg, "log_metrics") for lg in loggers)
     elif group == "task":
+        if option == "language_model":
+            cfg = compose(["preset=char_lm", f"paths.output_dir={tmp_path}"])
         model = _tiny_model(cfg)
-        task = instantiate(cfg.task, model=model, optimizer=instantiate(cfg.optimizer), loss=instantiate(cfg.loss), num_classes=10)
-        assert task(torch.randn(2, 1, 8, 8)).shape == (2, 10)
+        data_kwargs = {"vocab": [chr(65 + i) for i in range(20)]} if option == "language_model" else {"num_classes": 10}
+        task = instantiate(cfg.task, model=model, optimizer=instantiate(cfg.optimizer), loss=instantiate(cfg.loss), **data_kwargs)
+        assert task.configure_optimizers is not None and task.model is model
+    elif group == "preset":
+        datamodule = instantiate(cfg.data)
+        datamodule.setup()
+        model = instantiate(cfg.model, **datamodule.model_kwargs())
+        batch = next(iter(datamodule.train_dataloader()))[0]
+        assert model(batch).shape[:2] == batch.shape
     else:  # paths, hydra: Hydra's own groups; composing is the test
         assert cfg is not None
 

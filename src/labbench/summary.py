@@ -10,7 +10,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 _STATUS_STYLE = {"completed": "bold green", "diverged": "bold yellow", "failed": "bold red"}
-_SHOWN_METRICS = ("test/acc", "test/loss", "val/acc", "val/loss", "train/loss")
+_SHOWN_METRICS = ("test/acc", "test/loss", "test/bpc", "val/acc", "val/loss", "val/bpc", "train/loss")
 
 
 def _short(path: str) -> str:
@@ -71,4 +71,6 @@ def print_summary(record: dict[str, Any], console: Console | None = None) -> Non
 
     console.print(Panel(what, title="labbench run", title_align="left"))
     console.print(metrics)
+    if record.get("sample"):
+        console.print(Panel(record["sample"].strip("\n")[:400], title="sample (end of training)", title_align="left"))
     console.print(where)

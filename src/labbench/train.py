@@ -33,7 +33,7 @@ def build(cfg: DictConfig):
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")
     L.seed_everything(cfg.seed, verbose=False)  # the model's init depends on the seed alone
-    model = instantiate(cfg.model, in_shape=datamodule.input_shape, num_classes=datamodule.num_classes)
+    model = instantiate(cfg.model, **datamodule.model_kwargs())
     instantiate(cfg.init).apply(model, model.activation)
     task = instantiate(
         cfg.task,
@@ -41,7 +41,7 @@ def build(cfg: DictConfig):
         optimizer=instantiate(cfg.optimizer),
         schedule=instantiate(cfg.schedule),
         loss=instantiate(cfg.loss),
-        num_classes=datamodule.num_classes,
+        **datamodule.task_kwargs(),
     )
     return datamodule, model, task
 
@@ -119,6 +119,8 @@ def run(cfg: DictConfig, output_dir: str | Path, choices: dict[str, str] | None 
             record["status"] = "completed"
         if init_stats is not None:
             record["probes"] = {"init_activation_std": init_stats.per_layer}
+        if getattr(task, "sample", None) is not None:
+            record["sample"] = task.sample
     except KeyboardInterrupt:
         record["status"] = "interrupted"
         raise

@@ -6,12 +6,14 @@ from dataclasses import dataclass
 
 from torch import nn
 
-KINDS = ("none", "batch", "group", "layer", "instance")
+KINDS = ("none", "batch", "group", "layer", "rms", "instance")
 
 
 @dataclass(frozen=True)
 class Norm:
     """A normalization kind; ``make(channels, spatial_dims)`` builds one layer.
+
+    ``rms`` is RMSNorm (Zhang & Sennrich 2019): layer norm without centring.
 
     ``spatial_dims`` is 0 for feature vectors ``(N, C)``, 1 for sequences ``(N, C, L)``
     and 2 for images ``(N, C, H, W)``. Layer norm on feature maps normalizes over
@@ -45,6 +47,10 @@ class Norm:
             if spatial_dims == 0:
                 return nn.LayerNorm(channels, eps=self.eps, elementwise_affine=self.affine)
             return nn.GroupNorm(1, channels, eps=self.eps, affine=self.affine)
+        if self.kind == "rms":
+            if spatial_dims:
+                raise ValueError("rms norm is for feature vectors (MLP, Transformer); for feature maps use layer or group")
+            return nn.RMSNorm(channels, eps=self.eps, elementwise_affine=self.affine)
         # instance
         if spatial_dims == 0:
             raise ValueError(

@@ -138,6 +138,18 @@ class TensorDataModule(L.LightningDataModule):
         self.setup()
         return {k: len(v[1]) for k, v in self.splits.items()}
 
+    def model_kwargs(self) -> dict:
+        """What a model needs to know about the data: input shape and class count."""
+        return {"in_shape": self.input_shape, "num_classes": self.num_classes}
+
+    def task_kwargs(self) -> dict:
+        return {"num_classes": self.num_classes}
+
+    def probe_batch(self, n: int) -> torch.Tensor:
+        """A fixed input batch (the first ``n`` training samples) for measurements at init."""
+        self.setup()
+        return self.splits["train"][0][:n]
+
     def train_dataloader(self) -> IndexBatches:
         x, y = self.splits["train"]
         return IndexBatches(x, y, self.batch_size, shuffle=True, seed=self.order_seed, drop_last=True)

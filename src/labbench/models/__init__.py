@@ -7,5 +7,7 @@ take the right gain.
 
 from labbench.models.cnn import CNN
 from labbench.models.mlp import MLP
+from labbench.models.resnet import ResNet
+from labbench.models.transformer import Transformer
 
-__all__ = ["CNN", "MLP"]
+__all__ = ["CNN", "MLP", "ResNet", "Transformer"]

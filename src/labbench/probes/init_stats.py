@@ -30,7 +30,7 @@ class InitActivationStats(L.Callback):
         act_type = type(model.activation.make())
         if act_type is nn.Identity:  # a linear net: measure the layers' outputs instead
             act_type = (nn.Linear, nn.Conv1d, nn.Conv2d)
-        x = trainer.datamodule.splits["train"][0][: self.num_samples].to(pl_module.device)
+        x = trainer.datamodule.probe_batch(self.num_samples).to(pl_module.device)
         with torch.random.fork_rng(devices=[]):
             probe = copy.deepcopy(model).train()
             stds: list[float] = []

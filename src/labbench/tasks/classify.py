@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-
-import lightning as L
 import torch
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
-OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
-ScheduleFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
+from labbench.tasks.base import OptimizerFactory, ScheduleFactory, Task
 
 
-class ClassificationTask(L.LightningModule):
+class ClassificationTask(Task):
     """Trains ``model`` with ``loss``; logs ``train/loss``, ``train/acc``, ``train/lr``,
-    ``val/loss``, ``val/acc``, ``test/loss``, ``test/acc``.
-
-    ``optimizer`` and ``schedule`` are factories (Hydra partials): the optimizer takes
-    the parameters, the schedule takes the optimizer and ``total_steps``.
-    """
+    ``val/loss``, ``val/acc``, ``test/loss``, ``test/acc``."""
 
     def __init__(
         self,
@@ -29,18 +21,10 @@ class ClassificationTask(L.LightningModule):
         num_classes: int,
         schedule: ScheduleFactory | None = None,
     ) -> None:
-        super().__init__()
-        self.model = model
-        self.loss = loss
-        self.optimizer_factory = optimizer
-        self.schedule_factory = schedule
+        super().__init__(model, optimizer, loss, schedule)
         self.acc = nn.ModuleDict(
             {f"{split}_acc": MulticlassAccuracy(num_classes, average="micro") for split in ("train", "val", "test")}
         )
-        self.last_val_step: int | None = None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)
 
     def _step(self, batch: tuple[torch.Tensor, torch.Tensor], split: str) -> torch.Tensor:
         x, y = batch
@@ -54,22 +38,11 @@ class ClassificationTask(L.LightningModule):
         return loss
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False)
+        self.log_lr()
         return self._step(batch, "train")
 
     def validation_step(self, batch, batch_idx: int) -> None:
         self._step(batch, "val")
 
-    def on_validation_epoch_end(self) -> None:
-        self.last_val_step = self.global_step
-
     def test_step(self, batch, batch_idx: int) -> None:
         self._step(batch, "test")
-
-    def configure_optimizers(self):
-        optimizer = self.optimizer_factory(self.parameters())
-        if self.schedule_factory is None:
-            return optimizer
-        total_steps = int(self.trainer.estimated_stepping_batches)
-        scheduler = self.schedule_factory(optimizer, total_steps=total_steps)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

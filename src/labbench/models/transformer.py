@@ -1,0 +1,159 @@
+"""A decoder-only Transformer for character language modelling (GPT-style, plain nn.Module).
+
+Every choice a claim is about is a constructor argument: norm position (pre / post) and
+kind, positional encoding, causal mask, attention scaling, weight tying, heads, depth.
+Attention uses ``scaled_dot_product_attention``; with ``keep_attention`` set it takes an
+explicit path that keeps the attention weights for probes.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from labbench.components.activations import Activation
+from labbench.components.norms import Norm
+
+NORM_POSITIONS = ("pre", "post")
+POSITIONAL = ("none", "sinusoidal", "learned")
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, d_model: int, n_heads: int, dropout: float, causal: bool, scaled: bool) -> None:
+        super().__init__()
+        if d_model % n_heads:
+            raise ValueError(f"d_model={d_model} must be divisible by n_heads={n_heads}")
+        self.n_heads, self.head_dim = n_heads, d_model // n_heads
+        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.proj = nn.Linear(d_model, d_model)
+        self.dropout = dropout
+        self.causal, self.scaled = causal, scaled
+        self.keep_attention = False
+        self.attention: torch.Tensor | None = None  # (N, heads, T, T) when keep_attention
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, t, c = x.shape
+        q, k, v = self.qkv(x).view(n, t, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        scale = 1.0 / math.sqrt(self.head_dim) if self.scaled else 1.0
+        p = self.dropout if self.training else 0.0
+        if self.keep_attention:
+            scores = (q @ k.transpose(-2, -1)) * scale
+            if self.causal:
+                mask = torch.ones(t, t, dtype=torch.bool, device=x.device).triu(1)
+                scores = scores.masked_fill(mask, float("-inf"))
+            weights = scores.softmax(dim=-1)
+            self.attention = weights.detach()
+            out = F.dropout(weights, p, self.training) @ v
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=self.causal, scale=scale)
+        return self.proj(out.transpose(1, 2).reshape(n, t, c))
+
+
+class Block(nn.Module):
+    """Attention and feed-forward sublayers, each with a residual and a norm (pre or post)."""
+
+    def __init__(self, d_model, n_heads, ffn_mult, activation: Activation, norm: Norm, position, dropout, causal, scaled):
+        super().__init__()
+        self.position = position
+        self.norm1, self.norm2 = norm.make(d_model), norm.make(d_model)
+        self.attn = SelfAttention(d_model, n_heads, dropout, causal, scaled)
+        self.ffn = nn.Sequential(
+            nn.Linear(d_model, ffn_mult * d_model), activation.make(), nn.Linear(ffn_mult * d_model, d_model), nn.Dropout(dropout)
+        )
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.position == "pre":  # x + f(norm(x)): the residual path is never normalized
+            x = x + self.drop(self.attn(self.norm1(x)))
+            return x + self.ffn(self.norm2(x))
+        x = self.norm1(x + self.drop(self.attn(x)))  # post: norm(x + f(x)), as in Vaswani et al.
+        return self.norm2(x + self.ffn(x))
+
+
+def sinusoidal_table(length: int, d_model: int) -> torch.Tensor:
+    position = torch.arange(length, dtype=torch.float32)[:, None]
+    freq = torch.exp(torch.arange(0, d_model, 2, dtype=torch.float32) * (-math.log(10000.0) / d_model))
+    table = torch.zeros(length, d_model)
+    table[:, 0::2] = torch.sin(position * freq)
+    table[:, 1::2] = torch.cos(position * freq[: d_model // 2])
+    return table
+
+
+class Transformer(nn.Module):
+    """Token ids ``(N, T)`` -> next-token logits ``(N, T, vocab_size)``."""
+
+    def __init__(
+        self,
+        vocab_size: int,
+        context_length: int,
+        n_layers: int = 4,
+        d_model: int = 128,
+        n_heads: int = 4,
+        ffn_mult: int = 4,
+        activation: Activation | str = "gelu",
+        norm: Norm | str = "layer",
+        norm_position: str = "pre",
+        positional: str = "learned",
+        causal: bool = True,
+        scaled_attention: bool = True,
+        tie_weights: bool = True,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if norm_position not in NORM_POSITIONS:
+            raise ValueError(f"unknown norm_position {norm_position!r}; valid: {', '.join(NORM_POSITIONS)}")
+        if positional not in POSITIONAL:
+            raise ValueError(f"unknown positional encoding {positional!r}; valid: {', '.join(POSITIONAL)}")
+        self.activation = activation if isinstance(activation, Activation) else Activation(activation)
+        norm = norm if isinstance(norm, Norm) else Norm(norm)
+        if norm.kind not in ("layer", "rms", "none"):
+            raise ValueError(f"a Transformer takes norm kind layer, rms or none; got {norm.kind!r}")
+        self.context_length, self.positional = context_length, positional
+        self.embed = nn.Embedding(vocab_size, d_model)
+        if positional == "learned":
+            self.pos = nn.Parameter(torch.zeros(context_length, d_model))
+            nn.init.normal_(self.pos, std=0.02)
+        elif positional == "sinusoidal":
+            self.register_buffer("pos", sinusoidal_table(context_length, d_model), persistent=False)
+        self.drop = nn.Dropout(dropout)
+        self.blocks = nn.ModuleList(
+            Block(d_model, n_heads, ffn_mult, self.activation, norm, norm_position, dropout, causal, scaled_attention)
+            for _ in range(n_layers)
+        )
+        # Pre-norm stacks end with a norm (GPT-2); post-norm blocks already end with one.
+        self.final_norm = norm.make(d_model) if norm_position == "pre" else nn.Identity()
+        self.head = nn.Linear(d_model, vocab_size, bias=False)
+        if tie_weights:
+            self.head.weight = self.embed.weight
+
+    def keep_attention(self, keep: bool = True) -> None:
+        """Switch every layer to the explicit attention path that stores its weights."""
+        for block in self.blocks:
+            block.attn.keep_attention = keep
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        t = ids.shape[1]
+        if t > self.context_length:
+            raise ValueError(f"sequence of {t} tokens is longer than context_length={self.context_length}")
+        x = self.embed(ids)
+        if self.positional != "none":
+            x = x + self.pos[:t]
+        x = self.drop(x)
+        for block in self.blocks:
+            x = block(x)
+        return self.head(self.final_norm(x))
+
+    @torch.no_grad()
+    def generate(self, prompt: torch.Tensor, length: int, temperature: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Sample ``length`` tokens after ``prompt`` (1-D ids); returns the new ids."""
+        ids = prompt[None, :]
+        out = []
+        for _ in range(length):
+            logits = self(ids[:, -self.context_length :])[0, -1] / max(temperature, 1e-6)
+            nxt = torch.multinomial(logits.softmax(-1).float().cpu(), 1, generator=generator).to(ids.device)
+            out.append(int(nxt))
+            ids = torch.cat([ids, nxt[None, :]], dim=1)
+        return torch.tensor(out)

@@ -1,0 +1,39 @@
+"""What every task shares: the optimizer and schedule factories, lr logging, val bookkeeping."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import lightning as L
+import torch
+from torch import nn
+
+OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+ScheduleFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
+
+
+class Task(L.LightningModule):
+    """Base LightningModule: ``optimizer`` takes the parameters, ``schedule`` the optimizer and
+    ``total_steps`` (Hydra partials); the schedule steps every optimizer step."""
+
+    def __init__(self, model: nn.Module, optimizer: OptimizerFactory, loss: nn.Module, schedule: ScheduleFactory | None = None) -> None:
+        super().__init__()
+        self.model, self.loss = model, loss
+        self.optimizer_factory, self.schedule_factory = optimizer, schedule
+        self.last_val_step: int | None = None  # lets the runner skip a redundant final validation
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def log_lr(self) -> None:
+        self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False)
+
+    def on_validation_epoch_end(self) -> None:
+        self.last_val_step = self.global_step
+
+    def configure_optimizers(self):
+        optimizer = self.optimizer_factory(self.parameters())
+        if self.schedule_factory is None:
+            return optimizer
+        scheduler = self.schedule_factory(optimizer, total_steps=int(self.trainer.estimated_stepping_batches))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
