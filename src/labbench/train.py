@@ -69,6 +69,7 @@ def run(cfg: DictConfig, output_dir: str | Path, choices: dict[str, str] | None 
     from labbench.loggers import finish_wandb
     from labbench.probes import DivergenceDetector
     from labbench.probes.init_stats import InitActivationStats
+    from labbench.probes.layers import make_probes
     from labbench.probes.progress import StepBudgetProgressBar
 
     output_dir = Path(output_dir).resolve()
@@ -104,6 +105,7 @@ def run(cfg: DictConfig, output_dir: str | Path, choices: dict[str, str] | None 
         init_stats = InitActivationStats() if probes.get("init_activation_stats") else None
         if init_stats is not None:
             callbacks.append(init_stats)
+        callbacks += make_probes(probes)
         if cfg.trainer.get("enable_progress_bar", True):
             callbacks.append(StepBudgetProgressBar())
         trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks, default_root_dir=str(output_dir))

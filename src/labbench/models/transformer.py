@@ -85,6 +85,8 @@ def sinusoidal_table(length: int, d_model: int) -> torch.Tensor:
 class Transformer(nn.Module):
     """Token ids ``(N, T)`` -> next-token logits ``(N, T, vocab_size)``."""
 
+    channels_last = True  # hidden activations are (N, T, C): probes take C as the unit axis
+
     def __init__(
         self,
         vocab_size: int,
