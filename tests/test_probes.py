@@ -125,6 +125,13 @@ def test_loss_spikes_are_counted_against_the_recent_median():
         probe.on_train_batch_end(trainer, module, {"loss": torch.tensor(value)}, None, 0)
     assert probe.count == 2 and probe.steps == [12, 16]
     assert rec.rows[-1] == (16, {"probe/loss_spikes": 2.0})
+    probe.on_train_end(trainer, module)
+    assert rec.rows[-1] == (17, {"probe/loss_spikes": 2.0})  # the final count is always logged
+
+
+def test_a_run_without_spikes_reports_zero(tmp_path):
+    record = run(compose(["data=synthetic", "probes.loss_spikes=true", *fast_overrides(20)]), tmp_path)
+    assert record["metrics"]["final"]["probe/loss_spikes"] == 0.0
 
 
 def test_probes_land_in_the_record_and_do_not_change_the_numbers(tmp_path):

@@ -61,6 +61,8 @@ def test_verdict_needs_three_seeds_and_a_finite_interval():
     assert verdict(-0.2, -0.1, n=3) == "contradicted"
     assert verdict(-0.1, 0.1, n=3) == "inconclusive"
     assert verdict(math.nan, 0.1, n=5) == "inconclusive"
+    assert verdict(-math.inf, -0.1, n=5) == "contradicted"  # a one-sided bootstrap-t interval still decides
+    assert verdict(-math.inf, math.inf, n=5) == "inconclusive"
 
 
 @pytest.mark.parametrize("seeds", [4, 5, 10])

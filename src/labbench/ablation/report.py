@@ -35,28 +35,55 @@ def _ci(d: dict) -> str:
     return f"[{_f(d['ci_low'])}, {_f(d['ci_high'])}]"
 
 
-def plot_curves(records: dict[str, list[dict | None]], path: Path) -> bool:
-    """Learning curves per arm: mean over seeds with a band of +-1 std."""
+PROBE_FAMILIES = {  # per-layer probe keys are averaged over layers into one curve per run
+    "probe/grad_norm/total": "gradient norm (all weights)",
+    "probe/loss_spikes": "loss spikes (running count)",
+    "probe/update_ratio/": "update / weight ratio (mean over layers)",
+    "probe/act_std/": "activation std (mean over layers)",
+    "probe/dead_fraction/": "dead-unit fraction (mean over layers)",
+    "probe/attn_entropy/": "attention entropy, nats (mean over layers)",
+}
+
+
+def probe_curves(record: dict) -> dict[str, list[list[float]]]:
+    """One curve per probe family present in the record (layers averaged step by step)."""
+    curves = record.get("curves", {})
+    out: dict[str, list[list[float]]] = {}
+    for key in PROBE_FAMILIES:
+        members = [points for name, points in curves.items() if name == key or (key.endswith("/") and name.startswith(key))]
+        if not members:
+            continue
+        by_step: dict[int, list[float]] = {}
+        for points in members:
+            for step, value in points:
+                by_step.setdefault(int(step), []).append(float(value))
+        out[key] = [[step, sum(v) / len(v)] for step, v in sorted(by_step.items())]
+    return out
+
+
+def _plot_panels(curves_by_arm: dict[str, list[dict]], keys: list[str], titles: dict[str, str], path: Path) -> bool:
+    """One panel per key: per arm, the mean over runs with a band of +-1 std."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    keys = [k for k in CURVE_KEYS if any(r and r.get("curves", {}).get(k) for recs in records.values() for r in recs)]
+    keys = [k for k in keys if any(c.get(k) for runs in curves_by_arm.values() for c in runs)]
     if not keys:
         return False
     fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 3.6), squeeze=False)
     for ax, key in zip(axes[0], keys):
-        for arm, recs in records.items():
-            curves = [dict((int(s), float(v)) for s, v in r["curves"].get(key, [])) for r in recs if r and r.get("status") == "completed"]
-            steps = sorted(set().union(*curves)) if curves else []
+        for arm, runs in curves_by_arm.items():
+            series = [dict((int(s), float(v)) for s, v in c.get(key, [])) for c in runs]
+            series = [s for s in series if s]
+            steps = sorted(set().union(*series)) if series else []
             if not steps:
                 continue
-            grid = np.array([[c.get(s, np.nan) for s in steps] for c in curves], dtype=float)
+            grid = np.array([[s.get(t, np.nan) for t in steps] for s in series], dtype=float)
             mean, std = np.nanmean(grid, axis=0), np.nanstd(grid, axis=0)
-            (line,) = ax.plot(steps, mean, label=f"{arm} (n={len(curves)})")
+            (line,) = ax.plot(steps, mean, label=f"{arm} (n={len(series)})")
             ax.fill_between(steps, mean - std, mean + std, color=line.get_color(), alpha=0.2, linewidth=0)
-        ax.set_title(key)
+        ax.set_title(titles.get(key, key))
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
@@ -64,6 +91,22 @@ def plot_curves(records: dict[str, list[dict | None]], path: Path) -> bool:
     fig.savefig(path, dpi=100, metadata={"Software": None})
     plt.close(fig)
     return True
+
+
+def _completed(records: dict[str, list[dict | None]]) -> dict[str, list[dict]]:
+    return {arm: [r for r in recs if r and r.get("status") == "completed"] for arm, recs in records.items()}
+
+
+def plot_curves(records: dict[str, list[dict | None]], path: Path) -> bool:
+    """Learning curves per arm: mean over seeds with a band of +-1 std."""
+    curves = {arm: [r.get("curves", {}) for r in recs] for arm, recs in _completed(records).items()}
+    return _plot_panels(curves, list(CURVE_KEYS), {}, path)
+
+
+def plot_probes(records: dict[str, list[dict | None]], path: Path) -> bool:
+    """Training-dynamics probes per arm (when the runs had probes on)."""
+    curves = {arm: [probe_curves(r) for r in recs] for arm, recs in _completed(records).items()}
+    return _plot_panels(curves, list(PROBE_FAMILIES), PROBE_FAMILIES, path)
 
 
 def plot_metrics(verdict: dict, path: Path) -> bool:
@@ -176,6 +219,8 @@ def render(spec: Spec, plan: Plan, verdict: dict, records: dict[str, list[dict |
     lines += ["## Plots", ""]
     if plots.get("curves"):
         lines += ["Learning curves (mean over seeds, band = ±1 std):", "", "![learning curves](curves.png)", ""]
+    if plots.get("probes"):
+        lines += ["Probes (mean over seeds, band = ±1 std; per-layer probes averaged over layers):", "", "![probes](probes.png)", ""]
     if plots.get("metrics"):
         lines += ["Hypothesis metrics, one dot per seed, black = mean with its 95% interval:", "", "![hypothesis metrics](metrics.png)", ""]
 
@@ -199,7 +244,11 @@ def render(spec: Spec, plan: Plan, verdict: dict, records: dict[str, list[dict |
 def write_report(spec: Spec, plan: Plan, store: Store, verdict: dict, out_dir: Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     records = final_records(plan, store)
-    plots = {"curves": plot_curves(records, out_dir / "curves.png"), "metrics": plot_metrics(verdict, out_dir / "metrics.png")}
+    plots = {
+        "curves": plot_curves(records, out_dir / "curves.png"),
+        "probes": plot_probes(records, out_dir / "probes.png"),
+        "metrics": plot_metrics(verdict, out_dir / "metrics.png"),
+    }
     write_json_atomic(out_dir / "verdict.json", verdict)
     path = out_dir / "report.md"
     tmp = path.with_suffix(".md.tmp")

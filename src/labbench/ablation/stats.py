@@ -101,8 +101,11 @@ def probability_of_improvement(better, worse, direction: str) -> float:
 
 
 def verdict(low: float, high: float, margin: float = 0.0, n: int = MIN_SEEDS) -> str:
-    """supported / contradicted / inconclusive for an interval of "predicted minus other"."""
-    if n < MIN_SEEDS or not (math.isfinite(low) and math.isfinite(high)):
+    """supported / contradicted / inconclusive for an interval of "predicted minus other".
+
+    An infinite bound is a real (conservative) bound from the bootstrap-t; NaN means no interval.
+    """
+    if n < MIN_SEEDS or math.isnan(low) or math.isnan(high):
         return "inconclusive"
     if low > margin:
         return "supported"

@@ -185,6 +185,9 @@ class LossSpikes(L.Callback):
         if math.isfinite(value):
             self.recent.append(value)
 
+    def on_train_end(self, trainer, pl_module) -> None:
+        _emit(trainer, {"probe/loss_spikes": float(self.count)})  # the final count, also when it is 0
+
 
 PROBES = {
     "grad_norms": GradNorms,
