@@ -25,8 +25,19 @@ class Task(L.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
-    def log_lr(self) -> None:
+    def shared_step(self, batch, split: str) -> torch.Tensor:
+        """Loss of one batch of ``split`` (train / val / test), logging that split's metrics."""
+        raise NotImplementedError
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False)
+        return self.shared_step(batch, "train")
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self.shared_step(batch, "val")
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self.shared_step(batch, "test")
 
     def on_validation_epoch_end(self) -> None:
         self.last_val_step = self.global_step

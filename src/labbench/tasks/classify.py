@@ -26,7 +26,7 @@ class ClassificationTask(Task):
             {f"{split}_acc": MulticlassAccuracy(num_classes, average="micro") for split in ("train", "val", "test")}
         )
 
-    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], split: str) -> torch.Tensor:
+    def shared_step(self, batch: tuple[torch.Tensor, torch.Tensor], split: str) -> torch.Tensor:
         x, y = batch
         logits = self.model(x)
         loss = self.loss(logits, y)
@@ -36,13 +36,3 @@ class ClassificationTask(Task):
         self.log(f"{split}/loss", loss, on_step=on_step, on_epoch=not on_step, prog_bar=True, batch_size=len(y))
         self.log(f"{split}/acc", accuracy, on_step=on_step, on_epoch=not on_step, prog_bar=split != "train", batch_size=len(y))
         return loss
-
-    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        self.log_lr()
-        return self._step(batch, "train")
-
-    def validation_step(self, batch, batch_idx: int) -> None:
-        self._step(batch, "val")
-
-    def test_step(self, batch, batch_idx: int) -> None:
-        self._step(batch, "test")

@@ -38,7 +38,7 @@ class LanguageModelTask(Task):
         self.sample_temperature, self.sample_seed = sample_temperature, sample_seed
         self.sample: str | None = None
 
-    def _step(self, batch, split: str) -> torch.Tensor:
+    def shared_step(self, batch, split: str) -> torch.Tensor:
         x, y = batch
         logits = self.model(x)
         loss = self.loss(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
@@ -48,15 +48,6 @@ class LanguageModelTask(Task):
             self.log(f"{split}/bpc", loss / math.log(2), on_epoch=True, prog_bar=True, batch_size=y.numel())
         return loss
 
-    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        self.log_lr()
-        return self._step(batch, "train")
-
-    def validation_step(self, batch, batch_idx: int) -> None:
-        self._step(batch, "val")
-
-    def test_step(self, batch, batch_idx: int) -> None:
-        self._step(batch, "test")
 
     def on_fit_end(self) -> None:
         if not self.sample_length or not hasattr(self.model, "generate"):
