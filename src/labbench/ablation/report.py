@@ -81,7 +81,7 @@ def _plot_panels(curves_by_arm: dict[str, list[dict]], keys: list[str], titles: 
                 continue
             grid = np.array([[s.get(t, np.nan) for t in steps] for s in series], dtype=float)
             mean, std = np.nanmean(grid, axis=0), np.nanstd(grid, axis=0)
-            (line,) = ax.plot(steps, mean, label=f"{arm} (n={len(series)})")
+            (line,) = ax.plot(steps, mean, label=f"{arm} (n={len(series)})", marker="o" if len(steps) < 3 else None)
             ax.fill_between(steps, mean - std, mean + std, color=line.get_color(), alpha=0.2, linewidth=0)
         ax.set_title(titles.get(key, key))
         ax.set_xlabel("step")
