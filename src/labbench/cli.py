@@ -122,11 +122,47 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_map(args: argparse.Namespace) -> int:
+    from labbench.ablation.engine import count_runs
+    from labbench.ablation.maps import cells, estimated_minutes, parse_axes, run_map, suggested_axes, validate_axes
+
+    s = specs.load(args.name)
+    s.profile(args.profile)
+    axes = parse_axes(args.axis) if args.axis else suggested_axes(s)
+    validate_axes(s, args.profile, axes, args.overrides)  # before anything runs
+    n_cells = len(cells(axes))
+    est = estimated_minutes(s, args.profile, n_cells)
+    total = n_cells * count_runs(s, args.profile, args.seeds)
+    console.print(f"[bold]{s.name}[/] map ({args.profile}): {n_cells} cells x {count_runs(s, args.profile, args.seeds)} runs = {total} runs"
+                  + (f", about {est:g} min on a 2-core CPU (stored runs are reused)" if est else ""))
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console)
+    with progress:
+        task = progress.add_task("runs", total=total)
+        result = run_map(
+            s, args.profile, axes, args.seeds, args.overrides, args.out, args.jobs, not args.no_wandb, args.map_dir,
+            on_cell=lambda cell: progress.update(task, description=" ".join(f"{k}={v}" for k, v in cell.items())),
+            on_done=lambda run, status: progress.advance(task),
+        )
+    table = Table(title=f"{s.name} verdict map", show_lines=False)
+    keys = list(axes)
+    for k in keys:
+        table.add_column(k)
+    for h in s.hypotheses:
+        table.add_column(h.name, overflow="fold")
+    for c in result["cells"]:
+        table.add_row(*[c["cell"][k] for k in keys], *[
+            f"[{VERDICT_STYLE[h['verdict']]}]{h['verdict']}[/] {h['mean_diff']:.3g}" for h in c["hypotheses"]])
+    console.print(table)
+    console.print(f"runs: {', '.join(f'{v} {k}' for k, v in result['counts'].items() if v)}")
+    console.print(f"map: {result['dir']}/map.md")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from labbench.ablation.engine import rebuild_report
 
     s = specs.load(args.name)
-    outcome = rebuild_report(s, args.profile, args.out, args.report_dir)
+    outcome = rebuild_report(s, args.profile, args.out, args.report_dir, args.overrides)
     _summary(outcome, s)
     return 0
 
@@ -154,7 +190,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="labbench", description="Named ablations: test a claim about deep learning with seeds, statistics and a verdict.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{list,show,reproduce,plan,report}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{list,show,reproduce,plan,map,report}")
 
     p = sub.add_parser("list", help="every named ablation: claim, sources, arms, profiles, estimated time")
     p.set_defaults(func=cmd_list)
@@ -188,10 +224,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", help="extra Hydra overrides applied to every run")
     p.set_defaults(func=cmd_plan)
 
+    p = sub.add_parser("map", help="reproduce at every cell of a 1- or 2-axis grid: where does the claim hold?")
+    common(p)
+    p.add_argument("--axis", action="append", default=[], metavar="KEY=v1,v2,...", help="an axis (give one or two; default: the spec's suggested axes)")
+    p.add_argument("--seeds", type=int, default=None, help="number of seeds per arm and cell (default: the profile's)")
+    p.add_argument("--jobs", type=int, default=1, help="parallel worker processes")
+    p.add_argument("--out", default=None, help="root folder of ablation runs (default: outputs/ablations)")
+    p.add_argument("--map-dir", default=None, help="write map.md / map.json / heat maps here")
+    p.add_argument("--no-wandb", action="store_true", help="CSV logs only (no W&B runs)")
+    p.add_argument("overrides", nargs="*", help="extra Hydra overrides applied to every run")
+    p.set_defaults(func=cmd_map)
+
     p = sub.add_parser("report", help="rebuild the report from stored runs only, running nothing")
     common(p)
     p.add_argument("--out", default=None, help="root folder of ablation runs (default: outputs/ablations)")
     p.add_argument("--report-dir", default=None, help="write report.md / verdict.json / plots here instead")
+    p.add_argument("overrides", nargs="*", help="the overrides the reproduction was run with, if any")
     p.set_defaults(func=cmd_report)
     return parser
 

@@ -70,16 +70,23 @@ def reproduce(
     run_all(plan.final_runs)
     store.save_plan(plan.as_dict())
     verdict = analyze(spec, plan, store)
-    report = write_report(spec, plan, store, verdict, Path(report_dir) if report_dir else store.dir)
+    report = write_report(spec, plan, store, verdict, Path(report_dir) if report_dir else default_report_dir(store, extra))
     return Outcome(plan, verdict, report, counts)
 
 
-def rebuild_report(spec: Spec, profile: str = "quick", root: str | Path | None = None, report_dir: str | Path | None = None) -> Outcome:
+def rebuild_report(
+    spec: Spec, profile: str = "quick", root: str | Path | None = None, report_dir: str | Path | None = None, extra: Sequence[str] = ()
+) -> Outcome:
     """Rebuild ``report.md`` and ``verdict.json`` from stored runs only; runs nothing."""
     from labbench.ablation.store import default_root
 
     store = Store(root or default_root(), spec.name, profile)
-    plan = Plan.from_dict(store.load_plan())
+    plan = Plan.from_dict(store.load_plan(list(extra)))
     verdict = analyze(spec, plan, store)
-    report = write_report(spec, plan, store, verdict, Path(report_dir) if report_dir else store.dir)
+    report = write_report(spec, plan, store, verdict, Path(report_dir) if report_dir else default_report_dir(store, extra))
     return Outcome(plan, verdict, report, {})
+
+
+def default_report_dir(store: Store, extra: Sequence[str]) -> Path:
+    """The ablation's folder; a report with overrides goes beside its plan, named the same."""
+    return store.dir if not extra else store.plan_path(extra).with_suffix("")

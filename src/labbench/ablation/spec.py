@@ -25,6 +25,7 @@ SPEC_KEYS = {
     "tuning": "optional per-arm nuisance tuning on the validation split",
     "profiles": "smoke / quick / full: seeds, overrides, estimated minutes",
     "notes": "optional remarks shown in the report",
+    "map": "optional suggested map axes {axes: {key: [values]}, minutes_per_cell: {profile: minutes}}",
 }
 HYPOTHESIS_KEYS = {"name", "metric", "better", "worse", "direction", "margin", "note"}
 TUNING_KEYS = {"param", "grid", "metric", "direction", "seeds"}

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,17 +40,22 @@ class Store:
         done = ("completed", "diverged") if retry_failed else DONE
         return record.get("status") in done
 
-    @property
-    def plan_path(self) -> Path:
-        return self.dir / "plan.json"
+    def plan_path(self, extra: Sequence[str] = ()) -> Path:
+        """``plan.json``; a plan with command-line overrides (or a map cell) gets its own file."""
+        if not extra:
+            return self.dir / "plan.json"
+        digest = hashlib.sha256("\n".join(extra).encode()).hexdigest()[:10]
+        return self.dir / "plans" / f"plan-{digest}.json"
 
     def save_plan(self, plan: dict) -> None:
-        write_json_atomic(self.plan_path, plan)
+        write_json_atomic(self.plan_path(plan.get("extra_overrides", ())), plan)
 
-    def load_plan(self) -> dict:
-        if not self.plan_path.is_file():
+    def load_plan(self, extra: Sequence[str] = ()) -> dict:
+        path = self.plan_path(extra)
+        if not path.is_file():
+            with_overrides = f" with overrides {' '.join(extra)}" if extra else ""
             raise FileNotFoundError(
-                f"no stored runs for this ablation and profile: {self.plan_path} is missing; "
-                f"run `labbench reproduce` first (or pass the --out folder it used)"
+                f"no stored runs for this ablation and profile{with_overrides}: {path} is missing; "
+                f"run `labbench reproduce` first (with the same overrides, and the --out folder it used)"
             )
-        return json.loads(self.plan_path.read_text())
+        return json.loads(path.read_text())

@@ -1,0 +1,235 @@
+"""Verdict maps: an ablation re-run at every cell of a 1- or 2-axis grid of settings.
+
+Each cell is an ordinary reproduction with the cell's overrides added, so cells share the
+ablation's store, run ids, resume and statistics with ``reproduce``: a map that shares
+cells with an earlier map (or with a plain reproduction) runs only what is new.
+
+Cells are separate experiments, each judged at its own 95% level. No multiple-comparison
+correction is applied; the map says so and states how many spurious verdicts chance alone
+would give across its cells.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from labbench.ablation import engine
+from labbench.ablation import plan as planning
+from labbench.ablation.spec import Spec, SpecError
+from labbench.ablation.store import Store, default_root
+from labbench.config import compose
+from labbench.record import write_json_atomic
+
+CORRECTION = (
+    "none: every cell is a separate experiment judged at its own 95% level; across K cells "
+    "about 0.05 x K verdicts per hypothesis may be supported or contradicted by chance alone"
+)
+SYMBOL = {"supported": "S", "contradicted": "C", "inconclusive": "-"}
+
+
+def parse_axes(items: Sequence[str]) -> dict[str, list[str]]:
+    """``["model.depth=2,6", "optimizer.lr=1e-3,3e-3"]`` -> ordered axes (at most two)."""
+    axes: dict[str, list[str]] = {}
+    for item in items:
+        key, sep, values = item.partition("=")
+        if not sep or not key or not values:
+            raise SpecError(f"bad axis {item!r}: write KEY=v1,v2,... (e.g. model.depth=2,6,12)")
+        axes[key] = [v.strip() for v in values.split(",") if v.strip()]
+    if not 1 <= len(axes) <= 2:
+        raise SpecError(f"a map has one or two axes, got {len(axes)}: {', '.join(axes) or 'none'}")
+    return axes
+
+
+def suggested_axes(spec: Spec) -> dict[str, list[str]]:
+    axes = (spec.raw.get("map") or {}).get("axes") or {}
+    if not axes:
+        raise SpecError(f"{spec.name} declares no suggested map axes: pass --axis KEY=v1,v2,...")
+    return {k: [str(v) for v in vs] for k, vs in axes.items()}
+
+
+def cells(axes: dict[str, list[str]]) -> list[dict[str, str]]:
+    keys = list(axes)
+    return [dict(zip(keys, combo)) for combo in itertools.product(*(axes[k] for k in keys))]
+
+
+def cell_overrides(cell: dict[str, str]) -> list[str]:
+    return [f"{k}={v}" for k, v in cell.items()]
+
+
+def slug(axes: dict[str, list[str]]) -> str:
+    text = "__".join(f"{k}={'-'.join(vs)}" for k, vs in axes.items())
+    return re.sub(r"[^A-Za-z0-9_.=+-]", "_", text)[:150]
+
+
+def validate_axes(spec: Spec, profile: str, axes: dict[str, list[str]], extra: Sequence[str] = ()) -> None:
+    """Fail before anything runs: unknown axis keys, and cells whose overrides do not compose."""
+    first = compose(planning.arm_overrides(spec, spec.arms[0].name, profile, extra))
+    for key in axes:
+        if OmegaConf.select(first, key, default=None) is None and key not in first:
+            raise SpecError(
+                f"{spec.name}: map axis {key!r} is not a key of the composed config "
+                f"(top-level keys: {', '.join(str(k) for k in first.keys())}); use a dotted key such as model.depth"
+            )
+    for cell in cells(axes):
+        planning.validate(spec, profile, [*extra, *cell_overrides(cell)])
+
+
+def estimated_minutes(spec: Spec, profile: str, n_cells: int) -> float | None:
+    per_cell = ((spec.raw.get("map") or {}).get("minutes_per_cell") or {}).get(profile)
+    if per_cell is None:
+        per_cell = spec.profile(profile).estimated_minutes
+    return None if per_cell is None else float(per_cell) * n_cells
+
+
+def run_map(
+    spec: Spec,
+    profile: str,
+    axes: dict[str, list[str]],
+    seeds: int | None = None,
+    extra: Sequence[str] = (),
+    root: str | Path | None = None,
+    jobs: int = 1,
+    wandb: bool = True,
+    out_dir: str | Path | None = None,
+    on_cell: Callable[[dict[str, str]], None] | None = None,
+    on_done: Callable | None = None,
+) -> dict[str, Any]:
+    """Reproduce the ablation at every cell; write ``map.json``, ``map.md`` and heat maps."""
+    extra = list(extra)
+    validate_axes(spec, profile, axes, extra)
+    store = Store(root or default_root(), spec.name, profile)
+    out = Path(out_dir) if out_dir else store.dir / "maps" / slug(axes)
+    results = []
+    counts: dict[str, int] = {}
+    for cell in cells(axes):
+        if on_cell:
+            on_cell(cell)
+        outcome = engine.reproduce(
+            spec, profile, seeds, [*extra, *cell_overrides(cell)], root or default_root(), jobs, wandb,
+            report_dir=out / "cells" / slug({k: [v] for k, v in cell.items()}), on_done=on_done,
+        )
+        for k, v in outcome.counts.items():
+            counts[k] = counts.get(k, 0) + v
+        results.append({"cell": cell, "hypotheses": outcome.verdict["hypotheses"],
+                        "status_counts": {a: d["status_counts"] for a, d in outcome.verdict["arms"].items()}})
+    result = {
+        "name": spec.name,
+        "profile": profile,
+        "axes": axes,
+        "extra_overrides": extra,
+        "seeds": seeds if seeds is not None else spec.profile(profile).seeds,
+        "correction": CORRECTION,
+        "cells": results,
+        "counts": counts,
+    }
+    write_map(result, out)
+    if wandb:
+        log_to_wandb(result, spec)
+    result["dir"] = str(out)
+    return result
+
+
+def matrix(result: dict[str, Any], hypothesis: int) -> tuple[list[str], list[str], list[list[dict]]]:
+    """Rows x columns of one hypothesis's cell results: columns = first axis, rows = second."""
+    keys = list(result["axes"])
+    cols = result["axes"][keys[0]]
+    rows = result["axes"][keys[1]] if len(keys) > 1 else [""]
+    by_cell = {tuple(c["cell"][k] for k in keys): c["hypotheses"][hypothesis] for c in result["cells"]}
+    grid = [[by_cell[(col,) if len(keys) == 1 else (col, row)] for col in cols] for row in rows]
+    return rows, cols, grid
+
+
+def _fmt(x: float) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3g}"
+
+
+def render_markdown(result: dict[str, Any]) -> str:
+    keys = list(result["axes"])
+    lines = [f"# {result['name']}: verdict map (`{result['profile']}` profile)", "",
+             "Axes: " + "; ".join(f"`{k}` = {', '.join(v)}" for k, v in result["axes"].items()) + ".",
+             f"Seeds per arm and cell: {result['seeds']}." + (f" Overrides: {' '.join(result['extra_overrides'])}." if result["extra_overrides"] else ""),
+             "", f"Multiple comparisons: {result['correction']}.", ""]
+    n_hyp = len(result["cells"][0]["hypotheses"]) if result["cells"] else 0
+    for h in range(n_hyp):
+        first = result["cells"][0]["hypotheses"][h]
+        word = "lower" if first["direction"] == "lower" else "higher"
+        lines += [f"## {first['name']}", "",
+                  f"`{first['better']}` {word} than `{first['worse']}` on `{first['metric']}`; effect = paired difference, "
+                  "positive = as predicted, with its 95% interval.", "", f"![heat map](heatmap_{h}.png)", "",
+                  "| " + " | ".join(f"`{k}`" for k in keys) + " | effect [95% CI] | P(improvement) | verdict |",
+                  "|" + "---|" * (len(keys) + 3)]
+        for c in result["cells"]:
+            hyp = c["hypotheses"][h]
+            lines.append("| " + " | ".join(c["cell"][k] for k in keys)
+                         + f" | {_fmt(hyp['mean_diff'])} [{_fmt(hyp['ci_low'])}, {_fmt(hyp['ci_high'])}] | {_fmt(hyp['prob_improvement'])} | **{hyp['verdict']}** |")
+        lines.append("")
+    lines += ["Each cell's own report (runs, curves, provenance) is under `cells/`.", ""]
+    return "\n".join(lines)
+
+
+def plot_heatmap(result: dict[str, Any], hypothesis: int, path: Path) -> None:
+    """Colour = effect (blue = as predicted, red = the other way); letter = verdict (S / C / -)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import TwoSlopeNorm
+
+    rows, cols, grid = matrix(result, hypothesis)
+    values = [[c["mean_diff"] if c["mean_diff"] is not None else math.nan for c in row] for row in grid]
+    finite = [abs(v) for row in values for v in row if not math.isnan(v)]
+    span = max(finite) if finite and max(finite) > 0 else 1.0
+    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(cols), 1.2 + 0.9 * len(rows)))
+    image = ax.imshow(values, cmap="RdBu", norm=TwoSlopeNorm(0.0, -span, span), aspect="auto")
+    for i, row in enumerate(grid):
+        for j, c in enumerate(row):
+            dark = not math.isnan(values[i][j]) and abs(values[i][j]) > 0.6 * span
+            ax.text(j, i, f"{SYMBOL[c['verdict']]}\n{_fmt(c['mean_diff'])}", ha="center", va="center", fontsize=9,
+                    color="white" if dark else "black")
+    keys = list(result["axes"])
+    ax.set_xticks(range(len(cols)), cols)
+    ax.set_xlabel(keys[0])
+    ax.set_yticks(range(len(rows)), rows)
+    if len(keys) > 1:
+        ax.set_ylabel(keys[1])
+    h = grid[0][0]
+    ax.set_title(f"{h['name']}\nS supported, C contradicted, - inconclusive", fontsize=9)
+    fig.colorbar(image, ax=ax, label="effect (positive = as predicted)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, metadata={"Software": None})
+    plt.close(fig)
+
+
+def write_map(result: dict[str, Any], out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    n_hyp = len(result["cells"][0]["hypotheses"]) if result["cells"] else 0
+    for h in range(n_hyp):
+        plot_heatmap(result, h, out / f"heatmap_{h}.png")
+    write_json_atomic(out / "map.json", result)
+    (out / "map.md").write_text(render_markdown(result))
+
+
+def log_to_wandb(result: dict[str, Any], spec: Spec) -> None:
+    """One W&B run (job type ``map``) in the ablation's group holding the map as a table."""
+    import wandb
+
+    from labbench.loggers import resolve_wandb_mode
+
+    keys = list(result["axes"])
+    table = wandb.Table(columns=[*keys, "hypothesis", "effect", "ci_low", "ci_high", "verdict"])
+    for c in result["cells"]:
+        for h in c["hypotheses"]:
+            table.add_data(*[c["cell"][k] for k in keys], h["name"], h["mean_diff"], h["ci_low"], h["ci_high"], h["verdict"])
+    run = wandb.init(project="labbench", group=spec.name, job_type="map", mode=resolve_wandb_mode("auto"),
+                     tags=[t for t in (spec.claim_id, result["profile"], "map") if t], dir=str(default_root()),
+                     config={"axes": result["axes"], "profile": result["profile"]}, settings=wandb.Settings(x_disable_stats=True, silent=True))
+    run.log({"verdict_map": table})
+    run.finish()
+
