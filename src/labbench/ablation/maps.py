@@ -186,7 +186,7 @@ def plot_heatmap(result: dict[str, Any], hypothesis: int, path: Path) -> None:
     values = [[c["mean_diff"] if c["mean_diff"] is not None else math.nan for c in row] for row in grid]
     finite = [abs(v) for row in values for v in row if not math.isnan(v)]
     span = max(finite) if finite and max(finite) > 0 else 1.0
-    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(cols), 1.2 + 0.9 * len(rows)))
+    fig, ax = plt.subplots(figsize=(3.2 + 1.3 * len(cols), 1.6 + 0.9 * len(rows)))
     image = ax.imshow(values, cmap="RdBu", norm=TwoSlopeNorm(0.0, -span, span), aspect="auto")
     for i, row in enumerate(grid):
         for j, c in enumerate(row):
@@ -212,7 +212,7 @@ def write_map(result: dict[str, Any], out: Path) -> None:
     n_hyp = len(result["cells"][0]["hypotheses"]) if result["cells"] else 0
     for h in range(n_hyp):
         plot_heatmap(result, h, out / f"heatmap_{h}.png")
-    write_json_atomic(out / "map.json", result)
+    write_json_atomic(out / "map.json", {k: v for k, v in result.items() if k != "counts"})  # results, not bookkeeping
     (out / "map.md").write_text(render_markdown(result))
 
 
