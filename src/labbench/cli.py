@@ -188,6 +188,15 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+SHARED_OPTIONS = {
+    "seeds": (["--seeds"], {"type": int, "default": None, "help": "number of seeds per arm (default: the profile's)"}),
+    "jobs": (["--jobs"], {"type": int, "default": 1, "help": "parallel worker processes (default 1: in this process)"}),
+    "out": (["--out"], {"default": None, "help": "root folder of ablation runs (default: outputs/ablations)"}),
+    "report_dir": (["--report-dir"], {"default": None, "help": "write report.md / verdict.json / plots here instead"}),
+    "no_wandb": (["--no-wandb"], {"action": "store_true", "help": "CSV logs only (no W&B runs)"}),
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="labbench", description="Named ablations: test a claim about deep learning with seeds, statistics and a verdict.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{list,show,reproduce,plan,map,report}")
@@ -195,50 +204,40 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="every named ablation: claim, sources, arms, profiles, estimated time")
     p.set_defaults(func=cmd_list)
 
-    def common(p: argparse.ArgumentParser) -> None:
+    def add(p: argparse.ArgumentParser, *names: str) -> None:
+        """The ablation name, --profile, and the named options shared by several commands."""
         p.add_argument("name", help="ablation name (see `labbench list`) or path to a spec .yaml")
         p.add_argument("--profile", default="quick", help="smoke | quick | full (default: quick)")
+        for name in names:
+            flags, kwargs = SHARED_OPTIONS[name]
+            p.add_argument(*flags, **kwargs)
 
     p = sub.add_parser("show", help="the spec, each arm's resolved config and the keys on which arms differ")
-    common(p)
+    add(p)
     p.add_argument("overrides", nargs="*", help="extra Hydra overrides applied to every arm")
     p.set_defaults(func=cmd_show)
 
     p = sub.add_parser("reproduce", help="run what is missing, aggregate, print the verdicts, write the report")
-    common(p)
-    p.add_argument("--seeds", type=int, default=None, help="number of seeds per arm (default: the profile's)")
-    p.add_argument("--jobs", type=int, default=1, help="parallel worker processes (default 1: in this process)")
-    p.add_argument("--out", default=None, help="root folder of ablation runs (default: outputs/ablations)")
-    p.add_argument("--report-dir", default=None, help="write report.md / verdict.json / plots here instead")
-    p.add_argument("--no-wandb", action="store_true", help="CSV logs only (no W&B runs)")
+    add(p, "seeds", "jobs", "out", "report_dir", "no_wandb")
     p.add_argument("--retry-failed", action="store_true", help="run failed runs again (default: they count as failed)")
     p.add_argument("overrides", nargs="*", help="extra Hydra overrides applied to every run (e.g. trainer.max_steps=100)")
     p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("plan", help="print the plan as Hydra multirun commands (for any Hydra launcher)")
-    common(p)
-    p.add_argument("--seeds", type=int, default=None, help="number of seeds per arm (default: the profile's)")
-    p.add_argument("--out", default=None, help="root folder of ablation runs (default: outputs/ablations)")
+    add(p, "seeds", "out", "no_wandb")
     p.add_argument("--launcher", default=None, help="a Hydra launcher to add, e.g. joblib or submitit_slurm")
-    p.add_argument("--no-wandb", action="store_true", help="CSV logs only (no W&B runs)")
     p.add_argument("overrides", nargs="*", help="extra Hydra overrides applied to every run")
     p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("map", help="reproduce at every cell of a 1- or 2-axis grid: where does the claim hold?")
-    common(p)
+    add(p, "seeds", "jobs", "out", "no_wandb")
     p.add_argument("--axis", action="append", default=[], metavar="KEY=v1,v2,...", help="an axis (give one or two; default: the spec's suggested axes)")
-    p.add_argument("--seeds", type=int, default=None, help="number of seeds per arm and cell (default: the profile's)")
-    p.add_argument("--jobs", type=int, default=1, help="parallel worker processes")
-    p.add_argument("--out", default=None, help="root folder of ablation runs (default: outputs/ablations)")
     p.add_argument("--map-dir", default=None, help="write map.md / map.json / heat maps here")
-    p.add_argument("--no-wandb", action="store_true", help="CSV logs only (no W&B runs)")
     p.add_argument("overrides", nargs="*", help="extra Hydra overrides applied to every run")
     p.set_defaults(func=cmd_map)
 
     p = sub.add_parser("report", help="rebuild the report from stored runs only, running nothing")
-    common(p)
-    p.add_argument("--out", default=None, help="root folder of ablation runs (default: outputs/ablations)")
-    p.add_argument("--report-dir", default=None, help="write report.md / verdict.json / plots here instead")
+    add(p, "out", "report_dir")
     p.add_argument("overrides", nargs="*", help="the overrides the reproduction was run with, if any")
     p.set_defaults(func=cmd_report)
     return parser

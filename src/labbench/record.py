@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 RECORD_NAME = "run.json"
-STATUSES = ("completed", "diverged", "failed", "interrupted")
 
 
 def write_json_atomic(path: str | Path, obj: Any) -> Path:

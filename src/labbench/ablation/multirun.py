@@ -43,9 +43,9 @@ def multirun_commands(
         else:
             seed_list = [s + arm.seed_offset for s in final_seeds(spec, profile, seeds)]
             specific = [f"{spec.tuning.param}={tuned[arm.name]['value']}"] if tuned else []
-        logging = ["trainer.enable_progress_bar=false"]
-        logging += [f"logger.wandb.group={spec.name}", f"logger.wandb.job_type={arm.name}", f"logger.wandb.tags=[{tags}]"] if wandb else ["logger=csv"]
-        overrides = merge_overrides(arm_overrides(spec, arm.name, profile, extra), [f"seed={_values(seed_list)}", *specific], logging)
+        reporting = ["trainer.enable_progress_bar=false"]
+        reporting += [f"logger.wandb.group={spec.name}", f"logger.wandb.job_type={arm.name}", f"logger.wandb.tags=[{tags}]"] if wandb else ["logger=csv"]
+        overrides = merge_overrides(arm_overrides(spec, arm.name, profile, extra), [f"seed={_values(seed_list)}", *specific], reporting)
         commands.append(
             ["labbench-train", "-m", *overrides, f"hydra.sweep.dir={store.runs_dir}", "hydra.sweep.subdir=${labbench.run_id:}"]
         )
