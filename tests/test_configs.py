@@ -12,11 +12,23 @@ from hydra.errors import MissingConfigException
 from hydra.utils import instantiate
 
 from labbench.config import compose
+from labbench.train import build
 
 CONF = Path(str(resources.files("labbench.conf")))
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and not p.name.startswith("_"))
 OPTIONS = [(g, f.stem) for g in GROUPS for f in sorted((CONF / g).glob("*.yaml"))]
 REQUIRED_GROUPS = {"data", "model", "optimizer", "init", "norm", "activation", "schedule", "loss", "trainer", "logger", "paths", "hydra"}
+
+
+GENERATIVE_PRESET = {"vae": "vae", "gan": "gan", "diffusion": "diffusion"}  # model / task option -> its preset
+
+
+def _check_generative(cfg):
+    """Build data, model and task as a run does; the model's samples are shaped like the data."""
+    datamodule, model, task = build(cfg)
+    x = next(iter(datamodule.train_dataloader()))[0]
+    assert model.sample(3).shape == (3, *x.shape[1:])
+    return model, task
 
 
 def _tiny_model(cfg):
@@ -39,6 +51,8 @@ def test_option_composes_and_instantiates(group, option, tmp_path):
     overrides = [f"{group}={option}", f"paths.output_dir={tmp_path}", f"paths.data_dir={tmp_path}"]
     if group == "norm":  # instance norm needs feature maps, rms norm feature vectors
         overrides.append("model=mlp" if option == "rms" else "model=cnn")
+    if group in ("model", "task") and option in GENERATIVE_PRESET:  # they come with their data, task and loss
+        overrides.append(f"preset={GENERATIVE_PRESET[option]}")
     cfg = compose(overrides)
     if group == "data":
         datamodule = instantiate(cfg.data)
@@ -50,6 +64,9 @@ def test_option_composes_and_instantiates(group, option, tmp_path):
             assert x.shape == (cfg.data.batch_size, *datamodule.input_shape)
             classes = datamodule.num_classes if hasattr(datamodule, "num_classes") else datamodule.vocab_size
             assert y.max() < classes
+    elif group in ("model", "task") and option in GENERATIVE_PRESET:
+        model, task = _check_generative(cfg)
+        assert task.model is model
     elif group in ("model", "activation", "norm"):
         model = _tiny_model(cfg)
         if group == "activation":
@@ -68,8 +85,13 @@ def test_option_composes_and_instantiates(group, option, tmp_path):
             scheduler.step()
         assert not torch.equal(param.detach(), torch.ones(3))
     elif group == "loss":
-        loss = instantiate(cfg.loss)(torch.randn(8, 10), torch.randint(0, 10, (8,)))
-        assert loss.ndim == 0 and torch.isfinite(loss)
+        loss_fn = instantiate(cfg.loss)
+        if hasattr(loss_fn, "discriminator"):  # a GAN loss: one value for each network
+            real, fake = torch.randn(8), torch.randn(8)
+            values = [loss_fn.discriminator(real, fake), loss_fn.generator(fake)]
+        else:
+            values = [loss_fn(torch.randn(8, 10), torch.randint(0, 10, (8,)))]
+        assert all(v.ndim == 0 and torch.isfinite(v) for v in values)
     elif group == "trainer":
         if cfg.trainer.accelerator == "gpu" and not torch.cuda.is_available():
             assert cfg.trainer.max_steps > 0  # composes; instantiating needs a GPU (tests/test_gpu.py)
@@ -86,6 +108,8 @@ def test_option_composes_and_instantiates(group, option, tmp_path):
         data_kwargs = {"vocab": [chr(65 + i) for i in range(20)]} if option == "language_model" else {"num_classes": 10}
         task = instantiate(cfg.task, model=model, optimizer=instantiate(cfg.optimizer), loss=instantiate(cfg.loss), **data_kwargs)
         assert task.configure_optimizers is not None and task.model is model
+    elif group == "preset" and cfg.model._target_.rsplit(".", 1)[-1] in ("VAE", "GAN", "DDPM"):
+        _check_generative(cfg)
     elif group == "preset":
         datamodule = instantiate(cfg.data)
         datamodule.setup()

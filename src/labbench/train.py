@@ -33,17 +33,37 @@ def build(cfg: DictConfig):
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")
     L.seed_everything(cfg.seed, verbose=False)  # the model's init depends on the seed alone
-    model = instantiate(cfg.model, **datamodule.model_kwargs())
+    model = instantiate(cfg.model, **_accepted(cfg.model, datamodule.model_kwargs()))
     instantiate(cfg.init).apply(model, model.activation)
-    task = instantiate(
-        cfg.task,
-        model=model,
-        optimizer=instantiate(cfg.optimizer),
-        schedule=instantiate(cfg.schedule),
-        loss=instantiate(cfg.loss),
-        **datamodule.task_kwargs(),
-    )
+    task_kwargs = {"model": model, "optimizer": instantiate(cfg.optimizer), "schedule": instantiate(cfg.schedule)}
+    task_kwargs.update(_accepted(cfg.task, datamodule.task_kwargs()))
+    if cfg.get("loss") is not None:
+        if "loss" not in _parameters(cfg.task):
+            raise ValueError(
+                f"{cfg.task._target_} defines its own objective and takes no loss group; "
+                "use its preset (preset=vae, preset=diffusion) or drop the group with ~loss"
+            )
+        task_kwargs["loss"] = instantiate(cfg.loss)
+    task = instantiate(cfg.task, **task_kwargs)
     return datamodule, model, task
+
+
+def _parameters(node: DictConfig) -> set[str]:
+    """Named constructor parameters of a config node's ``_target_``."""
+    import inspect
+
+    from hydra.utils import get_object
+
+    return {p.name for p in inspect.signature(get_object(node._target_)).parameters.values() if p.kind != p.VAR_KEYWORD}
+
+
+def _accepted(node: DictConfig, offered: dict[str, Any]) -> dict[str, Any]:
+    """What the data offers (input shape, class count, ...) that ``node``'s target takes.
+
+    A classifier takes ``num_classes``; a generative model does not: each takes what it needs.
+    """
+    names = _parameters(node)
+    return {k: v for k, v in offered.items() if k in names}
 
 
 def _loggers(cfg: DictConfig, output_dir: Path) -> list:
@@ -123,6 +143,8 @@ def run(cfg: DictConfig, output_dir: str | Path, choices: dict[str, str] | None 
             record["probes"] = {"init_activation_std": init_stats.per_layer}
         if getattr(task, "sample", None) is not None:
             record["sample"] = task.sample
+        if getattr(task, "figures", None):
+            record["figures"] = dict(task.figures)
     except KeyboardInterrupt:
         record["status"] = "interrupted"
         raise

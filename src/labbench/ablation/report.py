@@ -97,10 +97,37 @@ def _completed(records: dict[str, list[dict | None]]) -> dict[str, list[dict]]:
     return {arm: [r for r in recs if r and r.get("status") == "completed"] for arm, recs in records.items()}
 
 
-def plot_curves(records: dict[str, list[dict | None]], path: Path) -> bool:
+def plot_curves(records: dict[str, list[dict | None]], path: Path, keys: tuple[str, ...] = CURVE_KEYS) -> bool:
     """Learning curves per arm: mean over seeds with a band of +-1 std."""
     curves = {arm: [r.get("curves", {}) for r in recs] for arm, recs in _completed(records).items()}
-    return _plot_panels(curves, list(CURVE_KEYS), {}, path)
+    return _plot_panels(curves, list(keys), {}, path)
+
+
+def plot_figures(store: Store, records: dict[str, list[dict | None]], path: Path, name: str) -> bool:
+    """The runs' own figure ``name`` (e.g. sample grids) side by side: per arm, its first completed seed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = []
+    for arm, recs in _completed(records).items():
+        for rec in recs:
+            file = (rec.get("figures") or {}).get(name)
+            if file and (store.run_dir(rec["run_id"]) / file).is_file():
+                panels.append((f"{arm} (seed {rec['config']['seed']})", store.run_dir(rec["run_id"]) / file))
+                break
+    if not panels:
+        return False
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.8), squeeze=False)
+    for ax, (title, file) in zip(axes[0], panels):
+        ax.imshow(plt.imread(file))
+        ax.set_title(title, fontsize=9)
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, metadata={"Software": None})
+    plt.close(fig)
+    return True
 
 
 def plot_probes(records: dict[str, list[dict | None]], path: Path) -> bool:
@@ -221,6 +248,10 @@ def render(spec: Spec, plan: Plan, verdict: dict, records: dict[str, list[dict |
         lines += ["Learning curves (mean over seeds, band = ±1 std):", "", "![learning curves](curves.png)", ""]
     if plots.get("probes"):
         lines += ["Probes (mean over seeds, band = ±1 std; per-layer probes averaged over layers):", "", "![probes](probes.png)", ""]
+    if plots.get("samples"):
+        lines += ["Samples of each arm's first seed (its run's `samples.png`; 2-D data: samples over the data in grey, x = mode centres):", "", "![samples](samples.png)", ""]
+    if plots.get("reconstructions"):
+        lines += ["Reconstructions of validation images (pairs: original, reconstruction):", "", "![reconstructions](reconstructions.png)", ""]
     if plots.get("metrics"):
         lines += ["Hypothesis metrics, one dot per seed, black = mean with its 95% interval:", "", "![hypothesis metrics](metrics.png)", ""]
 
@@ -245,7 +276,9 @@ def write_report(spec: Spec, plan: Plan, store: Store, verdict: dict, out_dir: P
     out_dir.mkdir(parents=True, exist_ok=True)
     records = final_records(plan, store)
     plots = {
-        "curves": plot_curves(records, out_dir / "curves.png"),
+        "curves": plot_curves(records, out_dir / "curves.png", spec.curves or CURVE_KEYS),
+        "samples": plot_figures(store, records, out_dir / "samples.png", "samples"),
+        "reconstructions": plot_figures(store, records, out_dir / "reconstructions.png", "reconstructions"),
         "probes": plot_probes(records, out_dir / "probes.png"),
         "metrics": plot_metrics(verdict, out_dir / "metrics.png"),
     }

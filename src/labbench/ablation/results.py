@@ -13,7 +13,7 @@ from typing import Any
 
 from labbench.ablation.metrics import metric_value, parse_metric
 from labbench.ablation.plan import Plan, PlannedRun
-from labbench.ablation.spec import Spec
+from labbench.ablation.spec import Spec, is_reference
 from labbench.ablation.stats import METHOD, compare, summarize
 from labbench.ablation.store import Store
 
@@ -53,6 +53,13 @@ def values_by_arm(spec: Spec, records: dict[str, list[dict | None]], expr: str) 
             for v, rec in zip(raw[arm], recs)
         ]
     return out
+
+
+def _side(values: dict[str, list[float]], side: str | float, other: str | float) -> list[float]:
+    """One side of a hypothesis, per seed: an arm's values, or a fixed reference repeated."""
+    if is_reference(side):
+        return [float(side)] * len(values[other])
+    return values[side]
 
 
 def choose_tuned(spec: Spec, profile: str, runs: list[PlannedRun], store: Store) -> dict[str, dict[str, Any]]:
@@ -113,7 +120,7 @@ def analyze(spec: Spec, plan: Plan, store: Store) -> dict[str, Any]:
 
     hypotheses = []
     for h in spec.hypotheses:
-        better, worse = values[h.metric][h.better], values[h.metric][h.worse]
+        better, worse = _side(values[h.metric], h.better, h.worse), _side(values[h.metric], h.worse, h.better)
         pairs = [(b, w) for b, w in zip(better, worse) if math.isfinite(b) and math.isfinite(w)]
         c = compare([b for b, _ in pairs], [w for _, w in pairs], h.direction, h.margin)
         hypotheses.append({"name": h.name, "metric": h.metric, "better": h.better, "worse": h.worse,

@@ -25,6 +25,7 @@ SPEC_KEYS = {
     "tuning": "optional per-arm nuisance tuning on the validation split",
     "profiles": "smoke / quick / full: seeds, overrides, estimated minutes",
     "notes": "optional remarks shown in the report",
+    "curves": "optional curve keys plotted per arm in curves.png (default: train/loss, val/loss, val/acc)",
     "map": "optional suggested map axes {axes: {key: [values]}, minutes_per_cell: {profile: minutes}}",
 }
 HYPOTHESIS_KEYS = {"name", "metric", "better", "worse", "direction", "margin", "note"}
@@ -50,13 +51,14 @@ class Hypothesis:
     """``better`` beats ``worse`` on ``metric`` by more than ``margin`` (in metric units).
 
     ``direction`` says which values are better (``lower`` for a loss). A negative margin
-    states non-inferiority ("matches or beats").
+    states non-inferiority ("matches or beats"). One side may be a number instead of an
+    arm: the arm's runs are then compared with that fixed value ("covers fewer than 8 modes").
     """
 
     name: str
     metric: str
-    better: str
-    worse: str
+    better: str | float  # an arm, or a number: a fixed reference value (e.g. the modes the data has)
+    worse: str | float
     direction: str
     margin: float = 0.0
     note: str = ""
@@ -99,6 +101,7 @@ class Spec:
     profiles: dict[str, Profile]
     tuning: Tuning | None = None
     notes: str = ""
+    curves: tuple[str, ...] = ()
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def arm(self, name: str) -> Arm:
@@ -114,6 +117,11 @@ class Spec:
         if name not in self.profiles:
             raise SpecError(f"{self.name}: no profile {name!r}; valid: {', '.join(self.profiles)}")
         return self.profiles[name]
+
+
+def is_reference(side: Any) -> bool:
+    """Whether a hypothesis side is a fixed number rather than an arm name."""
+    return isinstance(side, (int, float)) and not isinstance(side, bool)
 
 
 def experiments_dir() -> Path:
@@ -213,8 +221,12 @@ def parse(raw: dict[str, Any], path: Path) -> Spec:
             if key not in h:
                 raise _fail(path, f"{where} is missing {key!r}")
         for key in ("better", "worse"):
+            if is_reference(h[key]):
+                continue
             if h[key] not in arm_names:
-                raise _fail(path, f"{where}.{key} names arm {h[key]!r}; arms are: {', '.join(arm_names)}")
+                raise _fail(path, f"{where}.{key} names arm {h[key]!r}; arms are: {', '.join(arm_names)} (or a number: a fixed reference value)")
+        if is_reference(h["better"]) and is_reference(h["worse"]):
+            raise _fail(path, f"{where}: better and worse are both numbers; at least one must name an arm")
         parse_metric(h["metric"])
         hypotheses.append(
             Hypothesis(
@@ -280,5 +292,6 @@ def parse(raw: dict[str, Any], path: Path) -> Spec:
         profiles=profiles,
         tuning=tuning,
         notes=" ".join(str(raw.get("notes", "")).split()),
+        curves=_strings(path, "curves", raw.get("curves")),
         raw=raw,
     )

@@ -16,7 +16,7 @@ class Task(L.LightningModule):
     """Base LightningModule: ``optimizer`` takes the parameters, ``schedule`` the optimizer and
     ``total_steps`` (Hydra partials); the schedule steps every optimizer step."""
 
-    def __init__(self, model: nn.Module, optimizer: OptimizerFactory, loss: nn.Module, schedule: ScheduleFactory | None = None) -> None:
+    def __init__(self, model: nn.Module, optimizer: OptimizerFactory, loss: nn.Module | None, schedule: ScheduleFactory | None = None) -> None:
         super().__init__()
         self.model, self.loss = model, loss
         self.optimizer_factory, self.schedule_factory = optimizer, schedule

@@ -1,0 +1,50 @@
+"""Diffusion training (DDPM, Ho et al. 2020): predict the noise added at a random step."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from labbench.tasks.base import OptimizerFactory, ScheduleFactory
+from labbench.tasks.generative import GenerativeTask
+
+
+class DiffusionTask(GenerativeTask):
+    """Minimizes the simple DDPM loss ``model.loss(x0)`` (MSE between true and predicted noise).
+
+    Images are mapped to [-1, 1]. Validation and test losses draw their steps and noise
+    from a generator seeded by ``sample_seed``, so every evaluation sees the same noise
+    and val curves compare across steps and runs. Samples use the model's
+    ``sample_steps`` (respaced sampling); logs ``{split}/loss`` and the sample measures
+    of :class:`GenerativeTask`.
+    """
+
+    symmetric_images = True
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: OptimizerFactory,
+        schedule: ScheduleFactory | None = None,
+        eval_samples: int = 1000,
+        figure_samples: int = 64,
+        sample_seed: int = 0,
+        classifier_steps: int = 500,
+    ) -> None:
+        super().__init__(model, optimizer, schedule, eval_samples, figure_samples, sample_seed, classifier_steps)
+        self._eval_generator: torch.Generator | None = None
+
+    def on_validation_epoch_start(self) -> None:
+        self._eval_generator = torch.Generator(self.device).manual_seed(self.sample_seed)
+
+    on_test_epoch_start = on_validation_epoch_start
+
+    def shared_step(self, batch, split: str) -> torch.Tensor:
+        x0 = self.to_model(batch[0])
+        loss = self.model.loss(x0, generator=None if split == "train" else self._eval_generator)
+        on_step = split == "train"
+        self.log(f"{split}/loss", loss, on_step=on_step, on_epoch=not on_step, prog_bar=True, batch_size=len(x0))
+        return loss
+
+    def generate_model_space(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        return self.model.sample(n, generator)

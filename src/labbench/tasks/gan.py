@@ -1,0 +1,117 @@
+"""GAN training with manual optimization: ``d_steps`` discriminator updates per generator update."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from labbench.components.gan_losses import KINDS, GANLoss
+from labbench.tasks.base import OptimizerFactory, ScheduleFactory
+from labbench.tasks.generative import GenerativeTask
+
+
+class GANTask(GenerativeTask):
+    """One training step = ``d_steps`` discriminator updates, then one generator update.
+
+    The discriminator reuses the step's real batch with fresh fakes each update, and
+    learns at ``d_lr`` (null: the generator's ``optimizer.lr``). ``trainer.max_steps``
+    counts generator updates: the discriminator steps through the strategy directly,
+    outside Lightning's step counter (``d_updates`` and ``g_updates`` count both).
+    Logs ``train/d_loss``, ``train/g_loss``, ``train/d_acc_real`` and ``train/d_acc_fake``
+    (share of real / fake samples on the right side of 0; logistic and hinge scores),
+    ``train/g_grad_norm`` (L2 norm of the generator's gradient: small means a starved
+    generator), and on val / test the discriminator's loss and accuracies on held-out
+    real data, plus the sample measures of :class:`GenerativeTask`.
+    """
+
+    symmetric_images = True
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: OptimizerFactory,
+        loss: GANLoss,
+        schedule: ScheduleFactory | None = None,
+        d_steps: int = 1,
+        d_lr: float | None = None,
+        eval_samples: int = 1000,
+        figure_samples: int = 64,
+        sample_seed: int = 0,
+        classifier_steps: int = 500,
+    ) -> None:
+        if not isinstance(loss, GANLoss):
+            raise ValueError(
+                f"task=gan needs a GAN loss (loss={'|'.join(KINDS)}), got {type(loss).__name__}; "
+                "preset=gan or preset=gan_ring sets one"
+            )
+        if d_steps < 1:
+            raise ValueError(f"d_steps must be >= 1, got {d_steps}")
+        super().__init__(model, optimizer, schedule, eval_samples, figure_samples, sample_seed, classifier_steps, loss=loss)
+        self.automatic_optimization = False
+        self.d_steps, self.d_lr = d_steps, d_lr
+        self.d_updates = self.g_updates = 0
+
+    def configure_optimizers(self):
+        g_opt = self.optimizer_factory(self.model.generator.parameters())
+        d_kwargs = {} if self.d_lr is None else {"lr": self.d_lr}
+        d_opt = self.optimizer_factory(self.model.discriminator.parameters(), **d_kwargs)
+        if self.schedule_factory is None:
+            return [g_opt, d_opt]
+        total = int(self.trainer.max_steps)
+        schedules = [self.schedule_factory(opt, total_steps=total) for opt in (g_opt, d_opt)]
+        return [g_opt, d_opt], [{"scheduler": s, "interval": "step"} for s in schedules]
+
+    def scores(self, real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.model.discriminate(real), self.model.discriminate(fake)
+
+    def log_discriminator(self, split: str, d_loss: torch.Tensor, real: torch.Tensor, fake: torch.Tensor) -> None:
+        on_step = split == "train"
+        log = dict(on_step=on_step, on_epoch=not on_step, batch_size=len(real))
+        self.log(f"{split}/d_loss", d_loss.detach(), prog_bar=True, **log)
+        self.log(f"{split}/d_acc_real", (real.detach() > 0).float().mean(), **log)
+        self.log(f"{split}/d_acc_fake", (fake.detach() < 0).float().mean(), **log)
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        g_opt, d_opt = self.optimizers()
+        real = self.to_model(batch[0])
+        n = len(real)
+        for _ in range(self.d_steps):
+            fake = self.model(self.model.noise(n)).detach()
+            real_scores, fake_scores = self.scores(real, fake)
+            d_loss = self.loss.discriminator(real_scores, fake_scores)
+            d_total = d_loss + self.loss.gradient_penalty(self.model.discriminate, real, fake)
+            d_opt.zero_grad()
+            self.manual_backward(d_total)
+            self.trainer.strategy.optimizer_step(d_opt.optimizer, closure=lambda: None)  # not a counted step
+            self.d_updates += 1
+        self.log_discriminator("train", d_loss, real_scores, fake_scores)
+
+        fake_scores = self.model.discriminate(self.model(self.model.noise(n)))
+        g_loss = self.loss.generator(fake_scores)
+        g_opt.zero_grad()
+        self.manual_backward(g_loss)
+        grads = [p.grad for p in self.model.generator.parameters() if p.grad is not None]
+        g_grad_norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+        g_opt.step()
+        self.g_updates += 1
+        if self.schedule_factory is not None:
+            for scheduler in self.lr_schedulers():
+                scheduler.step()
+        self.log("train/g_loss", g_loss.detach(), on_step=True, on_epoch=False, prog_bar=True)
+        self.log("train/g_grad_norm", g_grad_norm, on_step=True, on_epoch=False)
+        self.log("train/lr", g_opt.param_groups[0]["lr"], on_step=True, on_epoch=False)
+        self.log("train/loss", g_loss.detach(), on_step=True, on_epoch=False)  # what divergence detection watches
+        return g_loss.detach()
+
+    def shared_step(self, batch, split: str) -> torch.Tensor:
+        real = self.to_model(batch[0])
+        with self.fork_rng():
+            torch.manual_seed(self.sample_seed)  # the same fakes at every evaluation
+            fake = self.model(self.model.noise(len(real)))
+        real_scores, fake_scores = self.scores(real, fake)
+        d_loss = self.loss.discriminator(real_scores, fake_scores)
+        self.log_discriminator(split, d_loss, real_scores, fake_scores)
+        return d_loss
+
+    def generate_model_space(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        return self.model.sample(n, generator)
