@@ -174,6 +174,7 @@ def test_overrides_later_win():
         ({"tuning": {"param": "optimizer.lr", "grid": {"a": [0.1, 0.2], "b": [0.1]}, "metric": "val/loss", "direction": "lower"}}, "same number of values"),
         ({"profiles": {"quick": {"seeds": 3}}}, "'smoke' profile is required"),
         ({"metrics": ["train/loss@x"]}, "valid forms"),
+        ({"curves": "val/loss"}, "curves must be a list of logged metric keys"),
     ],
 )
 def test_bad_specs_fail_with_a_clear_message(tmp_path, changes, message):

@@ -195,12 +195,7 @@ def save_image_grid(images: torch.Tensor, path: str | Path, nrow: int = 8, title
     else:
         ax.imshow(grid.permute(1, 2, 0).numpy(), interpolation="nearest")
     ax.set_axis_off()
-    if title:
-        ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100, metadata={"Software": None})
-    plt.close(fig)
-    return path
+    return _save(fig, ax, path, title)
 
 
 def save_scatter(
@@ -235,6 +230,13 @@ def save_scatter(
         ax.set_xlim(-limit, limit)
         ax.set_ylim(-limit, limit)
     ax.set_aspect("equal")
+    return _save(fig, ax, path, title)
+
+
+def _save(fig, ax, path: Path, title: str | None) -> Path:
+    """Title, tight layout, a PNG without a software stamp (same figure, same bytes), close."""
+    import matplotlib.pyplot as plt
+
     if title:
         ax.set_title(title, fontsize=9)
     fig.tight_layout()

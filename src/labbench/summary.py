@@ -11,6 +11,10 @@ from rich.table import Table
 
 _STATUS_STYLE = {"completed": "bold green", "diverged": "bold yellow", "failed": "bold red"}
 _SHOWN_METRICS = ("test/acc", "test/loss", "test/bpc", "val/acc", "val/loss", "val/bpc", "train/loss")
+_SAMPLE_METRICS = (  # generative runs: the quality of their samples at test time
+    "test/elbo", "test/recon", "test/kl", "test/active_units", "test/modes", "test/hq_share",
+    "test/sharpness_ratio", "test/confidence", "test/class_entropy", "test/d_acc_real", "test/d_acc_fake",
+)
 
 
 def _short(path: str) -> str:
@@ -53,7 +57,7 @@ def print_summary(record: dict[str, Any], console: Console | None = None) -> Non
     metrics.add_column("final", justify="right")
     metrics.add_column("best (step)", justify="right")
     final, best = record["metrics"]["final"], record["metrics"]["best"]
-    for key in _SHOWN_METRICS:
+    for key in (*_SHOWN_METRICS, *_SAMPLE_METRICS):
         if key in final:
             b = best.get(key)
             metrics.add_row(key, _fmt(final[key]), f"{_fmt(b['value'])} ({b['step']})" if b else "")
@@ -65,6 +69,8 @@ def print_summary(record: dict[str, Any], console: Console | None = None) -> Non
     where.add_row("record", _short(f"{files.get('output_dir')}/run.json"))
     if files.get("csv"):
         where.add_row("curves", _short(files["csv"]))
+    for name, file in (record.get("figures") or {}).items():
+        where.add_row(name, _short(f"{files.get('output_dir')}/{file}"))
     if files.get("wandb"):
         where.add_row("W&B", _short(files["wandb"]))
         where.add_row("", f"upload: wandb sync {_short(files['wandb'])}")

@@ -171,6 +171,14 @@ def _strings(path: Path, where: str, value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _curves(path: Path, value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise _fail(path, f"curves must be a list of logged metric keys like 'val/loss', got {value!r}")
+    return tuple(value)
+
+
 def _direction(path: Path, where: str, value: Any) -> str:
     if value not in DIRECTIONS:
         raise _fail(path, f"{where}.direction must be one of {', '.join(DIRECTIONS)}, got {value!r}")
@@ -292,6 +300,6 @@ def parse(raw: dict[str, Any], path: Path) -> Spec:
         profiles=profiles,
         tuning=tuning,
         notes=" ".join(str(raw.get("notes", "")).split()),
-        curves=_strings(path, "curves", raw.get("curves")),
+        curves=_curves(path, raw.get("curves")),
         raw=raw,
     )

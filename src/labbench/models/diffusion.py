@@ -1,7 +1,7 @@
 """Denoising diffusion (DDPM, Ho et al. 2020) for 2-D toy data and small images.
 
-A generative model to test beliefs about that are not about classifiers: the noise
-schedule, the number of sampling steps, the denoiser's size. ``DDPM`` owns the schedule,
+The third generative family beside the VAE and the GAN, for claims such as "diffusion
+samples are sharper than a VAE's" or "diffusion covers every mode". ``DDPM`` owns the schedule,
 the training loss and the sampler; the denoiser that predicts the noise is an MLP (any
 input shape, flattened) or a small U-Net (images). Sampling uses the DDIM update (Song et
 al. 2021) on an evenly spaced subsequence of the timesteps, which with all of them and

@@ -16,7 +16,7 @@ class DiffusionTask(GenerativeTask):
     from a generator seeded by ``sample_seed``, so every evaluation sees the same noise
     and val curves compare across steps and runs. Samples use the model's
     ``sample_steps`` (respaced sampling); logs ``{split}/loss`` and the sample measures
-    of :class:`GenerativeTask`.
+    of :class:`GenerativeTask` (``evaluation``: its settings).
     """
 
     symmetric_images = True
@@ -26,12 +26,9 @@ class DiffusionTask(GenerativeTask):
         model: nn.Module,
         optimizer: OptimizerFactory,
         schedule: ScheduleFactory | None = None,
-        eval_samples: int = 1000,
-        figure_samples: int = 64,
-        sample_seed: int = 0,
-        classifier_steps: int = 500,
+        **evaluation,
     ) -> None:
-        super().__init__(model, optimizer, schedule, eval_samples, figure_samples, sample_seed, classifier_steps)
+        super().__init__(model, optimizer, schedule, **evaluation)
         self._eval_generator: torch.Generator | None = None
 
     def on_validation_epoch_start(self) -> None:

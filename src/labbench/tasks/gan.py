@@ -21,7 +21,7 @@ class GANTask(GenerativeTask):
     (share of real / fake samples on the right side of 0; logistic and hinge scores),
     ``train/g_grad_norm`` (L2 norm of the generator's gradient: small means a starved
     generator), and on val / test the discriminator's loss and accuracies on held-out
-    real data, plus the sample measures of :class:`GenerativeTask`.
+    real data, plus the sample measures of :class:`GenerativeTask` (``evaluation``: its settings).
     """
 
     symmetric_images = True
@@ -34,10 +34,7 @@ class GANTask(GenerativeTask):
         schedule: ScheduleFactory | None = None,
         d_steps: int = 1,
         d_lr: float | None = None,
-        eval_samples: int = 1000,
-        figure_samples: int = 64,
-        sample_seed: int = 0,
-        classifier_steps: int = 500,
+        **evaluation,
     ) -> None:
         if not isinstance(loss, GANLoss):
             raise ValueError(
@@ -46,7 +43,7 @@ class GANTask(GenerativeTask):
             )
         if d_steps < 1:
             raise ValueError(f"d_steps must be >= 1, got {d_steps}")
-        super().__init__(model, optimizer, schedule, eval_samples, figure_samples, sample_seed, classifier_steps, loss=loss)
+        super().__init__(model, optimizer, schedule, loss=loss, **evaluation)
         self.automatic_optimization = False
         self.d_steps, self.d_lr = d_steps, d_lr
         self.d_updates = self.g_updates = 0
@@ -57,7 +54,7 @@ class GANTask(GenerativeTask):
         d_opt = self.optimizer_factory(self.model.discriminator.parameters(), **d_kwargs)
         if self.schedule_factory is None:
             return [g_opt, d_opt]
-        total = int(self.trainer.max_steps)
+        total = int(self.trainer.estimated_stepping_batches)
         schedules = [self.schedule_factory(opt, total_steps=total) for opt in (g_opt, d_opt)]
         return [g_opt, d_opt], [{"scheduler": s, "interval": "step"} for s in schedules]
 

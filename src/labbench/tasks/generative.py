@@ -31,7 +31,10 @@ class GenerativeTask(Task):
 
     ``symmetric_images``: the model works on images in [-1, 1] (GAN, diffusion) while
     the data and every measurement use [0, 1]. Image data must not be standardized
-    (``data.normalize=false``; the presets set it).
+    (``data.normalize=false``; the presets set it). ``eval_samples``: samples measured at
+    each val / test (0: none); ``figure_samples``: samples in ``samples.png`` (0: no
+    figure); ``sample_seed``: their seed; ``classifier_steps``: training of the scoring
+    classifier for images.
     """
 
     symmetric_images = False
@@ -41,11 +44,11 @@ class GenerativeTask(Task):
         model: nn.Module,
         optimizer: OptimizerFactory,
         schedule: ScheduleFactory | None = None,
+        loss: nn.Module | None = None,
         eval_samples: int = 1000,
         figure_samples: int = 64,
         sample_seed: int = 0,
         classifier_steps: int = 500,
-        loss: nn.Module | None = None,
     ) -> None:
         super().__init__(model, optimizer, loss, schedule)
         self.eval_samples, self.figure_samples = eval_samples, figure_samples

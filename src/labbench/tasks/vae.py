@@ -22,7 +22,8 @@ class VAETask(GenerativeTask):
     ``loss`` (the weighted objective), ``elbo`` (beta = 1, a lower bound on log p(x)),
     ``recon`` (-log p(x|z)), ``kl``; at the end of val / test ``active_units`` and, for
     images, ``recon_sharpness_ratio`` (Laplacian variance of reconstructions / of the
-    originals); plus the sample measures of :class:`GenerativeTask` on prior samples.
+    originals); plus the sample measures of :class:`GenerativeTask` on prior samples
+    (``evaluation``: its settings, ``eval_samples`` etc.).
     """
 
     def __init__(
@@ -32,12 +33,9 @@ class VAETask(GenerativeTask):
         schedule: ScheduleFactory | None = None,
         kl_weight: float = 1.0,
         kl_warmup_steps: int = 0,
-        eval_samples: int = 1000,
-        figure_samples: int = 64,
-        sample_seed: int = 0,
-        classifier_steps: int = 500,
+        **evaluation,
     ) -> None:
-        super().__init__(model, optimizer, schedule, eval_samples, figure_samples, sample_seed, classifier_steps)
+        super().__init__(model, optimizer, schedule, **evaluation)
         if kl_weight < 0 or kl_warmup_steps < 0:
             raise ValueError(f"kl_weight and kl_warmup_steps must be >= 0; got {kl_weight}, {kl_warmup_steps}")
         self.kl_weight, self.kl_warmup_steps = kl_weight, kl_warmup_steps
