@@ -286,3 +286,24 @@ def test_both_sides_numbers_is_refused(tmp_path):
     path = _spec(tmp_path, [{"metric": "test/modes", "better": "gann", "worse": "gan", "direction": "higher"}])
     with pytest.raises(specs.SpecError, match=r"arms are: gan, hinge \(or a number"):
         validate(specs.load(path))
+
+
+def test_validating_more_often_leaves_the_training_path_alone(tmp_path):
+    base = ["preset=vae", "task.eval_samples=32", "task.classifier_steps=10", "task.figure_samples=0", "trainer.log_every_n_steps=5"]
+    often = run(compose([*fast_overrides(40), *base, "trainer.val_check_interval=10"]), tmp_path / "often")
+    rarely = run(compose([*fast_overrides(40), *base, "trainer.val_check_interval=40"]), tmp_path / "rarely")
+    assert often["curves"]["train/loss"] == rarely["curves"]["train/loss"]
+    assert often["metrics"]["final"]["val/elbo"] == rarely["metrics"]["final"]["val/elbo"]  # same eval noise too
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (["loss=hinge"], "loss=hinge is a GAN objective: use it with task=gan"),
+        (["preset=gan_ring", "probes.grad_norms=true"], "probes GradNorms assume one optimizer"),
+        (["preset=vae", "data=ring"], "a Bernoulli likelihood needs data in \\[0, 1\\]"),
+    ],
+)
+def test_mismatched_pieces_fail_clearly(tmp_path, overrides, message):
+    with pytest.raises(Exception, match=message):
+        run(compose([*fast_overrides(4), *overrides]), tmp_path / "bad")

@@ -99,6 +99,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
     s = specs.load(args.name)
     s.profile(args.profile)
+    launcher = _split_launcher(args)
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         TimeRemainingColumn(), console=console, transient=False)
     task = None
@@ -116,10 +117,22 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     with progress:
         outcome = reproduce(
             s, args.profile, args.seeds, args.overrides, args.out, args.jobs, not args.no_wandb, args.retry_failed,
-            args.report_dir, on_start, on_done,
+            args.report_dir, on_start, on_done, launcher,
         )
     _summary(outcome, s, time.perf_counter() - start)
     return 0
+
+
+def _split_launcher(args: argparse.Namespace) -> list[str]:
+    """``--launcher NAME`` plus the ``hydra.launcher.*`` overrides, which leave ``args.overrides``.
+
+    They say where runs execute, not what they are: they stay out of the plan and run ids.
+    """
+    launcher_overrides = [o for o in args.overrides if o.startswith("hydra.launcher.")]
+    args.overrides = [o for o in args.overrides if not o.startswith("hydra.launcher.")]
+    if launcher_overrides and not args.launcher:
+        raise SystemExit("hydra.launcher.* overrides need --launcher NAME (joblib, submitit_local, slurm, ...)")
+    return [args.launcher, *launcher_overrides] if args.launcher else []
 
 
 def cmd_map(args: argparse.Namespace) -> int:
@@ -173,10 +186,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from labbench.ablation.store import Store, default_root
 
     s = specs.load(args.name)
+    launcher = _split_launcher(args)
     validate(s, args.profile, args.overrides)
     store = Store(args.out or default_root(), s.name, args.profile)
     stage, commands = multirun_commands(s, args.profile, store, args.overrides, args.seeds, not args.no_wandb)
-    launcher = [f"hydra/launcher={args.launcher}"] if args.launcher else []
+    launcher = [f"hydra/launcher={launcher[0]}", *launcher[1:]] if launcher else []
     print(f"# {s.name} ({args.profile}), {'tuning' if stage == 'tune' else 'final'} stage: one Hydra multirun per arm")
     for command in commands:
         print(shell([*command, *launcher]))
@@ -194,6 +208,8 @@ SHARED_OPTIONS = {
     "out": (["--out"], {"default": None, "help": "root folder of ablation runs (default: outputs/ablations)"}),
     "report_dir": (["--report-dir"], {"default": None, "help": "write report.md / verdict.json / plots here instead"}),
     "no_wandb": (["--no-wandb"], {"action": "store_true", "help": "CSV logs only (no W&B runs)"}),
+    "launcher": (["--launcher"], {"default": None, "help": "run through a Hydra launcher: joblib, submitit_local, slurm (conf/hydra/launcher), "
+                                  "with hydra.launcher.* overrides among the overrides"}),
 }
 
 
@@ -218,14 +234,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_show)
 
     p = sub.add_parser("reproduce", help="run what is missing, aggregate, print the verdicts, write the report")
-    add(p, "seeds", "jobs", "out", "report_dir", "no_wandb")
+    add(p, "seeds", "jobs", "out", "report_dir", "no_wandb", "launcher")
     p.add_argument("--retry-failed", action="store_true", help="run failed runs again (default: they count as failed)")
     p.add_argument("overrides", nargs="*", help="extra Hydra overrides applied to every run (e.g. trainer.max_steps=100)")
     p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("plan", help="print the plan as Hydra multirun commands (for any Hydra launcher)")
-    add(p, "seeds", "out", "no_wandb")
-    p.add_argument("--launcher", default=None, help="a Hydra launcher to add, e.g. joblib or submitit_slurm")
+    add(p, "seeds", "out", "no_wandb", "launcher")
     p.add_argument("overrides", nargs="*", help="extra Hydra overrides applied to every run")
     p.set_defaults(func=cmd_plan)
 
@@ -244,7 +259,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # Overrides may follow options (`reproduce NAME --launcher local hydra.launcher.n_jobs=2`),
+    # which argparse alone cannot match to the earlier positional list.
+    args, unknown = parser.parse_known_args(argv)
+    stray = [u for u in unknown if u.startswith("-") or "=" not in u or not hasattr(args, "overrides")]
+    if stray:
+        parser.error(f"unrecognized arguments: {' '.join(stray)}")
+    if unknown:
+        args.overrides = [*args.overrides, *unknown]
     try:
         return args.func(args)
     except (specs.SpecError, FileNotFoundError) as err:

@@ -109,7 +109,8 @@ class SampleClassifier:
         self.num_classes = num_classes
         # Lightning evaluates under inference mode; the classifier may be trained from there.
         with torch.inference_mode(False), torch.enable_grad():
-            with torch.random.fork_rng(devices=[]):
+            # manual_seed also seeds every GPU: fork (and so restore) their states too.
+            with torch.random.fork_rng(devices=range(torch.cuda.device_count())):
                 torch.manual_seed(seed)
                 self.net = nn.Sequential(
                     nn.Conv2d(x_train.shape[1], 32, 3, padding=1),

@@ -184,6 +184,27 @@ def _complete_record(record: dict, cfg: DictConfig, output_dir: Path, trainer, l
     record["provenance"] = provenance(str(cfg.trainer.get("accelerator")), str(cfg.trainer.get("precision")), cfg.seed)
 
 
+def _share_cores(launcher: DictConfig) -> None:
+    """Under a launcher that packs runs into local processes, split the cores between them.
+
+    joblib runs ``n_jobs`` runs at once, each of which would otherwise start one torch
+    thread per core: on a 2-core machine two such runs slow each other down several-fold.
+    submitit jobs get ``cpus_per_task`` threads when it is set.
+    """
+    import os
+
+    import torch
+
+    target = str(launcher.get("_target_", ""))
+    if target.endswith("JoblibLauncher"):
+        cores = os.cpu_count() or 1
+        n_jobs = int(launcher.get("n_jobs") or 1)
+        n_jobs = cores if n_jobs < 0 else n_jobs
+        torch.set_num_threads(max(1, cores // max(1, n_jobs)))
+    elif "submitit" in target and launcher.get("cpus_per_task"):
+        torch.set_num_threads(int(launcher.cpus_per_task))
+
+
 def main() -> None:
     """Console entry point ``labbench-train``: the Hydra app over ``conf/train.yaml``."""
     import hydra
@@ -194,9 +215,19 @@ def main() -> None:
 
         from labbench.summary import print_summary
 
+        from hydra.types import RunMode
+
         hydra_cfg = HydraConfig.get()
         choices = {k: v for k, v in hydra_cfg.runtime.choices.items() if not k.startswith("hydra")}
-        record = run(cfg, hydra_cfg.runtime.output_dir, choices=choices)
+        _share_cores(hydra_cfg.launcher)
+        try:
+            record = run(cfg, hydra_cfg.runtime.output_dir, choices=choices)
+        except Exception:
+            if hydra_cfg.mode != RunMode.MULTIRUN:
+                raise
+            # In a sweep one failed run must not stop the others; its record says "failed".
+            logging.getLogger(__name__).exception("run failed; the sweep goes on (see its run.json)")
+            return None
         print_summary(record)
         return record["metrics"]["final"].get("test/acc")
 

@@ -44,8 +44,12 @@ def reproduce(
     report_dir: str | Path | None = None,
     on_start: Callable[[int], None] | None = None,
     on_done: ProgressFn | None = None,
+    launcher: Sequence[str] = (),
 ) -> Outcome:
-    """Plan, run what is missing (tuning first), aggregate, and write the report."""
+    """Plan, run what is missing (tuning first), aggregate, and write the report.
+
+    ``launcher``: run through a Hydra launcher (option, then its overrides) instead of here.
+    """
     from labbench.ablation.store import default_root
 
     extra = list(extra)
@@ -60,7 +64,7 @@ def reproduce(
 
     def run_all(runs: list[PlannedRun]) -> None:
         store.save_plan(plan.as_dict())  # before running: an interrupted ablation can still be reported
-        for k, v in execute(runs, store, spec.name, tags, jobs, wandb, retry_failed, on_done).items():
+        for k, v in execute(runs, store, spec.name, tags, jobs, wandb, retry_failed, on_done, launcher).items():
             counts[k] = counts.get(k, 0) + v
 
     if plan.tuning_runs:

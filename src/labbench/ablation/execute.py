@@ -1,9 +1,12 @@
-"""Run planned runs that are not done yet: in this process, or in J worker processes.
+"""Run planned runs that are not done yet: in this process, in J worker processes, or through a Hydra launcher.
 
 In-process is the default (a new Python costs ~6 s of imports here). With ``jobs > 1`` a
 spawn-based process pool runs them in parallel, each worker with ``cores // jobs`` torch
-threads. Every run writes its own record atomically, so an interrupted ablation loses at
-most the runs in flight, and a failed run never stops the others.
+threads. With a ``launcher`` (``joblib``, ``submitit_local``, ``slurm``, ...) the runs go
+out as ``labbench-train -m`` sweeps, one per group of runs that differ only in their seed,
+into the same store under the same run ids. Every run writes its own record atomically,
+so an interrupted ablation loses at most the runs in flight, and a failed run never stops
+the others; runs finishing out of order change nothing.
 """
 
 from __future__ import annotations
@@ -11,7 +14,10 @@ from __future__ import annotations
 import multiprocessing
 import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
 from labbench.ablation.plan import PlannedRun, merge_overrides
@@ -37,7 +43,7 @@ def _init_worker(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def logging_overrides(group: str, arm: str, tags: Sequence[str], seed: int, stage: str, wandb: bool) -> list[str]:
+def logging_overrides(group: str, arm: str, tags: Sequence[str], seed: int | str, stage: str, wandb: bool) -> list[str]:
     """Loggers and progress bars: not part of a run's identity (its id stays the same)."""
     common = ["trainer.enable_progress_bar=false"]
     if not wandb:
@@ -61,8 +67,13 @@ def execute(
     wandb: bool = True,
     retry_failed: bool = False,
     on_done: ProgressFn | None = None,
+    launcher: Sequence[str] = (),
 ) -> dict[str, int]:
-    """Run every run of ``runs`` without a finished record; returns counts by outcome."""
+    """Run every run of ``runs`` without a finished record; returns counts by outcome.
+
+    ``launcher``: a Hydra launcher option and its overrides (``["joblib",
+    "hydra.launcher.n_jobs=2"]``); empty runs here (``jobs`` decides how).
+    """
     counts = {"skipped": 0, "completed": 0, "diverged": 0, "failed": 0}
     todo = []
     for r in runs:
@@ -77,13 +88,22 @@ def execute(
         run_dir = store.run_dir(r.run_id)
         if run_dir.exists():  # a killed or interrupted attempt: start clean (no stale W&B run to sync)
             shutil.rmtree(run_dir)
-        overrides = merge_overrides(r.overrides, logging_overrides(group, r.arm, tags, r.seed, r.stage, wandb))
+        seed = "${seed}" if launcher else r.seed  # a sweep over seeds names each W&B run by its own seed
+        overrides = merge_overrides(r.overrides, logging_overrides(group, r.arm, tags, seed, r.stage, wandb))
         return list(overrides), str(store.run_dir(r.run_id))
 
     def finish(r: PlannedRun, status: str) -> None:
         counts[status] = counts.get(status, 0) + 1
         if on_done:
             on_done(r, status)
+
+    if launcher:
+        for overrides, group_runs in _sweeps(todo, [job(r)[0] for r in todo]):
+            _launch(overrides, [r.seed for r in group_runs], store, launcher)
+            for r in group_runs:
+                record = store.record(r.run_id)
+                finish(r, record.get("status", "failed") if record else "failed")
+        return counts
 
     if jobs <= 1:
         for r in todo:
@@ -102,3 +122,27 @@ def execute(
             raise
     return counts
 
+
+
+def _sweeps(runs: Sequence[PlannedRun], overrides: Sequence[list[str]]) -> list[tuple[list[str], list[PlannedRun]]]:
+    """Group runs whose overrides differ only in ``seed=``: each group is one Hydra sweep over seeds."""
+    groups: dict[tuple[str, ...], list[PlannedRun]] = {}
+    for r, ov in zip(runs, overrides):
+        groups.setdefault(tuple(o for o in ov if not o.startswith("seed=")), []).append(r)
+    return [(list(key), group) for key, group in groups.items()]
+
+
+def _launch(overrides: Sequence[str], seeds: Sequence[int], store: Store, launcher: Sequence[str]) -> None:
+    """One ``labbench-train -m`` sweep over ``seeds`` through the launcher, runs written into the store.
+
+    A sweep that exits with an error still leaves each run's record (failed runs write
+    theirs); runs without one are counted as failed by the caller.
+    """
+    option, *launcher_overrides = launcher
+    command = [
+        str(Path(sys.executable).parent / "labbench-train"), "-m", *overrides,
+        f"seed={','.join(str(s) for s in seeds)}",
+        f"hydra/launcher={option}", *launcher_overrides,
+        f"hydra.sweep.dir={store.runs_dir}", "hydra.sweep.subdir=${labbench.run_id:}",
+    ]
+    subprocess.run(command, check=False)

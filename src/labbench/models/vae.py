@@ -67,10 +67,11 @@ class VAE(nn.Module):
         """Likelihood parameters (logits or means) shaped like the data."""
         return self.decoder(z)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One reparameterized pass: ``(decoder output, mu, logvar)`` (noise from the global RNG)."""
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One reparameterized pass: ``(decoder output, mu, logvar)``; noise from ``generator`` or the global RNG."""
         mu, logvar = self.encode(x)
-        z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
+        noise = torch.randn(mu.shape, generator=generator, dtype=mu.dtype).to(mu.device) if generator is not None else torch.randn_like(mu)
+        z = mu + noise * (0.5 * logvar).exp()
         return self.decode(z), mu, logvar
 
     def log_likelihood(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:

@@ -16,8 +16,14 @@ class Task(L.LightningModule):
     """Base LightningModule: ``optimizer`` takes the parameters, ``schedule`` the optimizer and
     ``total_steps`` (Hydra partials); the schedule steps every optimizer step."""
 
+    takes_gan_loss = False  # only the GAN task trains on a GANLoss
+
     def __init__(self, model: nn.Module, optimizer: OptimizerFactory, loss: nn.Module | None, schedule: ScheduleFactory | None = None) -> None:
         super().__init__()
+        from labbench.components.gan_losses import GANLoss
+
+        if isinstance(loss, GANLoss) and not self.takes_gan_loss:
+            raise ValueError(f"loss={loss.kind} is a GAN objective: use it with task=gan (preset=gan or preset=gan_ring)")
         self.model, self.loss = model, loss
         self.optimizer_factory, self.schedule_factory = optimizer, schedule
         self.last_val_step: int | None = None  # lets the runner skip a redundant final validation

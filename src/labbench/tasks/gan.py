@@ -13,18 +13,20 @@ from labbench.tasks.generative import GenerativeTask
 class GANTask(GenerativeTask):
     """One training step = ``d_steps`` discriminator updates, then one generator update.
 
-    The discriminator reuses the step's real batch with fresh fakes each update, and
-    learns at ``d_lr`` (null: the generator's ``optimizer.lr``). ``trainer.max_steps``
+    The discriminator reuses the step's real batch with fresh fakes each update (WGAN-GP's
+    recipe draws a new real batch per critic update; here all ``d_steps`` updates see the
+    same one), and learns at ``d_lr`` (null: the generator's ``optimizer.lr``). ``trainer.max_steps``
     counts generator updates: the discriminator steps through the strategy directly,
     outside Lightning's step counter (``d_updates`` and ``g_updates`` count both).
     Logs ``train/d_loss``, ``train/g_loss``, ``train/d_acc_real`` and ``train/d_acc_fake``
     (share of real / fake samples on the right side of 0; logistic and hinge scores),
     ``train/g_grad_norm`` (L2 norm of the generator's gradient: small means a starved
-    generator), and on val / test the discriminator's loss and accuracies on held-out
+    generator; ``critic_gap`` instead of the accuracies for ``wasserstein_gp``), and on val / test the discriminator's loss and accuracies on held-out
     real data, plus the sample measures of :class:`GenerativeTask` (``evaluation``: its settings).
     """
 
     symmetric_images = True
+    takes_gan_loss = True
 
     def __init__(
         self,
@@ -47,6 +49,7 @@ class GANTask(GenerativeTask):
         self.automatic_optimization = False
         self.d_steps, self.d_lr = d_steps, d_lr
         self.d_updates = self.g_updates = 0
+        self._eval_generator: torch.Generator | None = None
 
     def configure_optimizers(self):
         g_opt = self.optimizer_factory(self.model.generator.parameters())
@@ -65,6 +68,9 @@ class GANTask(GenerativeTask):
         on_step = split == "train"
         log = dict(on_step=on_step, on_epoch=not on_step, batch_size=len(real))
         self.log(f"{split}/d_loss", d_loss.detach(), prog_bar=True, **log)
+        if self.loss.kind == "wasserstein_gp":  # a critic's scores have no threshold: log its gap instead
+            self.log(f"{split}/critic_gap", (real.detach().mean() - fake.detach().mean()), **log)
+            return
         self.log(f"{split}/d_acc_real", (real.detach() > 0).float().mean(), **log)
         self.log(f"{split}/d_acc_fake", (fake.detach() < 0).float().mean(), **log)
 
@@ -89,6 +95,9 @@ class GANTask(GenerativeTask):
         self.manual_backward(g_loss)
         grads = [p.grad for p in self.model.generator.parameters() if p.grad is not None]
         g_grad_norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+        scaler = getattr(self.trainer.precision_plugin, "scaler", None)
+        if scaler is not None:  # 16-mixed: gradients are still multiplied by the loss scale here
+            g_grad_norm = g_grad_norm / scaler.get_scale()
         g_opt.step()
         self.g_updates += 1
         if self.schedule_factory is not None:
@@ -102,13 +111,27 @@ class GANTask(GenerativeTask):
 
     def shared_step(self, batch, split: str) -> torch.Tensor:
         real = self.to_model(batch[0])
-        with self.fork_rng():
-            torch.manual_seed(self.sample_seed)  # the same fakes at every evaluation
-            fake = self.model(self.model.noise(len(real)))
+        fake = self.model(self.model.noise(len(real), self._eval_generator))  # the same fakes at every evaluation
         real_scores, fake_scores = self.scores(real, fake)
         d_loss = self.loss.discriminator(real_scores, fake_scores)
         self.log_discriminator(split, d_loss, real_scores, fake_scores)
         return d_loss
+
+    def on_validation_epoch_start(self) -> None:
+        self._eval_generator = torch.Generator().manual_seed(self.sample_seed)
+
+    on_test_epoch_start = on_validation_epoch_start
+
+    def on_fit_start(self) -> None:
+        super().on_fit_start()
+        from labbench.probes.layers import ActivationStats, GradNorms, LossSpikes, UpdateRatios
+
+        probes = [type(c).__name__ for c in self.trainer.callbacks if isinstance(c, (GradNorms, UpdateRatios, ActivationStats, LossSpikes))]
+        if probes:
+            raise ValueError(
+                f"probes {', '.join(probes)} assume one optimizer; a GAN has two. The GAN task logs its own "
+                "train/g_grad_norm and discriminator accuracies: switch these probes off"
+            )
 
     def generate_model_space(self, n: int, generator: torch.Generator) -> torch.Tensor:
         return self.model.sample(n, generator)

@@ -86,6 +86,11 @@ class GenerativeTask(Task):
 
     # -- measurements ---------------------------------------------------------------------
     def on_fit_start(self) -> None:
+        if self.trainer.world_size > 1:
+            raise ValueError(
+                f"{type(self).__name__} runs on one device (its sample measures and figures are not "
+                f"gathered across ranks); got {self.trainer.world_size} processes: set trainer.devices=1"
+            )
         x = self.trainer.datamodule.splits["train"][0]
         if self.is_image(x) and (x.min() < 0 or x.max() > 1):
             raise ValueError(

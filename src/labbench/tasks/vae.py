@@ -40,20 +40,37 @@ class VAETask(GenerativeTask):
             raise ValueError(f"kl_weight and kl_warmup_steps must be >= 0; got {kl_weight}, {kl_warmup_steps}")
         self.kl_weight, self.kl_warmup_steps = kl_weight, kl_warmup_steps
         self._eval: dict[str, list[torch.Tensor]] = {}
+        self._eval_generator: torch.Generator | None = None
 
     def beta(self) -> float:
         if self.kl_warmup_steps <= 0:
             return self.kl_weight
         return self.kl_weight * min(1.0, self.global_step / self.kl_warmup_steps)
 
-    def terms(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def terms(self, x: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Per-sample reconstruction term -log p(x|z), KL term, and the posterior means."""
-        out, mu, logvar = self.model(x)
+        out, mu, logvar = self.model(x, generator)
         return -self.model.log_likelihood(x, out), self.model.kl(mu, logvar), mu
+
+    def on_validation_epoch_start(self) -> None:
+        # Evaluation noise from its own generator: the same at every evaluation, and how
+        # often a run validates leaves its training path unchanged.
+        self._eval_generator = torch.Generator().manual_seed(self.sample_seed)
+
+    on_test_epoch_start = on_validation_epoch_start
+
+    def on_fit_start(self) -> None:
+        super().on_fit_start()
+        x = self.trainer.datamodule.splits["train"][0]
+        if self.model.likelihood == "bernoulli" and (x.min() < 0 or x.max() > 1):
+            raise ValueError(
+                f"a Bernoulli likelihood needs data in [0, 1], but the training split spans "
+                f"[{float(x.min()):.3g}, {float(x.max()):.3g}]: use model.likelihood=gaussian (or data.normalize=false for images)"
+            )
 
     def shared_step(self, batch, split: str) -> torch.Tensor:
         x = batch[0]
-        recon, kl, mu = self.terms(x)
+        recon, kl, mu = self.terms(x, None if split == "train" else self._eval_generator)
         beta = self.beta()
         loss = (recon + beta * kl).mean()
         on_step = split == "train"
