@@ -347,3 +347,36 @@ def test_missing_files_name_the_path_and_how_to_download(tmp_path, cls, kwargs, 
     assert str(tmp_path.joinpath(*subdir)) in message
     assert "download=true" in message
     assert isinstance(err.value, FileNotFoundError)
+
+
+# -- data parallelism: every rank's share, without processes ---------------------------------
+
+
+def test_ranks_split_each_global_batch_like_one_process():
+    x = torch.arange(64).float().unsqueeze(1)
+    y = torch.arange(64)
+    single = list(IndexBatches(x, y, 16, shuffle=True, seed=3, drop_last=True))
+    shards = [list(IndexBatches(x, y, 16, shuffle=True, seed=3, drop_last=True, rank=r, world_size=2)) for r in (0, 1)]
+    assert all(len(s) == len(single) for s in shards)
+    for b, (xb, yb) in enumerate(single):
+        assert torch.equal(shards[0][b][1], yb[0::2]) and torch.equal(shards[1][b][1], yb[1::2])  # the global batch, split
+    with pytest.raises(ValueError, match="global batch of all 3 processes and must be divisible"):
+        IndexBatches(x, y, 16, drop_last=True, rank=0, world_size=3)
+
+
+@pytest.mark.parametrize("n,world", [(359, 2), (359, 3), (10, 4), (144, 8)])
+def test_evaluation_sees_every_sample_exactly_once(n, world):
+    x, y = torch.zeros(n, 1), torch.arange(n)
+    seen = [int(i) for r in range(world) for _, yb in IndexBatches(x, y, 32, rank=r, world_size=world) for i in yb]
+    assert sorted(seen) == list(range(n))  # no padding, no drop, no repeat
+
+
+def test_text_windows_shard_the_same_way():
+    from labbench.data.text import FixedWindows, RandomWindows
+
+    ids = torch.arange(5000) % 97
+    single = next(iter(RandomWindows(ids, 16, 8, 3, seed=1)))[0]
+    halves = [next(iter(RandomWindows(ids, 16, 8, 3, seed=1, rank=r, world_size=2)))[0] for r in (0, 1)]
+    assert torch.equal(halves[0], single[0::2]) and torch.equal(halves[1], single[1::2])
+    windows = [FixedWindows(ids, 16, 4, 25, rank=r, world_size=3).x for r in range(3)]
+    assert torch.equal(torch.cat(windows), FixedWindows(ids, 16, 4, 25).x)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import csv
 import netrc
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlparse
+
+from lightning.pytorch.loggers import CSVLogger as LightningCSVLogger
+from lightning.pytorch.utilities import rank_zero_only
 
 WANDB_MODES = ("auto", "online", "offline", "disabled")
 
@@ -70,3 +74,23 @@ def finish_wandb(loggers: Sequence[object], failed: bool) -> None:
     for logger in loggers:
         if isinstance(logger, WandbLogger) and logger._experiment is not None:
             logger._experiment.finish(exit_code=1 if failed else 0)
+
+
+
+class CSVLogger(LightningCSVLogger):
+    """Lightning's CSV logger, safe when fit and test run in different processes.
+
+    Under ``ddp_spawn`` each stage runs in freshly spawned processes holding a copy of
+    the logger made before the first one: the copy does not know the columns an earlier
+    stage wrote, and Lightning's writer then fails to rewrite the header. Reading the
+    file's header first keeps every column.
+    """
+
+    @rank_zero_only
+    def save(self) -> None:
+        writer = self.experiment
+        if os.path.isfile(writer.metrics_file_path):
+            with open(writer.metrics_file_path, newline="") as file:
+                header = next(csv.reader(file), [])
+            writer.metrics_keys = sorted(set(writer.metrics_keys) | set(header))
+        super().save()

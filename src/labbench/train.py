@@ -9,6 +9,7 @@ behind ``labbench-train`` (every standard Hydra flag works: ``--help``, ``--cfg 
 from __future__ import annotations
 
 import logging
+import os
 import time
 import traceback
 import warnings
@@ -76,13 +77,40 @@ def _loggers(cfg: DictConfig, output_dir: Path) -> list:
     return loggers
 
 
-def run(cfg: DictConfig, output_dir: str | Path, choices: dict[str, str] | None = None) -> dict[str, Any]:
+RELAUNCHING_STRATEGIES = ("ddp", "ddp_find_unused_parameters_true", "ddp_find_unused_parameters_false", "fsdp", "deepspeed")
+
+
+def _check_strategy(trainer_cfg: DictConfig, relaunchable: bool) -> None:
+    """Refuse a strategy that starts its other processes by re-running the command, where that breaks.
+
+    Lightning's ``ddp`` re-executes ``sys.argv`` for ranks 1..N-1: right for a single
+    ``labbench-train`` run, but from ``labbench reproduce``, a Hydra multirun, a launcher
+    sweep or Python (pytest) each extra rank would re-run the whole command.
+    """
+    strategy, devices = str(trainer_cfg.get("strategy", "auto")), trainer_cfg.get("devices", 1)
+    several = not (devices in (1, "1") or (isinstance(devices, (list, tuple)) or OmegaConf.is_list(devices)) and len(devices) == 1)
+    if strategy in RELAUNCHING_STRATEGIES and several and not relaunchable:
+        raise ValueError(
+            f"trainer.strategy={strategy} starts its other processes by re-running the command; that works only "
+            "for a single `labbench-train` run. Here (labbench reproduce, a multirun or launcher sweep, Python) "
+            "use trainer.strategy=ddp_spawn, or ddp_fork on CPU"
+        )
+
+
+def _is_extra_rank() -> bool:
+    """Whether this process is rank 1..N-1 re-launched by Lightning's ``ddp`` (it writes no record)."""
+    return int(os.environ.get("LOCAL_RANK", "0")) != 0 or int(os.environ.get("NODE_RANK", "0")) != 0
+
+
+def run(cfg: DictConfig, output_dir: str | Path, choices: dict[str, str] | None = None, relaunchable: bool = False) -> dict[str, Any]:
     """Train and test the run ``cfg`` describes; write and return its ``run.json`` record.
 
     A diverged run (non-finite loss) ends normally with status ``diverged``. Any other
     error writes a ``failed`` record and is re-raised; Ctrl-C writes ``interrupted``.
     The W&B run is finished either way. With ``evaluate_test: false`` (tuning runs) the
-    test split is never read.
+    test split is never read. ``relaunchable``: this process was started by a command
+    that Lightning's ``ddp`` may re-run for the other ranks (a single ``labbench-train``).
+    Under data parallelism only rank 0 writes the record.
     """
     from hydra.utils import instantiate
 
@@ -90,6 +118,7 @@ def run(cfg: DictConfig, output_dir: str | Path, choices: dict[str, str] | None 
     from labbench.probes import DivergenceDetector
     from labbench.probes.init_stats import InitActivationStats
     from labbench.probes.layers import make_probes
+    from labbench.probes.fit_outcome import FitOutcome
     from labbench.probes.progress import StepBudgetProgressBar
 
     output_dir = Path(output_dir).resolve()
@@ -113,6 +142,7 @@ def run(cfg: DictConfig, output_dir: str | Path, choices: dict[str, str] | None 
     loggers: list = []
     trainer = None
     try:
+        _check_strategy(cfg.trainer, relaunchable)
         datamodule, model, task = build(cfg)
         record["data"] = {"splits": datamodule.split_sizes(), "input_shape": list(datamodule.input_shape)}
         record["model"] = {"parameters": sum(p.numel() for p in model.parameters())}
@@ -128,13 +158,16 @@ def run(cfg: DictConfig, output_dir: str | Path, choices: dict[str, str] | None 
         callbacks += make_probes(probes)
         if cfg.trainer.get("enable_progress_bar", True):
             callbacks.append(StepBudgetProgressBar())
+        outcome = FitOutcome(output_dir / "fit_outcome.json", divergence, init_stats)
+        callbacks.append(outcome)
         trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks, default_root_dir=str(output_dir))
         trainer.fit(task, datamodule=datamodule)
+        record.update(outcome.restore(trainer, task))  # what the training processes learned (they may be children)
         if divergence.diverged:
             record["status"] = "diverged"
             record["divergence"] = {"step": divergence.step, "reason": divergence.reason}
         else:
-            if task.last_val_step != trainer.global_step:
+            if task.last_val_step != record["steps"]:
                 trainer.validate(task, datamodule=datamodule, verbose=False)
             if cfg.get("evaluate_test", True):
                 trainer.test(task, datamodule=datamodule, verbose=False)
@@ -157,7 +190,8 @@ def run(cfg: DictConfig, output_dir: str | Path, choices: dict[str, str] | None 
             logger.finalize("success" if ok else "failed")
         finish_wandb(loggers, failed=not ok)
         _complete_record(record, cfg, output_dir, trainer, loggers, time.perf_counter() - start)
-        write_json_atomic(output_dir / RECORD_NAME, record)
+        if not _is_extra_rank():
+            write_json_atomic(output_dir / RECORD_NAME, record)
     return record
 
 
@@ -169,8 +203,8 @@ def _complete_record(record: dict, cfg: DictConfig, output_dir: Path, trainer, l
     final, best = summarize_curves(curves)
     record["metrics"] = {"final": final, "best": best}
     record["curves"] = curves
-    record["steps"] = trainer.global_step if trainer is not None else 0
-    record["epochs"] = trainer.current_epoch if trainer is not None else 0
+    record.setdefault("steps", trainer.global_step if trainer is not None else 0)
+    record.setdefault("epochs", trainer.current_epoch if trainer is not None else 0)
     record["wall_time_s"] = round(wall, 3)
     record["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     wandb_dirs = [
@@ -191,8 +225,6 @@ def _share_cores(launcher: DictConfig) -> None:
     thread per core: on a 2-core machine two such runs slow each other down several-fold.
     submitit jobs get ``cpus_per_task`` threads when it is set.
     """
-    import os
-
     import torch
 
     target = str(launcher.get("_target_", ""))
@@ -221,14 +253,15 @@ def main() -> None:
         choices = {k: v for k, v in hydra_cfg.runtime.choices.items() if not k.startswith("hydra")}
         _share_cores(hydra_cfg.launcher)
         try:
-            record = run(cfg, hydra_cfg.runtime.output_dir, choices=choices)
+            record = run(cfg, hydra_cfg.runtime.output_dir, choices=choices, relaunchable=hydra_cfg.mode == RunMode.RUN)
         except Exception:
             if hydra_cfg.mode != RunMode.MULTIRUN:
                 raise
             # In a sweep one failed run must not stop the others; its record says "failed".
             logging.getLogger(__name__).exception("run failed; the sweep goes on (see its run.json)")
             return None
-        print_summary(record)
+        if not _is_extra_rank():
+            print_summary(record)
         return record["metrics"]["final"].get("test/acc")
 
     _app()

@@ -21,11 +21,36 @@ class DatasetNotFoundError(FileNotFoundError):
     """A data set's files are missing; the message names the path and how to get them."""
 
 
+def rank_and_world(datamodule: L.LightningDataModule) -> tuple[int, int]:
+    """This process's rank and the number of processes of the run (0, 1 without a trainer)."""
+    trainer = getattr(datamodule, "trainer", None)
+    return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+
+
+def check_global_batch(batch_size: int, world_size: int) -> None:
+    if batch_size % world_size:
+        raise ValueError(
+            f"data.batch_size={batch_size} is the global batch of all {world_size} processes and must be "
+            f"divisible by it (each takes {batch_size} / {world_size} samples of every batch)"
+        )
+
+
+def eval_block(n: int, rank: int, world_size: int) -> tuple[int, int]:
+    """This rank's contiguous share of ``n`` evaluation samples: every sample once, no padding."""
+    return n * rank // world_size, n * (rank + 1) // world_size
+
+
 class IndexBatches:
     """Iterable over ``(x, y)`` batches sliced from in-memory tensors.
 
     With ``shuffle`` each pass draws a fresh permutation from ``seed`` and the pass
     number, so the data order of a run depends on its seed alone.
+
+    Under data parallelism (``world_size`` > 1) a training batch (``drop_last``) is the
+    global batch: every rank draws the same permutation and takes every
+    ``world_size``-th sample of each batch, so N processes see exactly the samples one
+    process would. Evaluation (no ``drop_last``) gives each rank a contiguous block of
+    the data, so every sample is seen exactly once: no padding, no drop.
     """
 
     def __init__(
@@ -36,6 +61,8 @@ class IndexBatches:
         shuffle: bool = False,
         seed: int = 0,
         drop_last: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
         if batch_size <= 0:
             raise ValueError(f"batch_size must be > 0, got {batch_size}")
@@ -44,11 +71,17 @@ class IndexBatches:
                 f"batch_size={batch_size} is larger than the {len(x)} training samples; "
                 "choose a smaller data.batch_size"
             )
+        if drop_last:
+            check_global_batch(batch_size, world_size)
+        else:
+            lo, hi = eval_block(len(x), rank, world_size)
+            x, y = x[lo:hi], y[lo:hi]
         self.x, self.y = x, y
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.seed = seed
         self.drop_last = drop_last
+        self.rank, self.world_size = rank, world_size
         self.passes = 0
 
     def __len__(self) -> int:
@@ -63,12 +96,13 @@ class IndexBatches:
             self.passes += 1
         else:
             order = None
+        share = slice(self.rank, None, self.world_size) if self.drop_last else slice(None)
         for b in range(len(self)):
             lo, hi = b * self.batch_size, min(n, (b + 1) * self.batch_size)
             if order is None:
-                yield self.x[lo:hi], self.y[lo:hi]
+                yield self.x[lo:hi][share], self.y[lo:hi][share]
             else:
-                idx = order[lo:hi]
+                idx = order[lo:hi][share]
                 yield self.x[idx], self.y[idx]
 
 
@@ -152,13 +186,17 @@ class TensorDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> IndexBatches:
         x, y = self.splits["train"]
-        return IndexBatches(x, y, self.batch_size, shuffle=True, seed=self.order_seed, drop_last=True)
+        return IndexBatches(x, y, self.batch_size, shuffle=True, seed=self.order_seed, drop_last=True, **self._shard())
 
     def val_dataloader(self) -> IndexBatches:
-        return IndexBatches(*self.splits["val"], self.eval_batch_size)
+        return IndexBatches(*self.splits["val"], self.eval_batch_size, **self._shard())
 
     def test_dataloader(self) -> IndexBatches:
-        return IndexBatches(*self.splits["test"], self.eval_batch_size)
+        return IndexBatches(*self.splits["test"], self.eval_batch_size, **self._shard())
+
+    def _shard(self) -> dict[str, int]:
+        rank, world = rank_and_world(self)
+        return {"rank": rank, "world_size": world}
 
 
 def holdout(

@@ -17,7 +17,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from labbench.data.base import DatasetNotFoundError
+from labbench.data.base import DatasetNotFoundError, check_global_batch, eval_block, rank_and_world
 
 SHIPPED = "tiny_shakespeare"
 
@@ -27,11 +27,19 @@ def shipped_corpus(name: str = SHIPPED) -> Path:
 
 
 class RandomWindows:
-    """``batches_per_pass`` batches of random ``(x, y)`` windows; y is x shifted by one."""
+    """``batches_per_pass`` batches of random ``(x, y)`` windows; y is x shifted by one.
 
-    def __init__(self, ids: torch.Tensor, context: int, batch_size: int, batches_per_pass: int, seed: int) -> None:
+    With ``world_size`` processes each batch is the global batch: every rank draws the
+    same windows and keeps every ``world_size``-th one.
+    """
+
+    def __init__(
+        self, ids: torch.Tensor, context: int, batch_size: int, batches_per_pass: int, seed: int, rank: int = 0, world_size: int = 1
+    ) -> None:
         if len(ids) <= context + 1:
             raise ValueError(f"the training text ({len(ids)} characters) is shorter than one window of {context + 1}")
+        check_global_batch(batch_size, world_size)
+        self.share = slice(rank, None, world_size)
         self.ids, self.context, self.batch_size = ids, context, batch_size
         self.batches_per_pass, self.seed, self.passes = batches_per_pass, seed, 0
         self.offsets = torch.arange(context + 1)
@@ -44,19 +52,24 @@ class RandomWindows:
         self.passes += 1
         high = len(self.ids) - self.context - 1
         for _ in range(self.batches_per_pass):
-            starts = torch.randint(0, high + 1, (self.batch_size,), generator=generator)
+            starts = torch.randint(0, high + 1, (self.batch_size,), generator=generator)[self.share]
             window = self.ids[starts[:, None] + self.offsets]
             yield window[:, :-1], window[:, 1:]
 
 
 class FixedWindows:
-    """Non-overlapping windows from the start of a split, at most ``max_windows`` of them."""
+    """Non-overlapping windows from the start of a split, at most ``max_windows`` of them.
 
-    def __init__(self, ids: torch.Tensor, context: int, batch_size: int, max_windows: int) -> None:
+    With ``world_size`` processes each rank takes a contiguous block of the windows:
+    every window is evaluated exactly once.
+    """
+
+    def __init__(self, ids: torch.Tensor, context: int, batch_size: int, max_windows: int, rank: int = 0, world_size: int = 1) -> None:
         n = min(max_windows, (len(ids) - 1) // context)
         if n < 1:
             raise ValueError(f"a split of {len(ids)} characters holds no window of {context + 1}")
-        starts = torch.arange(n) * context
+        lo, hi = eval_block(n, rank, world_size)
+        starts = torch.arange(lo, hi) * context
         window = ids[starts[:, None] + torch.arange(context + 1)]
         self.x, self.y, self.batch_size = window[:, :-1], window[:, 1:], batch_size
 
@@ -145,10 +158,10 @@ class CharText(L.LightningDataModule):
         return FixedWindows(self.splits["train"], self.context_length, n, n).x
 
     def train_dataloader(self) -> RandomWindows:
-        return RandomWindows(self.splits["train"], self.context_length, self.batch_size, self.batches_per_pass, self.order_seed)
+        return RandomWindows(self.splits["train"], self.context_length, self.batch_size, self.batches_per_pass, self.order_seed, *rank_and_world(self))
 
     def val_dataloader(self) -> FixedWindows:
-        return FixedWindows(self.splits["val"], self.context_length, self.eval_batch_size, self.eval_windows)
+        return FixedWindows(self.splits["val"], self.context_length, self.eval_batch_size, self.eval_windows, *rank_and_world(self))
 
     def test_dataloader(self) -> FixedWindows:
-        return FixedWindows(self.splits["test"], self.context_length, self.eval_batch_size, self.eval_windows)
+        return FixedWindows(self.splits["test"], self.context_length, self.eval_batch_size, self.eval_windows, *rank_and_world(self))

@@ -33,6 +33,8 @@ class ClassificationTask(Task):
         accuracy = self.acc[f"{split}_acc"]
         accuracy(logits.detach(), y)
         on_step = split == "train"
-        self.log(f"{split}/loss", loss, on_step=on_step, on_epoch=not on_step, prog_bar=True, batch_size=len(y))
+        # sync_dist: under DDP each rank holds part of the batch (training) or of the split
+        # (evaluation); the logged loss is the mean over all of it, as in one process.
+        self.log(f"{split}/loss", loss, on_step=on_step, on_epoch=not on_step, prog_bar=True, batch_size=len(y), sync_dist=True)
         self.log(f"{split}/acc", accuracy, on_step=on_step, on_epoch=not on_step, prog_bar=split != "train", batch_size=len(y))
         return loss

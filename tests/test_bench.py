@@ -1,0 +1,24 @@
+"""scripts/bench.py in smoke mode: a well-formed result, the same numerics in both loops (no speed asserted)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from conftest import REPO
+
+
+def test_bench_smoke_writes_a_well_formed_result(tmp_path):
+    out = tmp_path / "bench.json"
+    result = subprocess.run([sys.executable, str(REPO / "scripts" / "bench.py"), "--smoke", "--workloads", "mlp-digits",
+                             "char-transformer", "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    payload = json.loads(out.read_text())
+    assert payload["smoke"] is True and payload["machine"]["cores"] >= 1
+    assert [r["workload"] for r in payload["results"]] == ["mlp-digits", "char-transformer"]
+    for r in payload["results"]:
+        assert r["labbench_s"] > 0 and r["hand_s"] > 0 and abs(r["ratio"] - r["labbench_s"] / r["hand_s"]) < 0.02 * r["ratio"]
+        assert r["losses_compared"] == 5 and r["loss_max_rel_diff"] < 1e-5  # the same steps, the same losses
+        assert r["peak_rss_mb"] > 100 and r["start_to_first_step_s"] > 0
+    assert "ratio" in result.stdout
