@@ -20,6 +20,17 @@ def _offline_wandb(monkeypatch):
     monkeypatch.setenv("WANDB_SILENT", "true")
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models gain nothing from a second thread and slow down several-fold beside other jobs."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def fast_overrides(steps: int = 40) -> list[str]:
     """A short CPU run without W&B or progress bars: seconds, not minutes."""
     return [

@@ -10,13 +10,7 @@ import torch
 from labbench.models.diffusion import DDPM
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These models are tiny: a second thread buys nothing and, beside other jobs, costs several-fold."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: see conftest.one_thread
 
 
 def _gen(seed: int) -> torch.Generator:

@@ -23,13 +23,7 @@ from labbench.models import GAN, VAE
 from labbench.train import build, run
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small models: one thread is as fast, and immune to a busy second core."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: see conftest.one_thread
 
 
 def _run(tmp_path: Path, name: str, overrides: list[str], steps: int = 40) -> dict:

@@ -112,13 +112,7 @@ def test_diversity():
         diversity(torch.zeros(1, 3))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Convolutions this small gain nothing from a second thread and slow down badly when the other core is busy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: see conftest.one_thread
 
 
 @pytest.fixture(scope="module")
