@@ -28,7 +28,9 @@ import multiprocessing as mp
 import os
 import platform
 import resource
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -197,12 +199,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.smoke:
         args.steps, args.repeats = 5, 1
     out = Path(args.out)
-    work = out.parent / (out.stem + "-logs")
+    work = tempfile.mkdtemp(prefix="labbench-bench-")  # the timed runs' CSV logs: scratch, not results
     context = mp.get_context("spawn")
     results = []
     for name in args.workloads:
         queue = context.Queue()
-        child = context.Process(target=measure, args=(name, args.steps, args.repeats, args.device, str(work), queue))
+        child = context.Process(target=measure, args=(name, args.steps, args.repeats, args.device, work, queue))
         child.start()
         result = queue.get()
         child.join()
@@ -215,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     tmp = out.with_suffix(".tmp")
     tmp.write_text(json.dumps(payload, indent=2) + "\n")
     tmp.replace(out)
+    shutil.rmtree(work, ignore_errors=True)
     print(f"result: {out}")
     return 0
 
