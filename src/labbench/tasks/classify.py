@@ -30,6 +30,8 @@ class ClassificationTask(Task):
         x, y = batch
         logits = self.model(x)
         loss = self.loss(logits, y)
+        if split == "train" and not self.logs_this_step():
+            return loss
         accuracy = self.acc[f"{split}_acc"]
         accuracy(logits.detach(), y)
         on_step = split == "train"
