@@ -117,8 +117,8 @@ def run(cfg: DictConfig, output_dir: str | Path, choices: dict[str, str] | None 
     from labbench.loggers import finish_wandb
     from labbench.probes import DivergenceDetector
     from labbench.probes.init_stats import InitActivationStats
-    from labbench.probes.layers import make_probes
     from labbench.probes.fit_outcome import FitOutcome
+    from labbench.probes.layers import make_probes
     from labbench.probes.progress import StepBudgetProgressBar
 
     output_dir = Path(output_dir).resolve()

@@ -106,7 +106,7 @@ class GANTask(GenerativeTask):
         self.log("train/g_loss", g_loss.detach(), on_step=True, on_epoch=False, prog_bar=True)
         self.log("train/g_grad_norm", g_grad_norm, on_step=True, on_epoch=False)
         self.log("train/lr", g_opt.param_groups[0]["lr"], on_step=True, on_epoch=False)
-        self.log("train/loss", g_loss.detach(), on_step=True, on_epoch=False)  # what divergence detection watches
+        self.log("train/loss", g_loss.detach(), on_step=True, on_epoch=False)  # the training curve reports plot
         return g_loss.detach()
 
     def shared_step(self, batch, split: str) -> torch.Tensor:
