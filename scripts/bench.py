@@ -139,8 +139,9 @@ def measure(name: str, steps: int, repeats: int, device: str, out_dir: str, queu
     warnings.filterwarnings("ignore")
 
     from labbench.config import compose
-    from labbench.train import build
+    from labbench.train import build, use_plain_cuda_check
 
+    use_plain_cuda_check()  # as a run does; the hand loop gains from it just as much
     cfg = compose([*WORKLOADS[name], *_common(steps, device)])
     datamodule, model, task = build(cfg)
     initial = copy.deepcopy(model.state_dict())

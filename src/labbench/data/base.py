@@ -1,8 +1,10 @@
 """In-memory data modules: deterministic splits, normalization, batching by index.
 
 Small data sets fit in memory as tensors, so a batch is one fancy-index of a tensor:
-no per-sample Python, no worker processes. This is also the fast path later moved onto
-the training device. Three seeds keep the concerns apart:
+no per-sample Python, no worker processes (the airbench approach). On a GPU the splits
+are moved to it once (``on_device``) and batches, including their augmentation
+(:mod:`labbench.data.augment`), are cut there: nothing crosses the bus per step.
+Three seeds keep the concerns apart:
 
 - ``split_seed`` fixes which samples are train / val / test (the same for every run);
 - ``order_seed`` (the run's seed by default) fixes the order of training batches;
@@ -16,6 +18,8 @@ from collections.abc import Iterator
 import lightning as L
 import torch
 
+from labbench.data.augment import CropFlip, take, to_device
+
 
 class DatasetNotFoundError(FileNotFoundError):
     """A data set's files are missing; the message names the path and how to get them."""
@@ -25,6 +29,12 @@ def rank_and_world(datamodule: L.LightningDataModule) -> tuple[int, int]:
     """This process's rank and the number of processes of the run (0, 1 without a trainer)."""
     trainer = getattr(datamodule, "trainer", None)
     return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+
+
+def training_device(datamodule: L.LightningDataModule) -> torch.device:
+    """The device this process trains on (the CPU without a trainer)."""
+    trainer = getattr(datamodule, "trainer", None)
+    return trainer.strategy.root_device if trainer is not None else torch.device("cpu")
 
 
 def check_global_batch(batch_size: int, world_size: int) -> None:
@@ -44,7 +54,10 @@ class IndexBatches:
     """Iterable over ``(x, y)`` batches sliced from in-memory tensors.
 
     With ``shuffle`` each pass draws a fresh permutation from ``seed`` and the pass
-    number, so the data order of a run depends on its seed alone.
+    number, so the data order of a run depends on its seed alone; with ``augment`` the
+    same generator then draws the augmentation of every sample of the pass. Batches are
+    cut on the device the tensors live on; the permutation and the augmentation
+    parameters move there once per pass.
 
     Under data parallelism (``world_size`` > 1) a training batch (``drop_last``) is the
     global batch: every rank draws the same permutation and takes every
@@ -63,7 +76,11 @@ class IndexBatches:
         drop_last: bool = False,
         rank: int = 0,
         world_size: int = 1,
+        augment: CropFlip | None = None,
+        fill: torch.Tensor | None = None,
     ) -> None:
+        if augment is not None and not shuffle:
+            raise ValueError("augmentation is for training batches (shuffle=True); evaluation data stays as it is")
         if batch_size <= 0:
             raise ValueError(f"batch_size must be > 0, got {batch_size}")
         if drop_last and batch_size > len(x):
@@ -82,6 +99,7 @@ class IndexBatches:
         self.seed = seed
         self.drop_last = drop_last
         self.rank, self.world_size = rank, world_size
+        self.augment, self.fill = augment, fill
         self.passes = 0
 
     def __len__(self) -> int:
@@ -89,21 +107,25 @@ class IndexBatches:
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        n = len(self.x)
+        n, device = len(self.x), self.x.device
+        order = params = None
         if self.shuffle:
             generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.passes)
-            order = torch.randperm(n, generator=generator)
+            order = torch.randperm(n, generator=generator).to(device)
+            if self.augment is not None:  # drawn for every global batch of the pass, on the CPU
+                params = to_device(self.augment.sample(len(self) * self.batch_size, generator), device)
             self.passes += 1
-        else:
-            order = None
         share = slice(self.rank, None, self.world_size) if self.drop_last else slice(None)
         for b in range(len(self)):
             lo, hi = b * self.batch_size, min(n, (b + 1) * self.batch_size)
             if order is None:
                 yield self.x[lo:hi][share], self.y[lo:hi][share]
-            else:
-                idx = order[lo:hi][share]
-                yield self.x[idx], self.y[idx]
+                continue
+            idx = order[lo:hi][share]
+            x = self.x[idx]
+            if params is not None:
+                x = self.augment.apply(x, take(take(params, slice(lo, hi)), share), self.fill)
+            yield x, self.y[idx]
 
 
 class TensorDataModule(L.LightningDataModule):
@@ -111,7 +133,9 @@ class TensorDataModule(L.LightningDataModule):
 
     ``load`` returns ``(x_train, y_train, x_test, y_test)``; the validation split is
     carved from the training part with ``split_seed``. Inputs are standardized per
-    channel with statistics of the training split only.
+    channel with statistics of the training split only. ``augment`` (image data only)
+    transforms training batches; ``on_device`` keeps the splits on the training device
+    when it is not the CPU (moved once; ``false`` moves each batch instead).
     """
 
     num_classes: int
@@ -124,6 +148,8 @@ class TensorDataModule(L.LightningDataModule):
         split_seed: int = 0,
         order_seed: int = 0,
         normalize: bool = True,
+        augment: CropFlip | None = None,
+        on_device: bool = True,
     ) -> None:
         super().__init__()
         if not 0.0 <= val_fraction < 1.0:
@@ -134,7 +160,10 @@ class TensorDataModule(L.LightningDataModule):
         self.split_seed = split_seed
         self.order_seed = order_seed
         self.normalize = normalize
+        self.augment, self.on_device = augment, on_device
+        self.fill: torch.Tensor | None = None  # black, per channel, in the data's (standardized) scale
         self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._placed: dict[tuple[str, str], tuple[torch.Tensor, torch.Tensor]] = {}
 
     # -- to implement ---------------------------------------------------------------
     def load(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -154,12 +183,20 @@ class TensorDataModule(L.LightningDataModule):
             "val": (x_train[val_idx], y_train[val_idx]),
             "test": (x_test, y_test),
         }
+        x = splits["train"][0]
+        if self.augment is not None and x.dim() != 4:
+            raise ValueError(
+                f"augment={type(self.augment).__name__} transforms images (C, H, W), but this data set's inputs have shape "
+                f"{tuple(x.shape[1:])}: use it with data=digits, mnist5k, mnist or cifar10, or drop it (~augment)"
+            )
+        self.fill = torch.zeros(x.shape[1]) if x.dim() == 4 else None
         if self.normalize:
-            x = splits["train"][0]
             dims = [0] + list(range(2, x.dim()))  # all but the channel axis
             mean = x.mean(dim=dims, keepdim=True)[0:1]
             std = x.std(dim=dims, keepdim=True)[0:1].clamp_min(1e-6)
             splits = {k: ((v[0] - mean) / std, v[1]) for k, v in splits.items()}
+            if self.fill is not None:
+                self.fill = ((self.fill - mean.flatten()) / std.flatten()).contiguous()
         self.splits = {k: (v[0].contiguous(), v[1].contiguous()) for k, v in splits.items()}
 
     @property
@@ -185,14 +222,27 @@ class TensorDataModule(L.LightningDataModule):
         return self.splits["train"][0][:n]
 
     def train_dataloader(self) -> IndexBatches:
-        x, y = self.splits["train"]
-        return IndexBatches(x, y, self.batch_size, shuffle=True, seed=self.order_seed, drop_last=True, **self._shard())
+        return IndexBatches(
+            *self.placed("train"), self.batch_size, shuffle=True, seed=self.order_seed, drop_last=True,
+            augment=self.augment, fill=self.fill, **self._shard(),
+        )
 
     def val_dataloader(self) -> IndexBatches:
-        return IndexBatches(*self.splits["val"], self.eval_batch_size, **self._shard())
+        return IndexBatches(*self.placed("val"), self.eval_batch_size, **self._shard())
 
     def test_dataloader(self) -> IndexBatches:
-        return IndexBatches(*self.splits["test"], self.eval_batch_size, **self._shard())
+        return IndexBatches(*self.placed("test"), self.eval_batch_size, **self._shard())
+
+    def placed(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """``split`` on the training device (copied there once) with ``on_device``, else where it is."""
+        self.setup()
+        device = training_device(self)
+        if not self.on_device or device.type == "cpu":
+            return self.splits[split]
+        key = (split, str(device))
+        if key not in self._placed:
+            self._placed[key] = tuple(t.to(device) for t in self.splits[split])
+        return self._placed[key]
 
     def _shard(self) -> dict[str, int]:
         rank, world = rank_and_world(self)

@@ -5,7 +5,7 @@ The shipped corpus is tiny Shakespeare (seven public-domain plays, ~940 kB; prov
 contiguous (train, then val, then test), so no window of one split overlaps another.
 Training batches are random windows whose start positions come from ``order_seed`` and
 the pass number; evaluation uses fixed, non-overlapping windows from the start of each
-split.
+split. On a GPU the corpus is moved to it once (``on_device``) and windows are cut there.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from labbench.data.base import DatasetNotFoundError, check_global_batch, eval_block, rank_and_world
+from labbench.data.base import DatasetNotFoundError, check_global_batch, eval_block, rank_and_world, training_device
 
 SHIPPED = "tiny_shakespeare"
 
@@ -42,7 +42,7 @@ class RandomWindows:
         self.share = slice(rank, None, world_size)
         self.ids, self.context, self.batch_size = ids, context, batch_size
         self.batches_per_pass, self.seed, self.passes = batches_per_pass, seed, 0
-        self.offsets = torch.arange(context + 1)
+        self.offsets = torch.arange(context + 1, device=ids.device)
 
     def __len__(self) -> int:
         return self.batches_per_pass
@@ -51,9 +51,10 @@ class RandomWindows:
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.passes)
         self.passes += 1
         high = len(self.ids) - self.context - 1
-        for _ in range(self.batches_per_pass):
-            starts = torch.randint(0, high + 1, (self.batch_size,), generator=generator)[self.share]
-            window = self.ids[starts[:, None] + self.offsets]
+        # the whole pass at once (the same numbers as batch by batch), moved to the data's device once
+        starts = torch.randint(0, high + 1, (self.batches_per_pass, self.batch_size), generator=generator).to(self.ids.device)
+        for batch_starts in starts:
+            window = self.ids[batch_starts[self.share, None] + self.offsets]
             yield window[:, :-1], window[:, 1:]
 
 
@@ -69,8 +70,8 @@ class FixedWindows:
         if n < 1:
             raise ValueError(f"a split of {len(ids)} characters holds no window of {context + 1}")
         lo, hi = eval_block(n, rank, world_size)
-        starts = torch.arange(lo, hi) * context
-        window = ids[starts[:, None] + torch.arange(context + 1)]
+        starts = torch.arange(lo, hi, device=ids.device) * context
+        window = ids[starts[:, None] + torch.arange(context + 1, device=ids.device)]
         self.x, self.y, self.batch_size = window[:, :-1], window[:, 1:], batch_size
 
     def __len__(self) -> int:
@@ -95,6 +96,7 @@ class CharText(L.LightningDataModule):
         test_fraction: float = 0.05,
         eval_windows: int = 128,
         order_seed: int = 0,
+        on_device: bool = True,
     ) -> None:
         super().__init__()
         if val_fraction <= 0 or test_fraction <= 0 or val_fraction + test_fraction >= 1:
@@ -108,6 +110,7 @@ class CharText(L.LightningDataModule):
         self.test_fraction = test_fraction
         self.eval_windows = eval_windows
         self.order_seed = order_seed
+        self.on_device = on_device
         self.vocab: list[str] = []
         self.splits: dict[str, torch.Tensor] = {}
 
@@ -158,10 +161,16 @@ class CharText(L.LightningDataModule):
         return FixedWindows(self.splits["train"], self.context_length, n, n).x
 
     def train_dataloader(self) -> RandomWindows:
-        return RandomWindows(self.splits["train"], self.context_length, self.batch_size, self.batches_per_pass, self.order_seed, *rank_and_world(self))
+        return RandomWindows(self.placed("train"), self.context_length, self.batch_size, self.batches_per_pass, self.order_seed, *rank_and_world(self))
 
     def val_dataloader(self) -> FixedWindows:
-        return FixedWindows(self.splits["val"], self.context_length, self.eval_batch_size, self.eval_windows, *rank_and_world(self))
+        return FixedWindows(self.placed("val"), self.context_length, self.eval_batch_size, self.eval_windows, *rank_and_world(self))
 
     def test_dataloader(self) -> FixedWindows:
-        return FixedWindows(self.splits["test"], self.context_length, self.eval_batch_size, self.eval_windows, *rank_and_world(self))
+        return FixedWindows(self.placed("test"), self.context_length, self.eval_batch_size, self.eval_windows, *rank_and_world(self))
+
+    def placed(self, split: str) -> torch.Tensor:
+        """``split`` on the training device with ``on_device`` (a few MB of ids: moved on demand, kept by the loader)."""
+        self.setup()
+        device = training_device(self)
+        return self.splits[split].to(device) if self.on_device else self.splits[split]

@@ -56,6 +56,13 @@ class Task(L.LightningModule):
     def test_step(self, batch, batch_idx: int) -> None:
         self.shared_step(batch, "test")
 
+    def transfer_batch_to_device(self, batch, device: torch.device, dataloader_idx: int):
+        """Batches of data held on the training device are already there: skip Lightning's
+        generic walk over the batch (~0.1 ms a step), move anything else as Lightning does."""
+        if isinstance(batch, (tuple, list)) and all(isinstance(t, torch.Tensor) and t.device == device for t in batch):
+            return batch
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
+
     def on_validation_epoch_end(self) -> None:
         self.last_val_step = self.global_step
 

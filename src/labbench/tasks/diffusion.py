@@ -40,6 +40,8 @@ class DiffusionTask(GenerativeTask):
         x0 = self.to_model(batch[0])
         loss = self.model.loss(x0, generator=None if split == "train" else self._eval_generator)
         on_step = split == "train"
+        if on_step and not self.logs_this_step():
+            return loss
         self.log(f"{split}/loss", loss, on_step=on_step, on_epoch=not on_step, prog_bar=True, batch_size=len(x0))
         return loss
 

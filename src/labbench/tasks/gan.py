@@ -87,27 +87,33 @@ class GANTask(GenerativeTask):
             self.manual_backward(d_total)
             self.trainer.strategy.optimizer_step(d_opt.optimizer, closure=lambda: None)  # not a counted step
             self.d_updates += 1
-        self.log_discriminator("train", d_loss, real_scores, fake_scores)
+        log_now = self.logs_this_step()
+        if log_now:
+            self.log_discriminator("train", d_loss, real_scores, fake_scores)
 
         fake_scores = self.model.discriminate(self.model(self.model.noise(n)))
         g_loss = self.loss.generator(fake_scores)
         g_opt.zero_grad()
         self.manual_backward(g_loss)
-        grads = [p.grad for p in self.model.generator.parameters() if p.grad is not None]
-        g_grad_norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
-        scaler = getattr(self.trainer.precision_plugin, "scaler", None)
-        if scaler is not None:  # 16-mixed: gradients are still multiplied by the loss scale here
-            g_grad_norm = g_grad_norm / scaler.get_scale()
+        if log_now:
+            self.log("train/g_grad_norm", self.generator_grad_norm(), on_step=True, on_epoch=False)
         g_opt.step()
         self.g_updates += 1
         if self.schedule_factory is not None:
             for scheduler in self.lr_schedulers():
                 scheduler.step()
-        self.log("train/g_loss", g_loss.detach(), on_step=True, on_epoch=False, prog_bar=True)
-        self.log("train/g_grad_norm", g_grad_norm, on_step=True, on_epoch=False)
-        self.log("train/lr", g_opt.param_groups[0]["lr"], on_step=True, on_epoch=False)
-        self.log("train/loss", g_loss.detach(), on_step=True, on_epoch=False)  # the training curve reports plot
+        if log_now:  # like the other tasks, training metrics go to Lightning only on the steps the logger writes
+            self.log("train/g_loss", g_loss.detach(), on_step=True, on_epoch=False, prog_bar=True)
+            self.log("train/lr", g_opt.param_groups[0]["lr"], on_step=True, on_epoch=False)
+            self.log("train/loss", g_loss.detach(), on_step=True, on_epoch=False)  # the training curve reports plot
         return g_loss.detach()
+
+    def generator_grad_norm(self) -> torch.Tensor:
+        """Global L2 norm of the generator's gradient, unscaled under 16-mixed."""
+        grads = [p.grad for p in self.model.generator.parameters() if p.grad is not None]
+        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+        scaler = getattr(self.trainer.precision_plugin, "scaler", None)
+        return norm / scaler.get_scale() if scaler is not None else norm  # 16-mixed: grads still carry the loss scale
 
     def shared_step(self, batch, split: str) -> torch.Tensor:
         real = self.to_model(batch[0])

@@ -74,6 +74,8 @@ class VAETask(GenerativeTask):
         beta = self.beta()
         loss = (recon + beta * kl).mean()
         on_step = split == "train"
+        if on_step and not self.logs_this_step():
+            return loss
         log = dict(on_step=on_step, on_epoch=not on_step, batch_size=len(x))
         self.log(f"{split}/loss", loss, prog_bar=True, **log)
         self.log(f"{split}/elbo", -(recon + kl).mean().detach(), **log)
