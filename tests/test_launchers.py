@@ -62,6 +62,7 @@ def test_reproduce_through_a_launcher_then_resume(tmp_path):
     assert first.counts["completed"] == 6 and first.counts["skipped"] == 0
     store = Store(root, "packed", "smoke")
     assert all(store.record(r.run_id)["status"] == "completed" for r in first.plan.final_runs)
+    assert not (store.runs_dir / "sweep_summary.json").exists()  # the ablation aggregates its runs itself
 
     # Runs finished out of order or were lost: only the missing one runs again.
     lost = first.plan.final_runs[3]

@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from labbench import CONFIG_MODULE
 
 # Keys that do not change what a run computes: where it writes, how it reports.
-NON_IDENTITY_KEYS = ("hydra", "logger", "trainer.enable_progress_bar", "trainer.enable_model_summary", "data.on_device")
+NON_IDENTITY_KEYS = ("hydra", "logger", "trainer.enable_progress_bar", "trainer.enable_model_summary", "data.on_device", "sweep")
 
 
 def identity_config(cfg: DictConfig, resolve: bool = True) -> dict[str, Any]:

@@ -277,15 +277,29 @@ def _share_cores(launcher: DictConfig) -> None:
         torch.set_num_threads(int(launcher.cpus_per_task))
 
 
+def require_plugins(argv: list[str]) -> None:
+    """Stop with the install command when the command line picks a plugin that is not installed."""
+    import importlib.util
+
+    if any(a.startswith("hydra/sweeper=tpe") for a in argv) and importlib.util.find_spec("hydra_plugins.hydra_optuna_sweeper") is None:
+        raise SystemExit('hydra/sweeper=tpe needs Optuna\'s Hydra sweeper: pip install "labbench[optuna]" '
+                         "(hydra-optuna-sweeper, which requires optuna 2.x); a grid needs nothing: optimizer.lr=0.1,0.03,0.01")
+
+
 def main() -> None:
     """Console entry point ``labbench-train``: the Hydra app over ``conf/train.yaml``."""
+    import sys
+
     import hydra
+
+    require_plugins(sys.argv[1:])
 
     @hydra.main(config_path=f"pkg://{CONFIG_MODULE}", config_name="train", version_base="1.3")
     def _app(cfg: DictConfig) -> float | None:
         from hydra.core.hydra_config import HydraConfig
 
         from labbench.summary import print_summary
+        from labbench.sweep import objective_value
 
         from hydra.types import RunMode
 
@@ -299,10 +313,10 @@ def main() -> None:
                 raise
             # In a sweep one failed run must not stop the others; its record says "failed".
             logging.getLogger(__name__).exception("run failed; the sweep goes on (see its run.json)")
-            return None
-        if not _is_extra_rank():
+            record = None
+        if record is not None and not _is_extra_rank():
             print_summary(record)
-        return record["metrics"]["final"].get("test/acc")
+        return objective_value(record, cfg.sweep.objective, cfg.sweep.direction)  # what a sweeper ranks runs by
 
     _app()
 

@@ -144,5 +144,6 @@ def _launch(overrides: Sequence[str], seeds: Sequence[int], store: Store, launch
         f"seed={','.join(str(s) for s in seeds)}",
         f"hydra/launcher={option}", *launcher_overrides,
         f"hydra.sweep.dir={store.runs_dir}", "hydra.sweep.subdir=${labbench.run_id:}",
+        "~hydra.callbacks.sweep_summary",  # the ablation aggregates its runs itself
     ]
     subprocess.run(command, check=False)
