@@ -11,9 +11,13 @@ For each workload, in one child process (so peak memory is the workload's own):
    inside the timed steps) for ``steps`` optimizer steps;
 3. reset the weights, and time a hand loop over the same batches (the data module's own
    batch iterator), the same optimizer and schedule, and the same loss;
-4. check that both loss curves agree (max relative difference), so the comparison is of
-   the same numerics, and report the time ratio labbench / hand, steps per second, the
-   time from process start to the first training step, and peak RSS (and peak GPU memory).
+4. reset the weights, and time the least a Lightning user writes for the same steps (a
+   bare LightningModule: forward, loss, optimizer and schedule; no logging, no callbacks)
+   under the same Trainer settings: what Lightning's loop itself costs;
+5. check that the loss curves agree (max relative difference), so the comparison is of
+   the same numerics, and report the time ratios labbench / hand and bare Lightning /
+   hand, steps per second, the time from process start to the first training step, and
+   peak RSS (and peak GPU memory).
 
 The ratio is what matters: a ratio of 1.15 means labbench spends 15% more wall time than
 the hand loop for the same work. Timing repeats ``--repeats`` times and keeps the best.
@@ -107,8 +111,7 @@ def _hand_steps(model, task, datamodule, steps: int, device: str):
     while step < steps:
         for x, y in batches:
             x, y = x.to(torch_device, non_blocking=True), y.to(torch_device, non_blocking=True)
-            logits = model(x)
-            loss = loss_fn(logits.reshape(-1, logits.shape[-1]), y.reshape(-1)) if logits.dim() == 3 else loss_fn(logits, y)
+            loss = _loss_of(loss_fn, model(x), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -121,6 +124,44 @@ def _hand_steps(model, task, datamodule, steps: int, device: str):
     _sync(device)
     seconds = time.perf_counter() - start
     return seconds, [float(v) for v in losses]
+
+
+def _loss_of(loss_fn, logits, y):
+    return loss_fn(logits.reshape(-1, logits.shape[-1]), y.reshape(-1)) if logits.dim() == 3 else loss_fn(logits, y)
+
+
+class BareLightning(L.LightningModule):
+    """The least a Lightning user writes for these steps: forward, loss, optimizer, schedule."""
+
+    def __init__(self, model, task, steps: int) -> None:
+        super().__init__()
+        self.model, self.loss_fn, self.task, self.steps = model, task.loss, task, steps
+        self.losses: list = []
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss = _loss_of(self.loss_fn, self.model(x), y)
+        self.losses.append(loss.detach())
+        return loss
+
+    def configure_optimizers(self):
+        optimizer = self.task.optimizer_factory(self.model.parameters())
+        if self.task.schedule_factory is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.task.schedule_factory(optimizer, total_steps=self.steps), "interval": "step"}}
+
+
+def _lightning_steps(cfg, model, task, datamodule, steps: int, device: str):
+    """Bare Lightning under the run's Trainer settings, without logger or callbacks."""
+    from hydra.utils import instantiate
+
+    module = BareLightning(model, task, steps)
+    trainer = instantiate(cfg.trainer, logger=False, callbacks=[], limit_val_batches=0, enable_checkpointing=False)
+    _sync(device)
+    start = time.perf_counter()
+    trainer.fit(module, train_dataloaders=datamodule.train_dataloader())
+    _sync(device)
+    return time.perf_counter() - start, [float(v) for v in module.losses]
 
 
 def _peak_rss_mb() -> float:
@@ -145,7 +186,8 @@ def measure(name: str, steps: int, repeats: int, device: str, out_dir: str, queu
     cfg = compose([*WORKLOADS[name], *_common(steps, device)])
     datamodule, model, task = build(cfg)
     initial = copy.deepcopy(model.state_dict())
-    best_lb, best_hand, lb_losses, hand_losses, first_step = float("inf"), float("inf"), {}, [], None
+    best_lb, best_hand, best_bare, lb_losses, hand_losses, bare_losses, first_step = (
+        float("inf"), float("inf"), float("inf"), {}, [], [], None)
     for r in range(repeats):
         datamodule, model, task = build(cfg)  # fresh objects, same seed: same init and data order
         model.load_state_dict(initial)
@@ -156,7 +198,12 @@ def measure(name: str, steps: int, repeats: int, device: str, out_dir: str, queu
         model.load_state_dict(initial)
         seconds, hand_losses = _hand_steps(model, task, datamodule, steps, device)
         best_hand = min(best_hand, seconds)
+        datamodule, model, task = build(cfg)
+        model.load_state_dict(initial)
+        seconds, bare_losses = _lightning_steps(cfg, model, task, datamodule, steps, device)
+        best_bare = min(best_bare, seconds)
     pairs = [(v, hand_losses[step]) for step, v in lb_losses.items() if step < len(hand_losses)]  # the steps labbench logged
+    pairs += list(zip(bare_losses, hand_losses))
     diff = max((abs(a - b) / max(abs(b), 1e-8) for a, b in pairs), default=float("nan"))
     result = {
         "workload": name,
@@ -164,13 +211,17 @@ def measure(name: str, steps: int, repeats: int, device: str, out_dir: str, queu
         "steps": steps,
         "labbench_s": round(best_lb, 4),
         "hand_s": round(best_hand, 4),
+        "lightning_s": round(best_bare, 4),
         "ratio": round(best_lb / best_hand, 3),
+        "lightning_ratio": round(best_bare / best_hand, 3),
+        "labbench_over_lightning": round(best_lb / best_bare, 3),
         "labbench_steps_per_s": round(steps / best_lb, 1),
         "hand_steps_per_s": round(steps / best_hand, 1),
         "overhead_ms_per_step": round((best_lb - best_hand) / steps * 1000, 3),
+        "lightning_overhead_ms_per_step": round((best_bare - best_hand) / steps * 1000, 3),
         "start_to_first_step_s": round(first_step, 2) if first_step is not None else None,
         "loss_max_rel_diff": diff,
-        "losses_compared": len(pairs),
+        "losses_compared": len(pairs),  # labbench's logged steps and every bare-Lightning step, against the hand loop
         "peak_rss_mb": _peak_rss_mb(),
         "peak_gpu_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if device == "gpu" else None,
     }
@@ -211,7 +262,8 @@ def main(argv: list[str] | None = None) -> int:
         child.join()
         results.append(result)
         print(f"{name:18s} labbench {result['labbench_steps_per_s']:8.1f} steps/s  hand {result['hand_steps_per_s']:8.1f} steps/s  "
-              f"ratio {result['ratio']:.3f}  (+{result['overhead_ms_per_step']:.2f} ms/step)  first step at {result['start_to_first_step_s']} s  "
+              f"ratio {result['ratio']:.3f}  (+{result['overhead_ms_per_step']:.2f} ms/step)  bare Lightning ratio {result['lightning_ratio']:.3f}  "
+              f"first step at {result['start_to_first_step_s']} s  "
               f"peak RSS {result['peak_rss_mb']} MB  loss diff {result['loss_max_rel_diff']:.2e}", flush=True)
     payload = {"machine": machine(args.device), "steps": args.steps, "repeats": args.repeats, "smoke": args.smoke, "results": results}
     out.parent.mkdir(parents=True, exist_ok=True)

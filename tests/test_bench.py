@@ -19,6 +19,7 @@ def test_bench_smoke_writes_a_well_formed_result(tmp_path):
     assert [r["workload"] for r in payload["results"]] == ["mlp-digits", "char-transformer"]
     for r in payload["results"]:
         assert r["labbench_s"] > 0 and r["hand_s"] > 0 and abs(r["ratio"] - r["labbench_s"] / r["hand_s"]) < 0.02 * r["ratio"]
-        assert r["losses_compared"] == 5 and r["loss_max_rel_diff"] < 1e-5  # the same steps, the same losses
+        assert r["losses_compared"] == 10 and r["loss_max_rel_diff"] < 1e-5  # the same steps, the same losses
+        assert r["lightning_s"] > 0 and abs(r["labbench_over_lightning"] - r["labbench_s"] / r["lightning_s"]) < 0.02 * r["labbench_over_lightning"]
         assert r["peak_rss_mb"] > 100 and r["start_to_first_step_s"] > 0
     assert "ratio" in result.stdout

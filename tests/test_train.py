@@ -62,6 +62,8 @@ def test_labbench_train_end_to_end_on_digits(tmp_path):
     logged = json.dumps(summary)
     assert "test/acc" in logged
     assert f"{record['metrics']['final']['test/acc']:.6f}"[:6] in logged
+    # training-step values reach W&B too (Task.log_train writes to every logger)
+    assert "train/loss" in logged and f"{record['metrics']['final']['train/loss']:.6f}"[:6] in logged
 
 
 def test_same_seed_same_numbers_other_seed_differs(tmp_path):

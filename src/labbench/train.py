@@ -51,11 +51,13 @@ def build(cfg: DictConfig):
 
 def _augmentation(cfg: DictConfig) -> dict[str, Any]:
     """The ``augment`` group for the data module, refused clearly by data that takes none."""
-    from hydra.utils import instantiate
+    from hydra.utils import get_object, instantiate
+
+    from labbench.data.base import TensorDataModule
 
     if cfg.get("augment") is None:
         return {}
-    if "augment" not in _parameters(cfg.data):
+    if not issubclass(get_object(cfg.data._target_), TensorDataModule):
         raise ValueError(
             f"augment: {cfg.data._target_} takes no augmentation; augment=crop_flip or crop works with the "
             "image data sets (data=digits, mnist5k, mnist, cifar10). Drop it with ~augment"
@@ -64,21 +66,12 @@ def _augmentation(cfg: DictConfig) -> dict[str, Any]:
 
 
 def _parameters(node: DictConfig) -> set[str]:
-    """Named constructor parameters of a config node's ``_target_``, with those of the base
-    classes a ``**kwargs`` hands on to."""
+    """Named constructor parameters of a config node's ``_target_``."""
     import inspect
 
     from hydra.utils import get_object
 
-    target = get_object(node._target_)
-    constructors = [c.__init__ for c in target.__mro__ if "__init__" in vars(c)] if isinstance(target, type) else [target]
-    names: set[str] = set()
-    for constructor in constructors:
-        params = inspect.signature(constructor).parameters.values()
-        names |= {p.name for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and p.name != "self"}
-        if not any(p.kind == p.VAR_KEYWORD for p in params):
-            break
-    return names
+    return {p.name for p in inspect.signature(get_object(node._target_)).parameters.values() if p.kind != p.VAR_KEYWORD}
 
 
 def _accepted(node: DictConfig, offered: dict[str, Any]) -> dict[str, Any]:

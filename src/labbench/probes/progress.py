@@ -17,4 +17,5 @@ class StepBudgetProgressBar(RichProgressBar):
     def get_metrics(self, trainer, pl_module):
         metrics = super().get_metrics(trainer, pl_module)
         metrics.pop("v_num", None)  # the logger's version: noise in a run folder named by its id
+        metrics.update({k: f"{v:.4g}" for k, v in getattr(pl_module, "bar_metrics", {}).items()})  # Task.log_train's
         return metrics

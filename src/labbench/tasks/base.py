@@ -27,6 +27,7 @@ class Task(L.LightningModule):
         self.model, self.loss = model, loss
         self.optimizer_factory, self.schedule_factory = optimizer, schedule
         self.last_val_step: int | None = None  # lets the runner skip a redundant final validation
+        self.bar_metrics: dict[str, float] = {}  # the latest training values shown on the progress bar
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -38,16 +39,37 @@ class Task(L.LightningModule):
     def logs_this_step(self) -> bool:
         """Whether the logger writes this training step's values (every ``trainer.log_every_n_steps``).
 
-        Per-step ``self.log`` calls cost ~0.3 ms each in Lightning; on the other steps their
-        values would be dropped anyway, so training-step metrics are logged only here.
-        Mirrors Lightning's own rule (``_LoggerConnector.should_update_logs``).
+        Training-step metrics are computed and written only on these steps: on the others
+        they would be dropped anyway. Mirrors Lightning's own rule
+        (``_LoggerConnector.should_update_logs``).
         """
         trainer = self.trainer
         return (trainer.fit_loop.epoch_loop._batches_that_stepped + 1) % trainer.log_every_n_steps == 0 or trainer.should_stop
 
+    def log_train(self, values: dict[str, torch.Tensor | float], bar: tuple[str, ...] = ("train/loss",)) -> None:
+        """Write training-step metrics (and ``train/lr``) to the loggers, as Lightning would.
+
+        Call it on :meth:`logs_this_step` steps. Lightning's ``self.log`` walks its whole
+        result structure on every call (~0.3 ms a value here, ~3 ms a logging step of a
+        classifier, measured: all of labbench's cost over a bare Lightning loop on a tiny
+        MLP), so training values go straight to the loggers, at Lightning's step index and
+        with its ``epoch`` column: the same curves. Under DDP each value is the mean over
+        the processes (one all-reduce), i.e. over the global batch, as in one process.
+        """
+        values = {**values, "train/lr": self.optimizers_list()[0].param_groups[0]["lr"]}
+        stacked = torch.stack([torch.as_tensor(v, dtype=torch.float32, device=self.device).detach().reshape(()) for v in values.values()])
+        numbers = dict(zip(values, self.trainer.strategy.reduce(stacked, reduce_op="mean").tolist()))
+        self.bar_metrics = {k: numbers[k] for k in bar if k in numbers}
+        if self.trainer.is_global_zero:
+            step = self.trainer.fit_loop.epoch_loop._batches_that_stepped
+            for logger in self.loggers:
+                logger.log_metrics({**numbers, "epoch": self.current_epoch}, step=step)
+
+    def optimizers_list(self) -> list:
+        optimizers = self.optimizers()
+        return optimizers if isinstance(optimizers, list) else [optimizers]
+
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        if self.logs_this_step():
-            self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False)
         return self.shared_step(batch, "train")
 
     def validation_step(self, batch, batch_idx: int) -> None:

@@ -22,21 +22,20 @@ class ClassificationTask(Task):
         schedule: ScheduleFactory | None = None,
     ) -> None:
         super().__init__(model, optimizer, loss, schedule)
-        self.acc = nn.ModuleDict(
-            {f"{split}_acc": MulticlassAccuracy(num_classes, average="micro") for split in ("train", "val", "test")}
-        )
+        self.acc = nn.ModuleDict({f"{split}_acc": MulticlassAccuracy(num_classes, average="micro") for split in ("val", "test")})
 
     def shared_step(self, batch: tuple[torch.Tensor, torch.Tensor], split: str) -> torch.Tensor:
         x, y = batch
         logits = self.model(x)
         loss = self.loss(logits, y)
-        if split == "train" and not self.logs_this_step():
+        if split == "train":
+            if self.logs_this_step():
+                self.log_train({"train/loss": loss, "train/acc": (logits.detach().argmax(-1) == y).float().mean()})
             return loss
         accuracy = self.acc[f"{split}_acc"]
         accuracy(logits.detach(), y)
-        on_step = split == "train"
-        # sync_dist: under DDP each rank holds part of the batch (training) or of the split
-        # (evaluation); the logged loss is the mean over all of it, as in one process.
-        self.log(f"{split}/loss", loss, on_step=on_step, on_epoch=not on_step, prog_bar=True, batch_size=len(y), sync_dist=True)
-        self.log(f"{split}/acc", accuracy, on_step=on_step, on_epoch=not on_step, prog_bar=split != "train", batch_size=len(y))
+        # sync_dist: under DDP each rank holds part of the split; the logged loss is the
+        # mean over all of it, as in one process (the accuracy metric syncs its counts).
+        self.log(f"{split}/loss", loss, on_epoch=True, prog_bar=True, batch_size=len(y), sync_dist=True)
+        self.log(f"{split}/acc", accuracy, on_epoch=True, prog_bar=True, batch_size=len(y))
         return loss

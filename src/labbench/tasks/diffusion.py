@@ -39,10 +39,11 @@ class DiffusionTask(GenerativeTask):
     def shared_step(self, batch, split: str) -> torch.Tensor:
         x0 = self.to_model(batch[0])
         loss = self.model.loss(x0, generator=None if split == "train" else self._eval_generator)
-        on_step = split == "train"
-        if on_step and not self.logs_this_step():
+        if split == "train":
+            if self.logs_this_step():
+                self.log_train({"train/loss": loss})
             return loss
-        self.log(f"{split}/loss", loss, on_step=on_step, on_epoch=not on_step, prog_bar=True, batch_size=len(x0))
+        self.log(f"{split}/loss", loss, on_epoch=True, prog_bar=True, batch_size=len(x0))
         return loss
 
     def generate_model_space(self, n: int, generator: torch.Generator) -> torch.Tensor:

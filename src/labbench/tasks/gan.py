@@ -64,15 +64,13 @@ class GANTask(GenerativeTask):
     def scores(self, real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.model.discriminate(real), self.model.discriminate(fake)
 
-    def log_discriminator(self, split: str, d_loss: torch.Tensor, real: torch.Tensor, fake: torch.Tensor) -> None:
-        on_step = split == "train"
-        log = dict(on_step=on_step, on_epoch=not on_step, batch_size=len(real))
-        self.log(f"{split}/d_loss", d_loss.detach(), prog_bar=True, **log)
-        if self.loss.kind == "wasserstein_gp":  # a critic's scores have no threshold: log its gap instead
-            self.log(f"{split}/critic_gap", (real.detach().mean() - fake.detach().mean()), **log)
-            return
-        self.log(f"{split}/d_acc_real", (real.detach() > 0).float().mean(), **log)
-        self.log(f"{split}/d_acc_fake", (fake.detach() < 0).float().mean(), **log)
+    def discriminator_measures(self, split: str, d_loss: torch.Tensor, real: torch.Tensor, fake: torch.Tensor) -> dict[str, torch.Tensor]:
+        """D's loss and how well it tells real from fake (a WGAN critic has no threshold: its score gap)."""
+        real, fake = real.detach(), fake.detach()
+        if self.loss.kind == "wasserstein_gp":
+            return {f"{split}/d_loss": d_loss.detach(), f"{split}/critic_gap": real.mean() - fake.mean()}
+        return {f"{split}/d_loss": d_loss.detach(), f"{split}/d_acc_real": (real > 0).float().mean(),
+                f"{split}/d_acc_fake": (fake < 0).float().mean()}
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         g_opt, d_opt = self.optimizers()
@@ -89,23 +87,21 @@ class GANTask(GenerativeTask):
             self.d_updates += 1
         log_now = self.logs_this_step()
         if log_now:
-            self.log_discriminator("train", d_loss, real_scores, fake_scores)
+            measures = self.discriminator_measures("train", d_loss, real_scores, fake_scores)
 
         fake_scores = self.model.discriminate(self.model(self.model.noise(n)))
         g_loss = self.loss.generator(fake_scores)
         g_opt.zero_grad()
         self.manual_backward(g_loss)
         if log_now:
-            self.log("train/g_grad_norm", self.generator_grad_norm(), on_step=True, on_epoch=False)
+            measures["train/g_grad_norm"] = self.generator_grad_norm()
         g_opt.step()
         self.g_updates += 1
         if self.schedule_factory is not None:
             for scheduler in self.lr_schedulers():
                 scheduler.step()
-        if log_now:  # like the other tasks, training metrics go to Lightning only on the steps the logger writes
-            self.log("train/g_loss", g_loss.detach(), on_step=True, on_epoch=False, prog_bar=True)
-            self.log("train/lr", g_opt.param_groups[0]["lr"], on_step=True, on_epoch=False)
-            self.log("train/loss", g_loss.detach(), on_step=True, on_epoch=False)  # the training curve reports plot
+        if log_now:  # train/loss: the training curve reports plot
+            self.log_train({**measures, "train/g_loss": g_loss, "train/loss": g_loss}, bar=("train/g_loss", "train/d_loss"))
         return g_loss.detach()
 
     def generator_grad_norm(self) -> torch.Tensor:
@@ -120,7 +116,8 @@ class GANTask(GenerativeTask):
         fake = self.model(self.model.noise(len(real), self._eval_generator))  # the same fakes at every evaluation
         real_scores, fake_scores = self.scores(real, fake)
         d_loss = self.loss.discriminator(real_scores, fake_scores)
-        self.log_discriminator(split, d_loss, real_scores, fake_scores)
+        for name, value in self.discriminator_measures(split, d_loss, real_scores, fake_scores).items():
+            self.log(name, value, prog_bar=name.endswith("d_loss"), on_epoch=True, batch_size=len(real))
         return d_loss
 
     def on_validation_epoch_start(self) -> None:

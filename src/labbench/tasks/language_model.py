@@ -42,12 +42,12 @@ class LanguageModelTask(Task):
         x, y = batch
         logits = self.model(x)
         loss = self.loss(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
-        on_step = split == "train"
-        if on_step and not self.logs_this_step():
+        if split == "train":
+            if self.logs_this_step():
+                self.log_train({"train/loss": loss})
             return loss
-        self.log(f"{split}/loss", loss, on_step=on_step, on_epoch=not on_step, prog_bar=True, batch_size=y.numel(), sync_dist=True)
-        if split != "train":
-            self.log(f"{split}/bpc", loss / math.log(2), on_epoch=True, prog_bar=True, batch_size=y.numel(), sync_dist=True)
+        self.log(f"{split}/loss", loss, on_epoch=True, prog_bar=True, batch_size=y.numel(), sync_dist=True)
+        self.log(f"{split}/bpc", loss / math.log(2), on_epoch=True, prog_bar=True, batch_size=y.numel(), sync_dist=True)
         return loss
 
 

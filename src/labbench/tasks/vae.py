@@ -73,20 +73,16 @@ class VAETask(GenerativeTask):
         recon, kl, mu = self.terms(x, None if split == "train" else self._eval_generator)
         beta = self.beta()
         loss = (recon + beta * kl).mean()
-        on_step = split == "train"
-        if on_step and not self.logs_this_step():
+        terms = {"loss": loss, "elbo": -(recon + kl).mean(), "recon": recon.mean(), "kl": kl.mean()}
+        if split == "train":
+            if self.logs_this_step():
+                self.log_train({**{f"train/{k}": v for k, v in terms.items()}, "train/kl_weight": beta})
             return loss
-        log = dict(on_step=on_step, on_epoch=not on_step, batch_size=len(x))
-        self.log(f"{split}/loss", loss, prog_bar=True, **log)
-        self.log(f"{split}/elbo", -(recon + kl).mean().detach(), **log)
-        self.log(f"{split}/recon", recon.mean().detach(), **log)
-        self.log(f"{split}/kl", kl.mean().detach(), **log)
-        if on_step:
-            self.log("train/kl_weight", beta, on_step=True, on_epoch=False)
-        else:
-            self._eval.setdefault("mu", []).append(mu.detach())
-            if self.is_image(x) and sum(len(t) for t in self._eval.get("x", [])) < self.eval_samples:
-                self._eval.setdefault("x", []).append(x.detach())
+        for name, value in terms.items():
+            self.log(f"{split}/{name}", value.detach(), prog_bar=name == "loss", on_epoch=True, batch_size=len(x))
+        self._eval.setdefault("mu", []).append(mu.detach())
+        if self.is_image(x) and sum(len(t) for t in self._eval.get("x", [])) < self.eval_samples:
+            self._eval.setdefault("x", []).append(x.detach())
         return loss
 
     def log_latent_measures(self, split: str) -> None:
