@@ -228,6 +228,34 @@ def measure(name: str, steps: int, repeats: int, device: str, out_dir: str, queu
     queue.put(result)
 
 
+def augmentation(device: str, n: int = 512, repeats: int = 5) -> dict:
+    """Batched crop + flip on the device against torchvision's per-image transforms (a
+    DataLoader's work), on CIFAR-10-sized images; both give the same images (tests/test_augment.py)."""
+    import torch
+    from torchvision.transforms import v2
+
+    from labbench.data.augment import CropFlip
+
+    torch_device = torch.device("cuda" if device == "gpu" else "cpu")
+    x = torch.rand(n, 3, 32, 32)
+    aug = CropFlip(4, 0.5)
+    per_image = v2.Compose([v2.RandomCrop(32, padding=4), v2.RandomHorizontalFlip()])
+    xd = x.to(torch_device)
+    batched, looped = float("inf"), float("inf")
+    for r in range(repeats):
+        params = aug.sample(n, torch.Generator().manual_seed(r))
+        _sync(device)
+        start = time.perf_counter()
+        aug.apply(xd, {k: v.to(torch_device) for k, v in params.items()})
+        _sync(device)
+        batched = min(batched, time.perf_counter() - start)
+        start = time.perf_counter()
+        torch.stack([per_image(img) for img in x])
+        looped = min(looped, time.perf_counter() - start)
+    return {"images": n, "batched_images_per_s": round(n / batched), "torchvision_per_image_images_per_s": round(n / looped),
+            "speedup": round(looped / batched, 1)}
+
+
 def machine(device: str) -> dict:
     import torch
 
@@ -265,7 +293,11 @@ def main(argv: list[str] | None = None) -> int:
               f"ratio {result['ratio']:.3f}  (+{result['overhead_ms_per_step']:.2f} ms/step)  bare Lightning ratio {result['lightning_ratio']:.3f}  "
               f"first step at {result['start_to_first_step_s']} s  "
               f"peak RSS {result['peak_rss_mb']} MB  loss diff {result['loss_max_rel_diff']:.2e}", flush=True)
-    payload = {"machine": machine(args.device), "steps": args.steps, "repeats": args.repeats, "smoke": args.smoke, "results": results}
+    augment = augmentation(args.device, n=64 if args.smoke else 512)
+    print(f"augmentation (crop + flip, 32x32): batched {augment['batched_images_per_s']} images/s, torchvision per image "
+          f"{augment['torchvision_per_image_images_per_s']} images/s ({augment['speedup']}x)", flush=True)
+    payload = {"machine": machine(args.device), "steps": args.steps, "repeats": args.repeats, "smoke": args.smoke,
+               "results": results, "augmentation": augment}
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")
     tmp.write_text(json.dumps(payload, indent=2) + "\n")

@@ -23,3 +23,5 @@ def test_bench_smoke_writes_a_well_formed_result(tmp_path):
         assert r["lightning_s"] > 0 and abs(r["labbench_over_lightning"] - r["labbench_s"] / r["lightning_s"]) < 0.02 * r["labbench_over_lightning"]
         assert r["peak_rss_mb"] > 100 and r["start_to_first_step_s"] > 0
     assert "ratio" in result.stdout
+    augment = payload["augmentation"]
+    assert augment["images"] == 64 and augment["batched_images_per_s"] > 0 and augment["torchvision_per_image_images_per_s"] > 0
