@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import torch
 
 from conftest import BIN, cli, fast_overrides
 from labbench.config import compose
@@ -110,6 +111,35 @@ def test_absurd_learning_rate_diverges_and_exits_zero(tmp_path):
 def test_loss_threshold_also_counts_as_divergence(tmp_path):
     record = run(compose(["divergence.max_loss=0.5", *fast_overrides(40)]), tmp_path)
     assert record["status"] == "diverged" and "max_loss" in record["divergence"]["reason"]
+
+
+@pytest.mark.parametrize("cause", [["optimizer=sgd", "optimizer.lr=1e12"], ["divergence.max_loss=1.5"]])
+def test_looking_at_the_loss_every_few_steps_finds_the_same_first_bad_step(tmp_path, cause):
+    """The no-sync check of accelerators (forced on the CPU with check_every): the first bad
+    step and its loss as when looking every step; training stops at the next look."""
+    every_step = run(compose([*cause, *fast_overrides(60)]), tmp_path / "every")
+    deferred = run(compose([*cause, *fast_overrides(60), "divergence.check_every=7"]), tmp_path / "deferred")
+    assert every_step["status"] == deferred["status"] == "diverged"
+    assert deferred["divergence"] == every_step["divergence"]
+    first = every_step["divergence"]["step"]
+    assert deferred["steps"] == -(-first // 7) * 7 and every_step["steps"] == first
+
+
+def test_divergence_in_the_last_steps_is_caught_at_the_end(tmp_path):
+    from labbench.probes import DivergenceDetector
+
+    class Trainer:
+        should_stop, log_every_n_steps = False, 10
+
+    detector, trainer = DivergenceDetector(check_every=100), Trainer()
+    for step, loss in enumerate([0.5, 0.4, float("nan"), 0.3], start=1):
+        trainer.global_step = step
+        detector.on_train_batch_end(trainer, None, torch.tensor(loss), None, step)
+    assert not detector.diverged  # not looked yet
+    detector.on_train_end(trainer, None)
+    assert detector.step == 3 and "non-finite" in detector.reason and trainer.should_stop
+    with pytest.raises(ValueError, match="check_every must be >= 1"):
+        DivergenceDetector(check_every=0)
 
 
 def test_failed_run_writes_a_failed_record_and_raises(tmp_path):

@@ -182,7 +182,7 @@ def run(cfg: DictConfig, output_dir: str | Path, choices: dict[str, str] | None 
         loggers = _loggers(cfg, output_dir)
         for logger in loggers:
             logger.log_hyperparams({"run_id": record["run_id"], **flatten(record["config"])})
-        divergence = DivergenceDetector(cfg.get("divergence", {}).get("max_loss"))
+        divergence = DivergenceDetector(**(cfg.get("divergence") or {}))
         callbacks: list = [divergence]
         probes = cfg.get("probes") or {}
         init_stats = InitActivationStats() if probes.get("init_activation_stats") else None
