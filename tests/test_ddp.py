@@ -44,6 +44,20 @@ def test_two_processes_match_one_at_the_same_global_batch(tmp_path, one_process,
     assert not (out / "fit_outcome.json").exists()
 
 
+def test_ranks_judge_divergence_together(tmp_path):
+    """The judged loss is the global batch's, so every rank decides as one process would.
+    A max_loss just above the first step's global loss lies below one rank's half-batch loss:
+    judged per rank, that rank alone would stop and leave the other waiting in an all-reduce."""
+    first = run(compose([*SHORT, "logger=csv", "trainer.max_steps=1", "trainer.log_every_n_steps=1"]), tmp_path / "first")
+    for name, cause in [("threshold", [f"divergence.max_loss={first['curves']['train/loss'][0][1] + 1e-4}"]),
+                        ("blow-up", ["optimizer=sgd", "optimizer.lr=1e12"])]:
+        single = run(compose([*SHORT, "logger=csv", *cause]), tmp_path / name / "one")
+        ddp = run(compose([*SHORT, *DDP_CPU, "logger=csv", *cause]), tmp_path / name / "two")
+        assert ddp["status"] == single["status"] and ddp["divergence"] == single["divergence"], name
+        assert ddp["steps"] == single["steps"]
+    assert single["status"] == "diverged"
+
+
 def test_relaunching_ddp_is_refused_where_it_would_rerun_everything(tmp_path):
     with pytest.raises(ValueError, match="trainer.strategy=ddp starts its other processes by re-running the command"):
         run(compose([*SHORT, *DDP_CPU, "trainer.strategy=ddp", "logger=csv"]), tmp_path / "bad")
@@ -85,6 +99,29 @@ def test_one_gpu_trains_in_every_precision(tmp_path, precision):
     assert record["provenance"]["precision"] == precision and record["provenance"]["device"]["accelerator"] == "gpu"
     generative = _gpu_run(tmp_path / "gan", precision, ["preset=gan_ring", "task.eval_samples=500"])
     assert generative["status"] == "completed" and "test/modes" in generative["metrics"]["final"]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_gpu_run_keeps_data_and_augmentation_on_the_device(tmp_path):
+    """data.on_device: the splits live on the GPU, batches (augmented there) arrive there, and
+    moving each batch instead (on_device=false) gives the same numbers."""
+    from labbench.train import build
+
+    datamodule, _, _ = build(compose(["trainer=gpu", "augment=crop"]))
+
+    class Trainer:  # what the data module asks of its trainer
+        class strategy:
+            root_device = torch.device("cuda", 0)
+        global_rank, world_size = 0, 1
+
+    datamodule.trainer = Trainer()
+    x, y = next(iter(datamodule.train_dataloader()))
+    assert x.is_cuda and y.is_cuda and datamodule.placed("val")[0].is_cuda
+    on_device = _gpu_run(tmp_path / "on", "32-true", ["augment=crop", "trainer.deterministic=true"])
+    moved = _gpu_run(tmp_path / "moved", "32-true", ["augment=crop", "trainer.deterministic=true", "data.on_device=false"])
+    assert on_device["status"] == moved["status"] == "completed"
+    assert on_device["curves"]["train/loss"] == moved["curves"]["train/loss"]
 
 
 def test_ddp_spawn_inside_a_hydra_multirun(tmp_path):

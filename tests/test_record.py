@@ -11,6 +11,15 @@ from labbench.config import compose, identity_config, run_id
 from labbench.record import read_curves, summarize_curves, write_json_atomic
 
 
+def test_run_ids_of_existing_experiments_do_not_change():
+    """Pinned ids: a new config key that is not a run's identity must go to NON_IDENTITY_KEYS,
+    or every stored ablation run would be looked for under a new id and run again."""
+    assert run_id(compose([])) == "f7ec5e3f6e32"
+    assert run_id(compose(["preset=char_lm"])) == "de8b0e448f44"
+    assert run_id(compose(["data=mnist5k", "model=cnn", "seed=3"])) == "1361ce3cc56c"
+    assert run_id(compose(["data.on_device=false", "divergence.check_every=5", "sweep.objective=val/acc:max"])) == "f7ec5e3f6e32"
+
+
 def test_run_id_ignores_where_and_how_a_run_reports():
     base = run_id(compose([]))
     assert run_id(compose(["paths.output_root=/elsewhere", "paths.data_dir=/data"])) == base

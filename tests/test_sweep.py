@@ -55,6 +55,23 @@ def test_summary_picks_the_best_mean_setting_per_arm_and_flags_the_grid_edge():
     assert best["kaiming_normal"]["runs"] == 6
 
 
+def test_swept_keys_drop_the_append_prefixes():
+    from omegaconf import OmegaConf
+
+    from labbench.sweep import swept_keys
+
+    hydra = OmegaConf.create({"overrides": {"task": ["++trainer.max_steps=10,20", "+probes.x=1,2", "init=a,b", "seed=0"]},
+                              "sweeper": {"params": {"optimizer.lr": "interval(0.001, 0.1)"}}})
+    assert swept_keys(hydra) == ["trainer.max_steps", "probes.x", "init", "optimizer.lr"]
+
+
+def test_an_objective_the_run_never_logged_is_a_clear_error():
+    record = _record()
+    record["curves"]["val/d_loss"] = record["curves"].pop("val/loss")  # a GAN logs no val/loss
+    with pytest.raises(ValueError, match=r"logged no val/loss; its validation metrics: val/d_loss"):
+        objective_value(record, "val/loss:min", "minimize")
+
+
 def _records(folder: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(folder.glob("*/run.json"))]
 

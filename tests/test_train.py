@@ -125,6 +125,12 @@ def test_looking_at_the_loss_every_few_steps_finds_the_same_first_bad_step(tmp_p
     assert deferred["steps"] == -(-first // 7) * 7 and every_step["steps"] == first
 
 
+def test_never_logging_training_steps_is_allowed(tmp_path):
+    """trainer.log_every_n_steps=0 is Lightning's "no step logging": no train curves, no crash."""
+    record = run(compose([*fast_overrides(20), "trainer.log_every_n_steps=0"]), tmp_path)
+    assert record["status"] == "completed" and "val/loss" in record["curves"] and "train/loss" not in record["curves"]
+
+
 def test_divergence_in_the_last_steps_is_caught_at_the_end(tmp_path):
     from labbench.probes import DivergenceDetector
 

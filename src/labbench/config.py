@@ -20,7 +20,14 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from labbench import CONFIG_MODULE
 
 # Keys that do not change what a run computes: where it writes, how it reports.
-NON_IDENTITY_KEYS = ("hydra", "logger", "trainer.enable_progress_bar", "trainer.enable_model_summary", "data.on_device", "sweep")
+# Settings that change how a run is watched, shown or placed, never its numbers. Adding a key
+# to the config changes every run id (stored ablations would re-run): new such keys go here.
+NON_IDENTITY_KEYS = (
+    "hydra", "logger", "trainer.enable_progress_bar", "trainer.enable_model_summary",
+    "data.on_device",          # where the splits live; the batches are the same
+    "sweep",                   # how a sweep ranks runs
+    "divergence.check_every",  # how often the host looks; the first bad step is the same
+)
 
 
 def identity_config(cfg: DictConfig, resolve: bool = True) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from labbench.ablation.metrics import metric_value
+from labbench.ablation.metrics import metric_value, parse_metric
 from labbench.config import flatten
 from labbench.record import RECORD_NAME, write_json_atomic
 
@@ -47,6 +47,11 @@ def objective_value(record: dict[str, Any] | None, objective: str, direction: st
     check_direction(direction)
     if record is None or record.get("status") != "completed":
         return worst(direction)
+    key = parse_metric(objective).key
+    if key not in record.get("curves", {}):
+        logged = ", ".join(sorted(k for k in record.get("curves", {}) if k.startswith("val/"))) or "none"
+        raise ValueError(f"sweep.objective={objective}: this run logged no {key}; its validation metrics: {logged}. "
+                         "Set sweep.objective (and sweep.direction) to one of them")
     value = metric_value(record, objective)
     return value if math.isfinite(value) else worst(direction)
 
@@ -56,7 +61,7 @@ def swept_keys(hydra_cfg: DictConfig) -> list[str]:
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     parsed = OverridesParser.create().parse_overrides(list(hydra_cfg.overrides.task))
-    keys = [o.get_key_element() for o in parsed if o.is_sweep_override()]
+    keys = [o.key_or_group for o in parsed if o.is_sweep_override()]  # without a +/++ prefix
     params = hydra_cfg.sweeper.get("params") or {}
     keys += [k for k in params if k not in keys]
     return keys

@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
+from labbench.ablation.multirun import into_store
 from labbench.ablation.plan import PlannedRun, merge_overrides
 from labbench.ablation.store import Store
 
@@ -143,7 +144,6 @@ def _launch(overrides: Sequence[str], seeds: Sequence[int], store: Store, launch
         str(Path(sys.executable).parent / "labbench-train"), "-m", *overrides,
         f"seed={','.join(str(s) for s in seeds)}",
         f"hydra/launcher={option}", *launcher_overrides,
-        f"hydra.sweep.dir={store.runs_dir}", "hydra.sweep.subdir=${labbench.run_id:}",
-        "~hydra.callbacks.sweep_summary",  # the ablation aggregates its runs itself
+        *into_store(store),
     ]
     subprocess.run(command, check=False)

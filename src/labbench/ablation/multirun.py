@@ -46,10 +46,17 @@ def multirun_commands(
         reporting = ["trainer.enable_progress_bar=false"]
         reporting += [f"logger.wandb.group={spec.name}", f"logger.wandb.job_type={arm.name}", f"logger.wandb.tags=[{tags}]"] if wandb else ["logger=csv"]
         overrides = merge_overrides(arm_overrides(spec, arm.name, profile, extra), [f"seed={_values(seed_list)}", *specific], reporting)
-        commands.append(
-            ["labbench-train", "-m", *overrides, f"hydra.sweep.dir={store.runs_dir}", "hydra.sweep.subdir=${labbench.run_id:}"]
-        )
+        commands.append(["labbench-train", "-m", *overrides, *into_store(store)])
     return stage, commands
+
+
+def into_store(store: Store) -> list[str]:
+    """Overrides that make a sweep write each run into the ablation's store, under its run id.
+
+    The store's runs are aggregated by the ablation, so the sweep's own per-arm summary
+    (which would read every run in the shared folder) is switched off.
+    """
+    return [f"hydra.sweep.dir={store.runs_dir}", "hydra.sweep.subdir=${labbench.run_id:}", "~hydra.callbacks.sweep_summary"]
 
 
 def shell(command: list[str]) -> str:

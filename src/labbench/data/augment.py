@@ -44,7 +44,7 @@ class CropFlip:
         p = self.padding
         if p:
             padded = x.new_empty(n, c, h + 2 * p, w + 2 * p)
-            padded[:] = 0.0 if fill is None else fill.reshape(1, c, 1, 1).to(x)
+            padded[:] = 0.0 if fill is None else fill.reshape(1, c, 1, 1)
             padded[:, :, p : p + h, p : p + w] = x
             offsets = params["offsets"]
             rows = (offsets[:, 0:1] + torch.arange(h, device=x.device))[:, None, :, None]  # (N, 1, H, 1)

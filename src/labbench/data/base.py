@@ -99,7 +99,7 @@ class IndexBatches:
         self.seed = seed
         self.drop_last = drop_last
         self.rank, self.world_size = rank, world_size
-        self.augment, self.fill = augment, fill
+        self.augment, self.fill = augment, None if fill is None else fill.to(x.device)  # moved once, not per batch
         self.passes = 0
 
     def __len__(self) -> int:

@@ -18,6 +18,10 @@ class DivergenceDetector(L.Callback):
     interval) and at the end: the recorded step and loss are still those of the first bad
     step; training just stops up to ``check_every - 1`` steps later. On the CPU, where
     looking costs nothing, it looks every step unless ``check_every`` says otherwise.
+
+    Under DDP the judged loss is the mean over the processes (the global batch's, as in
+    one process), so every rank takes the same decision at the same step: a rank that
+    stopped alone would leave the others waiting in the gradient all-reduce.
     """
 
     def __init__(self, max_loss: float | None = None, check_every: int | None = None) -> None:
@@ -40,7 +44,10 @@ class DivergenceDetector(L.Callback):
         if loss is None or self.diverged:
             return
         loss = loss.detach().float()
-        every = self.check_every or (1 if loss.device.type == "cpu" else trainer.log_every_n_steps)
+        if getattr(trainer, "world_size", 1) > 1:
+            loss = trainer.strategy.reduce(loss, reduce_op="mean")
+        interval = trainer.log_every_n_steps if trainer.log_every_n_steps > 0 else 50
+        every = self.check_every or (1 if loss.device.type == "cpu" else interval)
         if every == 1:
             self._judge(float(loss), trainer.global_step, trainer)
             return

@@ -43,8 +43,8 @@ class Task(L.LightningModule):
         they would be dropped anyway. Mirrors Lightning's own rule
         (``_LoggerConnector.should_update_logs``).
         """
-        trainer = self.trainer
-        return (trainer.fit_loop.epoch_loop._batches_that_stepped + 1) % trainer.log_every_n_steps == 0 or trainer.should_stop
+        trainer, n = self.trainer, self.trainer.log_every_n_steps
+        return (n > 0 and (trainer.fit_loop.epoch_loop._batches_that_stepped + 1) % n == 0) or trainer.should_stop
 
     def log_train(self, values: dict[str, torch.Tensor | float], bar: tuple[str, ...] = ("train/loss",)) -> None:
         """Write training-step metrics (and ``train/lr``) to the loggers, as Lightning would.
