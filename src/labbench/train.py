@@ -133,7 +133,9 @@ def _is_extra_rank() -> bool:
     return int(os.environ.get("LOCAL_RANK", "0")) != 0 or int(os.environ.get("NODE_RANK", "0")) != 0
 
 
-def run(cfg: DictConfig, output_dir: str | Path, choices: dict[str, str] | None = None, relaunchable: bool = False) -> dict[str, Any]:
+def run(
+    cfg: DictConfig, output_dir: str | Path, choices: dict[str, str] | None = None, relaunchable: bool = False, gpu: int | None = None
+) -> dict[str, Any]:
     """Train and test the run ``cfg`` describes; write and return its ``run.json`` record.
 
     A diverged run (non-finite loss) ends normally with status ``diverged``. Any other
@@ -141,6 +143,8 @@ def run(cfg: DictConfig, output_dir: str | Path, choices: dict[str, str] | None 
     The W&B run is finished either way. With ``evaluate_test: false`` (tuning runs) the
     test split is never read. ``relaunchable``: this process was started by a command
     that Lightning's ``ddp`` may re-run for the other ranks (a single ``labbench-train``).
+    ``gpu``: the GPU a launcher's run holds (:mod:`labbench.gpu_pool`); where a run trains
+    is not part of what it is, so it stays out of the config and its run id.
     Under data parallelism only rank 0 writes the record.
     """
     from hydra.utils import instantiate
@@ -193,7 +197,8 @@ def run(cfg: DictConfig, output_dir: str | Path, choices: dict[str, str] | None 
             callbacks.append(StepBudgetProgressBar())
         outcome = FitOutcome(output_dir / "fit_outcome.json", divergence, init_stats)
         callbacks.append(outcome)
-        trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks, default_root_dir=str(output_dir))
+        placement = {"devices": [gpu]} if gpu is not None else {}
+        trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks, default_root_dir=str(output_dir), **placement)
         trainer.fit(task, datamodule=datamodule)
         record.update(outcome.restore(trainer, task))  # what the training processes learned (they may be children)
         if divergence.diverged:
@@ -223,6 +228,8 @@ def run(cfg: DictConfig, output_dir: str | Path, choices: dict[str, str] | None 
             logger.finalize("success" if ok else "failed")
         finish_wandb(loggers, failed=not ok)
         _complete_record(record, cfg, output_dir, trainer, loggers, time.perf_counter() - start)
+        if gpu is not None:
+            record["provenance"]["gpu_index"] = gpu
         if not _is_extra_rank():
             write_json_atomic(output_dir / RECORD_NAME, record)
     return record
@@ -291,6 +298,7 @@ def main() -> None:
     def _app(cfg: DictConfig) -> float | None:
         from hydra.core.hydra_config import HydraConfig
 
+        from labbench.gpu_pool import one_gpu_per_run
         from labbench.summary import print_summary
         from labbench.sweep import objective_value
 
@@ -300,7 +308,8 @@ def main() -> None:
         choices = {k: v for k, v in hydra_cfg.runtime.choices.items() if not k.startswith("hydra")}
         _share_cores(hydra_cfg.launcher)
         try:
-            record = run(cfg, hydra_cfg.runtime.output_dir, choices=choices, relaunchable=hydra_cfg.mode == RunMode.RUN)
+            with one_gpu_per_run(cfg, hydra_cfg.launcher) as gpu:
+                record = run(cfg, hydra_cfg.runtime.output_dir, choices=choices, relaunchable=hydra_cfg.mode == RunMode.RUN, gpu=gpu)
         except Exception:
             if hydra_cfg.mode != RunMode.MULTIRUN:
                 raise
