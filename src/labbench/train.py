@@ -143,7 +143,7 @@ def run(
     The W&B run is finished either way. With ``evaluate_test: false`` (tuning runs) the
     test split is never read. ``relaunchable``: this process was started by a command
     that Lightning's ``ddp`` may re-run for the other ranks (a single ``labbench-train``).
-    ``gpu``: the GPU a launcher's run holds (:mod:`labbench.gpu_pool`); where a run trains
+    ``gpu``: the GPU a launcher's run holds (:mod:`labbench.packing`); where a run trains
     is not part of what it is, so it stays out of the config and its run id.
     Under data parallelism only rank 0 writes the record.
     """
@@ -258,25 +258,6 @@ def _complete_record(record: dict, cfg: DictConfig, output_dir: Path, trainer, l
     record["provenance"] = provenance(str(cfg.trainer.get("accelerator")), str(cfg.trainer.get("precision")), cfg.seed)
 
 
-def _share_cores(launcher: DictConfig) -> None:
-    """Under a launcher that packs runs into local processes, split the cores between them.
-
-    joblib runs ``n_jobs`` runs at once, each of which would otherwise start one torch
-    thread per core: on a 2-core machine two such runs slow each other down several-fold.
-    submitit jobs get ``cpus_per_task`` threads when it is set.
-    """
-    import torch
-
-    target = str(launcher.get("_target_", ""))
-    if target.endswith("JoblibLauncher"):
-        cores = os.cpu_count() or 1
-        n_jobs = int(launcher.get("n_jobs") or 1)
-        n_jobs = cores if n_jobs < 0 else n_jobs
-        torch.set_num_threads(max(1, cores // max(1, n_jobs)))
-    elif "submitit" in target and launcher.get("cpus_per_task"):
-        torch.set_num_threads(int(launcher.cpus_per_task))
-
-
 def require_plugins(argv: list[str]) -> None:
     """Stop with the install command when the command line picks a plugin that is not installed."""
     import importlib.util
@@ -295,18 +276,17 @@ def main() -> None:
     require_plugins(sys.argv[1:])
 
     @hydra.main(config_path=f"pkg://{CONFIG_MODULE}", config_name="train", version_base="1.3")
-    def _app(cfg: DictConfig) -> float | None:
+    def _app(cfg: DictConfig) -> float:
         from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
 
-        from labbench.gpu_pool import one_gpu_per_run
+        from labbench.packing import one_gpu_per_run, share_cores
         from labbench.summary import print_summary
         from labbench.sweep import objective_value
 
-        from hydra.types import RunMode
-
         hydra_cfg = HydraConfig.get()
         choices = {k: v for k, v in hydra_cfg.runtime.choices.items() if not k.startswith("hydra")}
-        _share_cores(hydra_cfg.launcher)
+        share_cores(hydra_cfg.launcher)
         try:
             with one_gpu_per_run(cfg, hydra_cfg.launcher) as gpu:
                 record = run(cfg, hydra_cfg.runtime.output_dir, choices=choices, relaunchable=hydra_cfg.mode == RunMode.RUN, gpu=gpu)

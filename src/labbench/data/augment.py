@@ -29,9 +29,6 @@ class CropFlip:
             raise ValueError(f"augment.flip is a probability in [0, 1], got {flip}")
         self.padding, self.flip = padding, flip
 
-    def __repr__(self) -> str:
-        return f"CropFlip(padding={self.padding}, flip={self.flip})"
-
     def sample(self, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
         """Parameters for ``n`` images: crop offsets ``(n, 2)`` (top, left) and flip flags ``(n,)``."""
         offsets = torch.randint(0, 2 * self.padding + 1, (n, 2), generator=generator)

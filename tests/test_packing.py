@@ -1,4 +1,4 @@
-"""One GPU per run under a packing launcher: claims by file lock, released on exit or death."""
+"""Runs packed on one machine: one GPU per run (claims by file lock, released on exit or death)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from labbench.gpu_pool import claimed_gpu, one_gpu_per_run, wants_one_gpu
+from labbench.packing import claimed_gpu, one_gpu_per_run, wants_one_gpu
 
 JOBLIB = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
 SUBMITIT_LOCAL = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher"
@@ -44,7 +44,7 @@ def test_a_run_that_fails_or_dies_frees_its_gpu(tmp_path):
             raise RuntimeError("training failed")
     assert _hold(tmp_path) == 0
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from pathlib import Path; from labbench.gpu_pool import claimed_gpu\n"
+        "import sys, time; from pathlib import Path; from labbench.packing import claimed_gpu\n"
         f"with claimed_gpu(1, Path({str(tmp_path)!r})):\n    print('held', flush=True); time.sleep(60)")],
         stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "held"
@@ -56,7 +56,7 @@ def test_a_run_that_fails_or_dies_frees_its_gpu(tmp_path):
 @pytest.mark.parametrize("target,accelerator,devices,expected", [
     (JOBLIB, "gpu", 1, True),
     (SUBMITIT_LOCAL, "gpu", 1, True),
-    (JOBLIB, "cpu", 1, False),       # CPU runs share cores instead (train._share_cores)
+    (JOBLIB, "cpu", 1, False),       # CPU runs share cores instead (share_cores)
     (JOBLIB, "gpu", 2, False),       # a DDP run takes its devices itself
     (JOBLIB, "gpu", [3], False),     # a run pinned by hand keeps its GPU
     (BASIC, "gpu", 1, False),        # runs one after another: nothing to share
