@@ -22,7 +22,7 @@ from labbench.ablation.results import values_by_arm
 from labbench.ablation.store import Store
 
 SHIPPED = specs.available()
-VERDICTS = {"supported", "contradicted", "inconclusive"}
+VERDICTS = {"supported", "contradicted", "inconclusive", "undertrained"}
 
 
 def write_spec(folder: Path, name: str, **changes) -> Path:
@@ -147,15 +147,22 @@ def test_failed_runs_are_recorded_and_counted_not_dropped(tmp_path):
     assert retried.counts["failed"] == 3
 
 
-def test_diverged_runs_take_the_worst_value():
+def test_diverged_runs_take_the_declared_failure_value_never_one_borrowed_from_other_runs():
     spec = specs.load("aa-control")
-    ok = {"status": "completed", "metrics": {"final": {"val/loss": 0.5}}, "curves": {}}
-    worse = {"status": "completed", "metrics": {"final": {"val/loss": 0.9}}, "curves": {}}
-    diverged = {"status": "diverged", "metrics": {"final": {"val/loss": float("nan")}}, "curves": {}}
-    values = values_by_arm(spec, {"a": [ok, diverged, None], "b": [worse, ok, ok]}, "val/loss")
-    assert values["a"][:2] == [0.5, 0.9] and math.isnan(values["a"][2])  # missing stays missing
-    acc = values_by_arm(spec, {"a": [{**ok, "metrics": {"final": {"test/acc": 0.8}}}, diverged], "b": [{**ok, "metrics": {"final": {"test/acc": 0.6}}}]}, "test/acc")
-    assert acc["a"] == [0.8, 0.6]  # for accuracy the worst is the lowest
+    failure = {"val/loss": 2.302585, "test/acc": 0.1}
+    ok = {"status": "completed", "metrics": {"final": {"val/loss": 0.5}}, "curves": {}, "failure_values": failure}
+    worse = {"status": "completed", "metrics": {"final": {"val/loss": 0.9}}, "curves": {}, "failure_values": failure}
+    diverged = {"status": "diverged", "metrics": {"final": {"val/loss": float("nan")}}, "curves": {}, "failure_values": failure}
+    failed = {"status": "failed", "metrics": {"final": {}}, "curves": {}}
+    values = values_by_arm(spec, {"a": [ok, diverged, None, failed], "b": [worse, ok, ok, ok]}, "val/loss")
+    assert values["a"][:2] == [0.5, 2.302585]  # ln 10, not 0.9 (the worst other run)
+    assert all(math.isnan(v) for v in values["a"][2:])  # missing and failed runs have no value
+    acc = values_by_arm(spec, {"a": [{**ok, "metrics": {"final": {"test/acc": 0.8}}}, diverged]}, "test/acc")
+    assert acc["a"] == [0.8, 0.1]  # chance
+    blew_up = {**ok, "metrics": {"final": {"val/loss": float("inf")}}}  # completed, but the logged value is not finite
+    assert values_by_arm(spec, {"a": [blew_up]}, "val/loss")["a"] == [2.302585]
+    outcome = values_by_arm(spec, {"a": [ok, diverged, failed, None]}, "diverged")["a"]
+    assert outcome[:2] == [0.0, 1.0] and all(math.isnan(v) for v in outcome[2:])
 
 
 def test_overrides_later_win():

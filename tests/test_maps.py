@@ -19,7 +19,8 @@ def test_smoke_map_end_to_end_and_cell_reuse(tmp_path):
     assert [c["cell"] for c in saved["cells"]] == [{"trainer.max_steps": "4"}, {"trainer.max_steps": "6"}]
     assert all(h["verdict"] in ("supported", "contradicted", "inconclusive") for c in saved["cells"] for h in c["hypotheses"])
     assert (tmp_path / "m1" / "heatmap_0.png").stat().st_size > 1000
-    assert "Multiple comparisons: none" in (tmp_path / "m1" / "map.md").read_text()
+    text = (tmp_path / "m1" / "map.md").read_text()
+    assert "Holm again across the map's 2 cells" in text and "across cells (Holm)" in text
     runs = [json.loads(p.read_text()) for p in (tmp_path / "aa-control" / "smoke" / "runs").glob("*/run.json")]
     assert sorted({r["config"]["trainer"]["max_steps"] for r in runs}) == [4, 6]
 

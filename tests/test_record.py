@@ -73,6 +73,18 @@ def test_curves_from_lightning_csv(tmp_path):
     )
     curves = read_curves(csv_file)
     assert curves["train/loss"] == [[9, 2.0], [19, 1.0], [29, 0.5]]
-    final, best = summarize_curves(curves)
+    final, best = summarize_curves(curves, {"val/acc": "higher", "val/loss": "lower", "train/loss": "lower"})
     assert final == {"train/loss": 0.5, "val/acc": 0.7, "val/loss": 0.8}
     assert best == {"val/acc": {"value": 0.8, "step": 39}, "val/loss": {"value": 0.7, "step": 39}}
+    # No declared direction, no best: nothing is guessed from the name.
+    assert summarize_curves(curves, {})[1] == {}
+
+
+def test_best_follows_the_declared_direction_not_the_name():
+    """val/elbo is a log-likelihood bound: higher is better, though its name says nothing."""
+    from labbench.directions import directions_of
+
+    curves = {"val/elbo": [[10, -120.0], [20, -95.0], [30, -101.0]], "val/kl": [[10, 3.0], [20, 9.0], [30, 4.0]]}
+    directions = directions_of(curves, "labbench.tasks.vae.VAETask")
+    assert directions == {"val/elbo": "higher", "val/kl": "neither"}
+    assert summarize_curves(curves, directions)[1] == {"val/elbo": {"value": -95.0, "step": 20}}

@@ -1,4 +1,4 @@
-"""The statistics behind every verdict, on synthetic numbers with known answers."""
+"""The statistics behind every verdict, on numbers with known answers (hand computations, scipy)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,12 @@ import math
 
 import numpy as np
 import pytest
+from scipy import stats as sps
 
-from labbench.ablation.stats import bootstrap_t_ci, compare, probability_of_improvement, summarize, verdict
+from labbench.ablation.stats import (
+    ALPHA, MIN_SEEDS, can_decide, compare, decide, holm, paired_t, probability_of_improvement, seeds_needed,
+    sign_flip_p, smallest_p, summarize,
+)
 
 
 def test_summary_matches_hand_computed_t_interval():
@@ -22,13 +26,59 @@ def test_summary_ignores_nothing_silently():
     assert s.n == 1 and math.isnan(s.ci_low)
 
 
-def test_identical_differences_give_a_point_interval():
-    assert bootstrap_t_ci([0.5, 0.5, 0.5, 0.5]) == (0.5, 0.5)
+def test_paired_t_matches_scipy():
+    d = [1.0, 1.5, 3.0, 3.1]
+    low, high, p = paired_t(d)
+    ref = sps.ttest_1samp(d, 0.0)
+    ci = ref.confidence_interval(0.95)
+    assert p == pytest.approx(ref.pvalue) and (low, high) == pytest.approx((ci.low, ci.high))
+    assert low > 0  # all-positive differences: the old bootstrap-t gave [-16.4, 6.5] here
 
 
-def test_bootstrap_is_reproducible():
-    d = np.random.default_rng(3).normal(size=8)
-    assert bootstrap_t_ci(d) == bootstrap_t_ci(d)
+def test_sign_flip_p_by_hand():
+    # Four equal positive differences: only the all-plus and all-minus patterns reach |sum| = 4.
+    assert sign_flip_p([8.0, 8.0, 8.0, 8.0]) == 2 / 16
+    # [1, 2, 3]: sums of the 8 patterns are +-6, +-4, +-2, +-0 -> |sum| >= 6 in 2 of 8.
+    assert sign_flip_p([1.0, 2.0, 3.0]) == 2 / 8
+    # [3, -1, 1, 1]: |sum| = 4; patterns reaching |sum| >= 4: (+3, +-1, +-1, +-1) with sum >= 4 ...
+    x = np.array([3.0, -1.0, 1.0, 1.0])
+    import itertools
+    hand = sum(abs(np.dot(s, x)) >= 4 for s in itertools.product((1, -1), repeat=4)) / 16
+    assert sign_flip_p(x) == hand == 8 / 16
+    # The margin shifts the null: differences all 0.5 above a margin of 0.5 are all ties at zero.
+    assert sign_flip_p([1.0, 1.0, 1.0], margin=0.5) == 2 / 8
+    assert sign_flip_p([0.0, 0.0, 0.0, 0.0]) == 1.0
+
+
+def test_sign_flip_beyond_enumeration_is_sampled_and_reproducible():
+    rng = np.random.default_rng(0)
+    d = rng.normal(0.3, 1.0, size=20)
+    p = sign_flip_p(d)
+    assert p == sign_flip_p(d) and 0 < p < 1
+    assert sign_flip_p(np.ones(20)) == pytest.approx(1 / 100_001)
+    # close to the t-test's p at this n for normal data
+    assert abs(p - sps.ttest_1samp(d, 0.0).pvalue) < 0.05
+
+
+def test_constant_differences_give_no_zero_width_interval_and_no_verdict_at_four_seeds():
+    c = compare([0.0] * 4, [8.0] * 4, "lower")  # gan-mode-collapse: 8 modes vs 0, every seed
+    assert c.mean_diff == 8.0 and math.isnan(c.ci_low) and math.isnan(c.ci_high)
+    assert c.p_value == 0.125 and c.verdict == "inconclusive"
+    c8 = compare([0.0] * 8, [8.0] * 8, "lower")
+    assert c8.p_value == 2 / 256 and c8.verdict == "supported"
+
+
+def test_ties_give_finite_bounds():
+    c = compare([1.0, 1.0, 2.0, 3.0, 2.5, 1.2], [1.0, 1.5, 2.2, 3.4, 2.9, 1.3], "lower")  # one tie
+    assert math.isfinite(c.ci_low) and math.isfinite(c.ci_high)
+
+
+def test_near_ties_get_the_t_interval():
+    """gan-discriminator-strength h2: differences near 37 with one far value: a t-interval, not [19, 1444]."""
+    d = np.array([35.0, 37.0, 39.5, 36.5])
+    c = compare(d, np.zeros(4), "higher")
+    assert c.ci_high - c.ci_low < 10 and c.ci_low > 30
+    assert c.p_sign_flip == 0.125 and c.verdict == "inconclusive"  # 4 seeds: the sign-flip test cannot decide
 
 
 def test_clear_effects_get_verdicts_in_the_right_direction():
@@ -38,6 +88,8 @@ def test_clear_effects_get_verdicts_in_the_right_direction():
     assert compare(good, bad, "lower").verdict == "supported"
     assert compare(bad, good, "lower").verdict == "contradicted"
     assert compare(bad, good, "higher").verdict == "supported"
+    c = compare(good, bad, "lower")
+    assert c.effect_size > 5 and c.p_value == max(c.p_t, c.p_sign_flip) == c.p_sign_flip == 2 / 1024
 
 
 def test_margin_turns_the_question_into_non_inferiority():
@@ -48,6 +100,14 @@ def test_margin_turns_the_question_into_non_inferiority():
     assert compare(a, b, "higher", margin=-0.005).verdict == "supported"  # a within 0.5 points of b? yes
 
 
+def test_exact_only_decides_rates_by_the_sign_flip_test():
+    """Divergence per seed (1 = diverged): 7 of 8 seeds diverge in one arm, none in the other."""
+    post, pre = [1, 1, 1, 1, 1, 1, 1, 0], [0] * 8
+    c = compare(pre, post, "lower", exact_only=True)
+    assert c.p_value == c.p_sign_flip == pytest.approx(2 / 128)  # exact McNemar: 7 discordant seeds, all one way
+    assert c.verdict == "supported"
+
+
 def test_probability_of_improvement():
     assert probability_of_improvement([1, 2], [3, 4], "lower") == 1.0
     assert probability_of_improvement([1, 2], [3, 4], "higher") == 0.0
@@ -55,26 +115,46 @@ def test_probability_of_improvement():
     assert probability_of_improvement([1, 3], [2, 2], "lower") == 0.5
 
 
-def test_verdict_needs_three_seeds_and_a_finite_interval():
-    assert verdict(0.1, 0.2, n=2) == "inconclusive"
-    assert verdict(0.1, 0.2, n=3) == "supported"
-    assert verdict(-0.2, -0.1, n=3) == "contradicted"
-    assert verdict(-0.1, 0.1, n=3) == "inconclusive"
-    assert verdict(math.nan, 0.1, n=5) == "inconclusive"
-    assert verdict(-math.inf, -0.1, n=5) == "contradicted"  # a one-sided bootstrap-t interval still decides
-    assert verdict(-math.inf, math.inf, n=5) == "inconclusive"
+def test_decide():
+    assert decide(0.01, 0.3) == "supported"
+    assert decide(0.01, -0.3) == "contradicted"
+    assert decide(0.2, 0.3) == "inconclusive"
+    assert decide(math.nan, 0.3) == "inconclusive"
+    assert decide(0.01, 0.3, margin=0.5) == "contradicted"
 
 
-@pytest.mark.parametrize("seeds", [4, 5, 10])
-def test_aa_false_positive_rate_is_about_nominal(seeds):
+def test_holm_by_hand():
+    # sorted p: 0.01 (x3 = 0.03), 0.02 (x2 = 0.04), 0.04 (x1 = 0.04)
+    assert holm([0.04, 0.01, 0.02]) == pytest.approx([0.04, 0.03, 0.04])
+    assert holm([0.5, 0.001]) == pytest.approx([0.5, 0.002])
+    adjusted = holm([math.nan, 0.01])
+    assert math.isnan(adjusted[0]) and adjusted[1] == 0.01
+
+
+def test_seeds_a_verdict_needs():
+    assert smallest_p(5) == 2 / 32 > ALPHA and smallest_p(6) == 2 / 64 < ALPHA
+    assert MIN_SEEDS == seeds_needed(1) == 6
+    assert not can_decide(5) and can_decide(6)
+    assert seeds_needed(3) == 7  # Holm over 3 hypotheses: the smallest p must reach 0.05 / 3
+
+
+@pytest.mark.parametrize("seeds", [8, 10])
+def test_aa_false_positive_rate_is_at_most_nominal(seeds):
     """Two arms drawn from one distribution: a verdict other than inconclusive is a false positive."""
     rng = np.random.default_rng(seeds)
     reps = 800
     false_positives = sum(
         compare(rng.normal(size=seeds), rng.normal(size=seeds), "lower").verdict != "inconclusive" for _ in range(reps)
     )
-    rate = false_positives / reps
-    assert 0.015 <= rate <= 0.08, rate  # nominal 0.05; 800 draws give +-0.015 of sampling noise
+    assert false_positives / reps <= 0.05 + 0.02, false_positives / reps  # 800 draws: +-0.015 of sampling noise
+
+
+def test_power_for_a_two_sd_effect_at_eight_seeds():
+    rng = np.random.default_rng(11)
+    reps = 300
+    hits = sum(compare(rng.normal(size=8), rng.normal(size=8) + 2 * math.sqrt(2), "lower").verdict == "supported"
+               for _ in range(reps))
+    assert hits / reps > 0.9  # a 2-SD (of the differences) effect is found almost always at n = 8
 
 
 def test_interval_covers_a_known_difference_about_95_percent_of_the_time():
@@ -82,7 +162,6 @@ def test_interval_covers_a_known_difference_about_95_percent_of_the_time():
     true_diff, n, reps = 0.3, 8, 600
     covered = 0
     for _ in range(reps):
-        base = rng.normal(size=n)
-        low, high = bootstrap_t_ci(base + true_diff - base + rng.normal(scale=0.5, size=n))
+        low, high, _ = paired_t(true_diff + rng.normal(scale=0.5, size=n))
         covered += low <= true_diff <= high
-    assert 0.91 <= covered / reps <= 0.99
+    assert 0.92 <= covered / reps <= 0.98

@@ -12,9 +12,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from labbench.ablation import spec as specs
+from labbench.ablation.report import difference_text, predicted_text
 
 console = Console()
-VERDICT_STYLE = {"supported": "bold green", "contradicted": "bold red", "inconclusive": "yellow"}
+VERDICT_STYLE = {"supported": "bold green", "contradicted": "bold red", "inconclusive": "yellow", "undertrained": "magenta"}
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -62,14 +63,13 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def _verdict_table(verdict: dict) -> Table:
     table = Table(title=f"{verdict['name']} ({verdict['profile']})")
-    for col in ("hypothesis", "metric", "predicted", "difference [95% CI]", "P(impr.)", "verdict"):
+    for col in ("hypothesis", "metric", "predicted", "difference [95% CI]", "P(impr.)", "p (Holm)", "verdict"):
         table.add_column(col, overflow="fold")
     for h in verdict["hypotheses"]:
-        word = "lower" if h["direction"] == "lower" else "higher"
+        raw = f" (raw: {h['verdict_raw']})" if h.get("verdict_raw", h["verdict"]) != h["verdict"] else ""
         table.add_row(
-            h["name"], h["metric"], f"{h['better']} {word} than {h['worse']}",
-            f"{h['mean_diff']:.4g} [{h['ci_low']:.4g}, {h['ci_high']:.4g}]", f"{h['prob_improvement']:.2f}",
-            f"[{VERDICT_STYLE[h['verdict']]}]{h['verdict']}[/]",
+            h["name"], h["metric"], predicted_text(h).replace("`", ""), difference_text(h), f"{h['prob_improvement']:.2f}",
+            f"{h.get('p_holm', float('nan')):.3g}", f"[{VERDICT_STYLE[h['verdict']]}]{h['verdict']}[/]{raw}",
         )
     return table
 
@@ -95,7 +95,7 @@ def _summary(outcome, spec, elapsed: float | None = None) -> None:
 def cmd_reproduce(args: argparse.Namespace) -> int:
     import time
 
-    from labbench.ablation.engine import reproduce
+    from labbench.ablation.engine import reproduce, seed_warnings
 
     s = specs.load(args.name)
     s.profile(args.profile)
@@ -108,6 +108,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         nonlocal task
         est = s.profile(args.profile).estimated_minutes
         console.print(f"[bold]{s.name}[/] ({args.profile}): {total} runs planned" + (f", about {est:g} min on a 2-core CPU" if est else ""))
+        for line in seed_warnings(s, args.profile, args.seeds):
+            console.print(f"[bold yellow]warning:[/] {line}")
         task = progress.add_task("runs", total=total)
 
     def on_done(run, status: str) -> None:

@@ -70,17 +70,23 @@ def read_curves(metrics_csv: str | Path) -> dict[str, list[list[float]]]:
     return curves
 
 
-def summarize_curves(curves: dict[str, list[list[float]]]) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
-    """Final value of every curve, and the best (max for acc, min for loss) of val curves."""
+def summarize_curves(
+    curves: dict[str, list[list[float]]], directions: dict[str, str]
+) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """Final value of every curve, and the best value of each val curve by its declared direction.
+
+    ``directions``: key -> lower / higher / neither (:mod:`labbench.directions`); a curve
+    with no better side, or none declared, has no best.
+    """
     final = {key: points[-1][1] for key, points in curves.items() if points}
     best: dict[str, dict[str, float]] = {}
     for key, points in curves.items():
-        if not key.startswith("val/") or not points:
+        if not key.startswith("val/") or directions.get(key) not in ("lower", "higher"):
             continue
         finite = [p for p in points if math.isfinite(p[1])]
         if not finite:
             continue
-        pick = max if key.endswith("acc") else min
+        pick = max if directions[key] == "higher" else min
         step, value = pick(finite, key=lambda p: p[1])
         best[key] = {"value": value, "step": step}
     return final, best

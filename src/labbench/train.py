@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from labbench import CONFIG_MODULE
 from labbench.config import flatten, register_resolvers, run_id
+from labbench.directions import SPLITS, directions_of
 from labbench.record import RECORD_NAME, provenance, read_curves, summarize_curves, write_json_atomic
 
 register_resolvers()
@@ -154,6 +155,7 @@ def run(
     from labbench.probes.init_stats import InitActivationStats
     from labbench.probes.fit_outcome import FitOutcome
     from labbench.probes.layers import make_probes
+    from labbench.probes.process_group import CloseProcessGroup
     from labbench.probes.progress import StepBudgetProgressBar
 
     output_dir = Path(output_dir).resolve()
@@ -183,6 +185,8 @@ def run(
         datamodule, model, task = build(cfg)
         record["data"] = {"splits": datamodule.split_sizes(), "input_shape": list(datamodule.input_shape)}
         record["model"] = {"parameters": sum(p.numel() for p in model.parameters())}
+        record["baselines"] = datamodule.baselines() if hasattr(datamodule, "baselines") else {}
+        record["failure_values"] = {f"{split}/{k}": v for k, v in task.failure_values().items() for split in SPLITS}
         loggers = _loggers(cfg, output_dir)
         for logger in loggers:
             logger.log_hyperparams({"run_id": record["run_id"], **flatten(record["config"])})
@@ -196,7 +200,7 @@ def run(
         if cfg.trainer.get("enable_progress_bar", True):
             callbacks.append(StepBudgetProgressBar())
         outcome = FitOutcome(output_dir / "fit_outcome.json", divergence, init_stats)
-        callbacks.append(outcome)
+        callbacks += [outcome, CloseProcessGroup()]  # the group closes last, after rank 0 wrote the outcome
         placement = {"devices": [gpu]} if gpu is not None else {}
         trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks, default_root_dir=str(output_dir), **placement)
         trainer.fit(task, datamodule=datamodule)
@@ -240,8 +244,9 @@ def _complete_record(record: dict, cfg: DictConfig, output_dir: Path, trainer, l
 
     csv_dirs = [Path(lg.log_dir) for lg in loggers if isinstance(lg, CSVLogger)]
     curves = read_curves(csv_dirs[0] / "metrics.csv") if csv_dirs else {}
-    final, best = summarize_curves(curves)
-    record["metrics"] = {"final": final, "best": best}
+    directions = directions_of(curves, cfg.task._target_) if cfg.get("task") else {}
+    final, best = summarize_curves(curves, directions)
+    record["metrics"] = {"final": final, "best": best, "directions": directions}
     record["curves"] = curves
     record.setdefault("steps", trainer.global_step if trainer is not None else 0)
     record.setdefault("epochs", trainer.current_epoch if trainer is not None else 0)

@@ -32,6 +32,20 @@ def count_runs(spec: Spec, profile: str, seeds: int | None = None) -> int:
     return len(spec.arms) * (n_seeds + tuning)
 
 
+def seed_warnings(spec: Spec, profile: str, seeds: int | None = None) -> list[str]:
+    """What to tell the user before running: hypotheses that no outcome could decide with these seeds."""
+    from labbench.ablation.stats import RECOMMENDED_SEEDS, can_decide, seeds_needed
+
+    n = seeds if seeds is not None else spec.profile(profile).seeds
+    k = len(spec.hypotheses)
+    if not can_decide(n, k):
+        return [f"{n} paired seeds cannot give any verdict on {k} hypothesis(es): the sign-flip test with Holm's correction "
+                f"needs at least {seeds_needed(k)} seeds (docs/method.md); every hypothesis will be inconclusive"]
+    if n < RECOMMENDED_SEEDS:
+        return [f"{n} paired seeds: a verdict is possible, but the method recommends {RECOMMENDED_SEEDS}+ (docs/method.md: power)"]
+    return []
+
+
 def reproduce(
     spec: Spec,
     profile: str = "quick",

@@ -4,9 +4,11 @@ Each cell is an ordinary reproduction with the cell's overrides added, so cells 
 ablation's store, run ids, resume and statistics with ``reproduce``: a map that shares
 cells with an earlier map (or with a plain reproduction) runs only what is new.
 
-Cells are separate experiments, each judged at its own 95% level. No multiple-comparison
-correction is applied; the map says so and states how many spurious verdicts chance alone
-would give across its cells.
+Each cell's verdicts carry Holm's correction across the ablation's hypotheses. Across the
+map's K cells the map states K and gives, beside each cell's verdict, the verdict after
+Holm's correction across the cells as well (the cell's Holm-adjusted p, corrected again
+across the K cells of that hypothesis): the reading that keeps the family-wise error rate
+of the whole map at alpha.
 """
 
 from __future__ import annotations
@@ -28,10 +30,20 @@ from labbench.config import compose
 from labbench.record import write_json_atomic
 
 CORRECTION = (
-    "none: every cell is a separate experiment judged at its own 95% level; across K cells "
-    "about 0.05 x K verdicts per hypothesis may be supported or contradicted by chance alone"
+    "each cell: Holm across the ablation's hypotheses; the column 'across cells' applies Holm again across the "
+    "map's {k} cells of each hypothesis (family-wise alpha over the whole map). Read per cell, about 0.05 x {k} "
+    "verdicts per hypothesis may come out supported or contradicted by chance alone"
 )
-SYMBOL = {"supported": "S", "contradicted": "C", "inconclusive": "-"}
+SYMBOL = {"supported": "S", "contradicted": "C", "inconclusive": "-", "undertrained": "U"}
+
+
+def across_cells(cells: list[dict[str, Any]], hypothesis: int) -> list[str]:
+    """Each cell's verdict on ``hypothesis`` after Holm's correction across all the map's cells."""
+    from labbench.ablation.stats import decide, holm
+
+    hyps = [c["hypotheses"][hypothesis] for c in cells]
+    adjusted = holm([h.get("p_holm", math.nan) if h["verdict"] != "undertrained" else math.nan for h in hyps])
+    return ["undertrained" if h["verdict"] == "undertrained" else decide(p, h["mean_diff"], h.get("margin", 0.0)) for h, p in zip(hyps, adjusted)]
 
 
 def parse_axes(items: Sequence[str]) -> dict[str, list[str]]:
@@ -125,7 +137,7 @@ def run_map(
         "axes": axes,
         "extra_overrides": extra,
         "seeds": seeds if seeds is not None else spec.profile(profile).seeds,
-        "correction": CORRECTION,
+        "correction": CORRECTION.format(k=len(results)),
         "cells": results,
         "counts": counts,
     }
@@ -163,12 +175,12 @@ def render_markdown(result: dict[str, Any]) -> str:
         lines += [f"## {first['name']}", "",
                   f"`{first['better']}` {word} than `{first['worse']}` on `{first['metric']}`; effect = paired difference, "
                   "positive = as predicted, with its 95% interval.", "", f"![heat map](heatmap_{h}.png)", "",
-                  "| " + " | ".join(f"`{k}`" for k in keys) + " | effect [95% CI] | P(improvement) | verdict |",
-                  "|" + "---|" * (len(keys) + 3)]
-        for c in result["cells"]:
+                  "| " + " | ".join(f"`{k}`" for k in keys) + " | effect [95% CI] | P(improvement) | verdict | across cells (Holm) |",
+                  "|" + "---|" * (len(keys) + 4)]
+        for c, whole in zip(result["cells"], across_cells(result["cells"], h)):
             hyp = c["hypotheses"][h]
             lines.append("| " + " | ".join(c["cell"][k] for k in keys)
-                         + f" | {_fmt(hyp['mean_diff'])} [{_fmt(hyp['ci_low'])}, {_fmt(hyp['ci_high'])}] | {_fmt(hyp['prob_improvement'])} | **{hyp['verdict']}** |")
+                         + f" | {_fmt(hyp['mean_diff'])} [{_fmt(hyp['ci_low'])}, {_fmt(hyp['ci_high'])}] | {_fmt(hyp['prob_improvement'])} | **{hyp['verdict']}** | {whole} |")
         lines.append("")
     lines += ["Each cell's own report (runs, curves, provenance) is under `cells/`.", ""]
     return "\n".join(lines)

@@ -54,3 +54,26 @@ def metric_value(record: dict[str, Any], expr: str) -> float:
         return (min if m.agg == "min" else max)(values) if values else math.nan
     final = record.get("metrics", {}).get("final", {})
     return _number(final[m.key]) if m.key in final else math.nan
+
+
+def truncated(record: dict[str, Any], step: int) -> dict[str, Any]:
+    """The record as it stood at ``step``: curves cut there, final values = last logged at or before it.
+
+    Lets a verdict be judged again at an earlier evaluation point of the same runs.
+    """
+    curves = {k: [p for p in pts if p[0] <= step] for k, pts in record.get("curves", {}).items()}
+    final = {k: pts[-1][1] for k, pts in curves.items() if pts}
+    return {**record, "curves": curves, "metrics": {**record.get("metrics", {}), "final": final}}
+
+
+def has_curve(records: list[dict | None], expr: str) -> list[int]:
+    """The evaluation steps of ``expr``'s metric in the first completed record that logged it more than once."""
+    m = parse_metric(expr)
+    if m.step is not None:
+        return []  # already pinned to one step
+    for rec in records:
+        if rec and rec.get("status") == "completed":
+            steps = [int(s) for s, _ in rec.get("curves", {}).get(m.key, [])]
+            if len(steps) > 1:
+                return steps
+    return []

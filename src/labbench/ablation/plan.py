@@ -100,6 +100,9 @@ def planned_run(spec: Spec, arm: str, profile: str, extra: Sequence[str], seed: 
 
 
 def final_seeds(spec: Spec, profile: str, seeds: int | None = None) -> list[int]:
+    if seeds is not None and seeds < 1:
+        raise SpecError(f"--seeds must be at least 1 (paired seeds per arm), got {seeds}; "
+                        f"the {profile!r} profile of {spec.name} uses {spec.profile(profile).seeds}")
     return list(range(seeds if seeds is not None else spec.profile(profile).seeds))
 
 
@@ -137,15 +140,30 @@ def arm_differences(spec: Spec, profile: str, extra: Sequence[str] = (), resolve
     }
 
 
+def _check_directions(spec: Spec, arm: str, task: str) -> None:
+    """Every metric the spec reads has a direction its task declares (nothing is guessed from names)."""
+    from labbench.ablation.metrics import parse_metric
+    from labbench.directions import UnknownMetric, direction
+
+    exprs = [h.metric for h in spec.hypotheses] + list(spec.metrics) + [g.metric for g in spec.gates]
+    exprs += [spec.tuning.metric] if spec.tuning is not None else []
+    for expr in dict.fromkeys(exprs):
+        try:
+            direction(parse_metric(expr).key, task)
+        except UnknownMetric as err:
+            raise SpecError(f"{spec.name}: arm {arm!r} reads {expr!r}: {err}") from err
+
+
 def validate(spec: Spec, profile: str | None = None, extra: Sequence[str] = ()) -> None:
     """Every arm composes in every profile, and arms differ only on the declared factors."""
     for name in [profile] if profile else list(spec.profiles):
         spec.profile(name)
         for arm in spec.arms:
             try:
-                compose(arm_overrides(spec, arm.name, name, extra))
+                cfg = compose(arm_overrides(spec, arm.name, name, extra))
             except Exception as err:
                 raise SpecError(f"{spec.name}: arm {arm.name!r} does not compose in profile {name!r}: {err}") from err
+            _check_directions(spec, arm.name, cfg.task._target_)
         diffs = arm_differences(spec, name, extra)
         stray = [k for k in diffs if not any(k == f or k.startswith(f + ".") for f in spec.factors)]
         if stray:

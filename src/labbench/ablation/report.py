@@ -35,6 +35,38 @@ def _ci(d: dict) -> str:
     return f"[{_f(d['ci_low'])}, {_f(d['ci_high'])}]"
 
 
+def side_text(side: Any) -> str:
+    """A hypothesis side in words: an arm, a number, or a pair's gap."""
+    if isinstance(side, (list, tuple)):
+        return f"(`{side[0]}` - `{side[1]}`)"
+    return f"`{side}`"
+
+
+def predicted_text(h: dict) -> str:
+    """What the hypothesis predicts, e.g. "`pre` lower than `post`" or a rate or a gap."""
+    word = "lower" if h["direction"] == "lower" else "higher"
+    margin = f" by > {_f(h['margin'])}" if h.get("margin") else ""
+    if h.get("kind") == "rate":
+        return f"{side_text(h['better'])} diverges {'less' if word == 'lower' else 'more'} often than {side_text(h['worse'])}"
+    return f"{side_text(h['better'])} {word} than {side_text(h['worse'])}{margin}"
+
+
+def difference_text(h: dict) -> str:
+    if h["n"] and math.isnan(h["ci_low"]) and math.isfinite(h["mean_diff"]):
+        return f"{_f(h['mean_diff'])} (every seed the same: no interval)"
+    return f"{_f(h['mean_diff'])} [{_f(h['ci_low'])}, {_f(h['ci_high'])}]"
+
+
+def verdict_text(h: dict) -> str:
+    """The adjusted verdict, with the raw one beside it where Holm changed it."""
+    text = f"**{h['verdict']}**"
+    if h.get("verdict_raw") and h["verdict_raw"] != h["verdict"]:
+        text += f" (raw: {h['verdict_raw']})"
+    if h.get("unsettled"):
+        text += " *unsettled*"
+    return text
+
+
 PROBE_FAMILIES = {  # per-layer probe keys are averaged over layers into one curve per run
     "probe/grad_norm/total": "gradient norm (all weights)",
     "probe/loss_spikes": "loss spikes (running count)",
@@ -198,8 +230,55 @@ def _setup_rows(spec: Spec, plan: Plan, records: dict[str, list[dict | None]]) -
         for arm, info in plan.tuned.items():
             edge = " **on the edge of its grid: the optimum may lie outside it**" if info.get("on_edge") else ""
             scores = ", ".join(f"{k}: {_f(v)}" for k, v in info["scores"].items())
-            rows.append((f"tuned `{arm}`", f"`{t.param}={info['value']}`{edge} (grid scores {scores})"))
+            never = " **no value of its grid cleared the competence gate**" if info.get("cleared_gate") is False else ""
+            rows.append((f"tuned `{arm}`", f"`{t.param}={info['value']}`{edge}{never} (grid scores {scores})"))
+        rows.append(("tuning noise", f"the tuned values are chosen once, on {t.seeds} tuning seed(s) apart from the final seeds; "
+                     "the intervals above cover seed-to-seed variance of the final runs, not the variance of that choice"))
     return rows
+
+
+def _warnings(verdict: dict) -> list[str]:
+    out = []
+    needed = verdict.get("seeds_needed")
+    for h in verdict["hypotheses"]:
+        if h.get("decidable") is False and h["verdict"] != "undertrained":
+            out.append(f"- **Too few seeds for any verdict on \"{h['name']}\"**: {h['n']} paired seeds; with this many "
+                       f"hypotheses the method needs at least {needed} (docs/method.md), so it is inconclusive whatever the runs show.")
+        if h["verdict"] == "undertrained":
+            arms = ", ".join(sorted({f"`{m['arm']}`" for m in h["undertrained"]}))
+            out.append(f"- \"{h['name']}\" is **undertrained**: {arms} missed a competence gate (below); no direction is read from it.")
+    return out
+
+
+def _gate_lines(verdict: dict) -> list[str]:
+    rows = [(arm, g) for arm, a in verdict["arms"].items() for g in a.get("gates", [])]
+    if not rows:
+        return ["Competence gates: none declared by this spec: verdicts are read without checking that the arms learned.", ""]
+    lines = ["### Competence gates", "", "An arm has learned when its mean over completed seeds beats the bar "
+             "(a baseline the data gives, or a number the spec fixed before any run).", "",
+             "| arm | metric | bar | arm's mean (n) | gap | passed |", "|---|---|---|---|---|---|"]
+    for arm, g in rows:
+        bar = g["threshold"] if isinstance(g["threshold"], (int, float)) else f"{_f(g['fraction'])} x {g['threshold']}"
+        better = "below" if g["direction"] == "lower" else "above"
+        lines.append(f"| `{arm}` | `{g['metric']}` | {better} {bar} = {_f(g['bar'])} | {_f(g['mean'])} ({g['n']}) | "
+                     f"{_f(g['gap'], 3)} | {'yes' if g['passed'] else '**no**'} |")
+    return lines + [""]
+
+
+def _trajectory_lines(verdict: dict) -> list[str]:
+    rows = [h for h in verdict["hypotheses"] if h.get("trajectory")]
+    if not rows:
+        return []
+    lines = ["### Stability over the budget", "",
+             "Each verdict judged again at earlier evaluations of the same runs (raw, before Holm). "
+             "*unsettled*: it changed within the last half of the budget, so a longer run may answer differently.", "",
+             "| hypothesis | " + " | ".join(["1/4", "1/2", "3/4", "end"]) + " |", "|---|---|---|---|---|"]
+    for h in rows:
+        by_fraction = {p["fraction"]: p for p in h["trajectory"]}
+        cells = [f"{by_fraction[f]['verdict']} ({_f(by_fraction[f]['mean_diff'], 3)}, step {by_fraction[f]['step']})"
+                 if f in by_fraction else "-" for f in (0.25, 0.5, 0.75, 1.0)]
+        lines.append(f"| {h['name']}{' *unsettled*' if h.get('unsettled') else ''} | " + " | ".join(cells) + " |")
+    return lines + [""]
 
 
 def render(spec: Spec, plan: Plan, verdict: dict, records: dict[str, list[dict | None]], plots: dict[str, bool]) -> str:
@@ -215,20 +294,26 @@ def render(spec: Spec, plan: Plan, verdict: dict, records: dict[str, list[dict |
         lines += [f"Note: {spec.notes}", ""]
 
     lines += ["## Verdict", "",
-              "| hypothesis | metric | predicted | difference (95% CI) | P(improvement) | n | verdict |",
-              "|---|---|---|---|---|---|---|"]
+              "| hypothesis | metric | predicted | difference (95% CI) | effect size | P(improvement) | p (raw / Holm) | n | verdict |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for h in verdict["hypotheses"]:
-        better_word = "lower" if h["direction"] == "lower" else "higher"
-        margin = f" by > {_f(h['margin'])}" if h["margin"] else ""
         lines.append(
-            f"| {h['name']} | `{h['metric']}` | `{h['better']}` {better_word} than `{h['worse']}`{margin} | "
-            f"{_f(h['mean_diff'])} [{_f(h['ci_low'])}, {_f(h['ci_high'])}] | {_f(h['prob_improvement'], 3)} | {h['n']} | **{h['verdict']}** |"
+            f"| {h['name']} | `{h['metric']}` | {predicted_text(h)} | {difference_text(h)} | {_f(h.get('effect_size'), 3)} | "
+            f"{_f(h['prob_improvement'], 3)} | {_f(h.get('p_value'), 3)} / {_f(h.get('p_holm'), 3)} | {h['n']} | {verdict_text(h)} |"
         )
     lines += ["", "The difference is oriented so that a positive value means the predicted-better arm did better "
-              "(for a loss: the other arm's value minus its value). Verdicts hold at the scale this profile ran, nothing more.", ""]
+              "(for a loss: the other arm's value minus its value; for a pair `(a - b)`: the gap per seed). "
+              "The verdict is after Holm's correction across this ablation's hypotheses (family-wise alpha "
+              f"{_f(verdict.get('alpha', 0.05))}); raw verdicts are shown where the correction changed them. "
+              "Verdicts hold at the scale this profile ran, nothing more.", ""]
+    warnings = _warnings(verdict)
+    if warnings:
+        lines += warnings + [""]
     notes = [f"- {h['name']}: {h['note']}" for h in verdict["hypotheses"] if h.get("note")]
     if notes:
         lines += notes + [""]
+    lines += _gate_lines(verdict)
+    lines += _trajectory_lines(verdict)
 
     metric_names = list(next(iter(verdict["arms"].values()))["metrics"])
     lines += ["## Arms", "", "| arm | overrides | runs | " + " | ".join(f"`{m}` mean ± std [95% CI]" for m in metric_names) + " |",
@@ -237,7 +322,9 @@ def render(spec: Spec, plan: Plan, verdict: dict, records: dict[str, list[dict |
         counts = ", ".join(f"{v} {k}" for k, v in a["status_counts"].items())
         cells = [f"{_f(m['mean'])} ± {_f(m['std'])} {_ci(m)}" for m in a["metrics"].values()]
         lines.append(f"| `{arm}` | {' '.join(f'`{o}`' for o in a['overrides']) or '-'} | {counts} | " + " | ".join(cells) + " |")
-    lines += ["", "Diverged and failed runs are kept: each counts in `runs`, and takes the worst value any run reached on each metric.", ""]
+    lines += ["", "Diverged and failed runs are kept and counted in `runs`. A diverged run counts at its metric's declared "
+              "failure value (what a model that learned nothing scores, e.g. ln K for a classifier's loss, chance accuracy); "
+              "a failed run, or a diverged one on a metric without a failure value, has no value there.", ""]
 
     lines += ["## Setup", "", "| | |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in _setup_rows(spec, plan, records)]

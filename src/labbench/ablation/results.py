@@ -1,8 +1,14 @@
-"""From stored run records to numbers: per-arm values, tuning choices, and the verdicts.
+"""From stored run records to numbers: per-run values, gates, tuning choices, and the verdicts.
 
-A diverged or failed run is never dropped: it counts in its arm's status counts, and for
-every metric its value is the worst value any final run of the ablation reached on that
-metric (the claim "this arm trains worse" must not improve because its worst runs blew up).
+What a run counts as, per metric (never a value borrowed from other runs):
+- a completed run: its logged value;
+- a diverged run: the failure value of the metric (what a model that learned nothing
+  scores: the task declares it, e.g. ln K for a classifier's loss, 1/K for its accuracy;
+  the spec's ``failure`` may declare or replace one). Without one it has no value there,
+  and the report counts it apart;
+- a failed (crashed) or missing run: no value; it is counted, never dropped silently.
+The outcome ``diverged`` reads 1 / 0 per run (diverged / completed) for divergence-rate
+hypotheses, decided by the exact sign-flip (McNemar) test.
 """
 
 from __future__ import annotations
@@ -11,84 +17,148 @@ import math
 from collections import Counter
 from typing import Any
 
-from labbench.ablation.metrics import metric_value, parse_metric
+from labbench.ablation.metrics import has_curve, metric_value, parse_metric, truncated
 from labbench.ablation.plan import Plan, PlannedRun
-from labbench.ablation.spec import Spec, is_reference
-from labbench.ablation.stats import METHOD, compare, summarize
+from labbench.ablation.spec import Gate, Hypothesis, Spec, arms_of, is_pair, is_reference
+from labbench.ablation.stats import ALPHA, METHOD, can_decide, compare, decide, holm, seeds_needed, summarize
 from labbench.ablation.store import Store
+from labbench.directions import UnknownMetric, direction
 
-OK = "completed"
+OK, DIVERGED = "completed", "diverged"
+OUTCOME = "diverged"  # the metric expression of divergence-rate hypotheses
 
 
-def metric_direction(spec: Spec, expr: str) -> str:
-    """Which values are better: the hypothesis's word if one uses it, else by the metric's name."""
-    for h in spec.hypotheses:
-        if h.metric == expr:
-            return h.direction
-    if spec.tuning is not None and spec.tuning.metric == expr:
-        return spec.tuning.direction
+def metric_direction(records: list[dict | None], expr: str) -> str:
+    """The declared direction of ``expr``'s metric: from the records, or their task's declaration."""
+    if expr == OUTCOME:
+        return "lower"
     key = parse_metric(expr).key
-    return "higher" if key.endswith("acc") or "ratio" in key else "lower"
+    for rec in records:
+        if rec and key in (rec.get("metrics") or {}).get("directions", {}):
+            return rec["metrics"]["directions"][key]
+    for rec in records:
+        target = ((rec or {}).get("config") or {}).get("task", {}).get("_target_")
+        if target:
+            return direction(key, target)
+    raise UnknownMetric(f"no run record says which values of {expr!r} are better (no completed run logged it)")
 
 
-def _raw_values(records: list[dict | None], expr: str) -> list[float]:
-    return [metric_value(r, expr) if r is not None and r.get("status") == OK else math.nan for r in records]
+def failure_value(record: dict, expr: str, spec: Spec) -> float:
+    """What a diverged run counts as on ``expr``: the spec's declaration, else the task's; NaN if none."""
+    key = parse_metric(expr).key
+    if key in spec.failure:
+        return float(spec.failure[key])
+    return float(record.get("failure_values", {}).get(key, math.nan))
 
 
-def _worst(values: list[float], direction: str) -> float:
-    finite = [v for v in values if math.isfinite(v)]
-    if not finite:
+def run_value(record: dict | None, expr: str, spec: Spec) -> float:
+    """One run's value of ``expr`` (module docstring: diverged runs take the failure value)."""
+    if record is None:
         return math.nan
-    return max(finite) if direction == "lower" else min(finite)
+    status = record.get("status")
+    if expr == OUTCOME:
+        return {OK: 0.0, DIVERGED: 1.0}.get(status, math.nan)
+    if status == OK:
+        value = metric_value(record, expr)
+        if math.isfinite(value):
+            return value
+        return failure_value(record, expr, spec) if _blew_up(record, expr) else math.nan
+    if status == DIVERGED:
+        return failure_value(record, expr, spec)
+    return math.nan
+
+
+def _blew_up(record: dict, expr: str) -> bool:
+    """A completed run whose logged value is inf/NaN (logged, not merely absent) took a non-finite step."""
+    key = parse_metric(expr).key
+    return key in (record.get("metrics") or {}).get("final", {})
 
 
 def values_by_arm(spec: Spec, records: dict[str, list[dict | None]], expr: str) -> dict[str, list[float]]:
-    """Per arm, per seed: the metric, with diverged / failed / non-finite runs set to the worst."""
-    raw = {arm: _raw_values(recs, expr) for arm, recs in records.items()}
-    worst = _worst([v for vs in raw.values() for v in vs], metric_direction(spec, expr))
-    out = {}
-    for arm, recs in records.items():
-        out[arm] = [
-            v if math.isfinite(v) else (worst if rec is not None else math.nan)  # missing runs stay missing
-            for v, rec in zip(raw[arm], recs)
-        ]
-    return out
+    """Per arm, per seed: the run's value of ``expr`` (see :func:`run_value`)."""
+    return {arm: [run_value(r, expr, spec) for r in recs] for arm, recs in records.items()}
 
 
-def _side(values: dict[str, list[float]], side: str | float, other: str | float) -> list[float]:
-    """One side of a hypothesis, per seed: an arm's values, or a fixed reference repeated."""
+def _side(values: dict[str, list[float]], side: Any, n: int) -> list[float]:
+    """One side of a hypothesis, per seed: an arm, a fixed number, or a pair's difference (a - b)."""
     if is_reference(side):
-        return [float(side)] * len(values[other])
+        return [float(side)] * n
+    if is_pair(side):
+        a, b = values[side[0]], values[side[1]]
+        return [x - y for x, y in zip(a, b)]
     return values[side]
 
 
+def gate_threshold(gate: Gate, records: list[dict]) -> float:
+    """The gate's bar: a number, or ``fraction`` x a baseline the runs recorded for the metric's split."""
+    if is_reference(gate.threshold):
+        return float(gate.threshold)
+    split = parse_metric(gate.metric).key.split("/", 1)[0]
+    name = f"{split}/{gate.threshold}"
+    for rec in records:
+        if rec and name in rec.get("baselines", {}):
+            return gate.fraction * float(rec["baselines"][name])
+    return math.nan
+
+
+def check_gates(spec: Spec, records: dict[str, list[dict | None]]) -> dict[str, list[dict[str, Any]]]:
+    """Per arm, every gate that applies to it: the arm's mean over its completed runs against the bar.
+
+    An arm passes a gate when that mean is better than the bar in the metric's declared
+    direction; an arm with no completed run fails it (nothing learned to look at).
+    """
+    flat = [r for recs in records.values() for r in recs if r]
+    out: dict[str, list[dict[str, Any]]] = {arm: [] for arm in records}
+    for gate in spec.gates:
+        bar = gate_threshold(gate, flat)
+        better = metric_direction(flat, gate.metric)
+        for arm in gate.arms or list(records):
+            vals = [metric_value(r, gate.metric) for r in records.get(arm, []) if r and r.get("status") == OK]
+            vals = [v for v in vals if math.isfinite(v)]
+            mean = sum(vals) / len(vals) if vals else math.nan
+            passed = math.isfinite(mean) and math.isfinite(bar) and (mean < bar if better == "lower" else mean > bar)
+            out[arm].append({"metric": gate.metric, "threshold": gate.threshold, "fraction": gate.fraction, "bar": bar,
+                             "direction": better, "mean": mean, "n": len(vals), "passed": passed,
+                             "gap": (mean - bar) if math.isfinite(mean) and math.isfinite(bar) else math.nan})
+    return out
+
+
 def choose_tuned(spec: Spec, profile: str, runs: list[PlannedRun], store: Store) -> dict[str, dict[str, Any]]:
-    """Per arm, the grid value with the best mean tuning metric (validation split only)."""
+    """Per arm, the grid value with the best mean tuning metric (validation split only).
+
+    Diverged tuning runs count at their metric's failure value, failed ones not at all;
+    a grid value with no value at all never wins. ``cleared_gate``: whether any value of the
+    arm's grid cleared the spec's gates on the tuning metric (False: the grid never learned).
+    """
     if spec.tuning is None:
         return {}
     t = spec.tuning
     by_arm: dict[str, list[tuple[Any, dict | None]]] = {}
     for r in runs:
         by_arm.setdefault(r.arm, []).append((r.tuned_value, store.record(r.run_id)))
-    all_values = [metric_value(rec, t.metric) for pairs in by_arm.values() for _, rec in pairs if rec and rec.get("status") == OK]
-    worst = _worst(all_values, t.direction)
+    gates = [g for g in spec.gates if g.metric == t.metric]
+    all_records = [rec for pairs in by_arm.values() for _, rec in pairs if rec]
     tuned = {}
     for arm, pairs in by_arm.items():
         scores: dict[str, list[float]] = {}
         for value, rec in pairs:
-            v = metric_value(rec, t.metric) if rec and rec.get("status") == OK else math.nan
-            scores.setdefault(repr(value), []).append(v if math.isfinite(v) else worst)
+            scores.setdefault(repr(value), []).append(run_value(rec, t.metric, spec))
         grid = list(spec.tuning_grid(profile)[arm])
-        means = [sum(scores[repr(v)]) / len(scores[repr(v)]) for v in grid]
+        means = []
+        for v in grid:
+            finite = [s for s in scores.get(repr(v), []) if math.isfinite(s)]
+            means.append(sum(finite) / len(finite) if finite else math.nan)
         finite = [(m, i) for i, m in enumerate(means) if math.isfinite(m)]
-        if not finite:
-            best_i = 0
-        else:
-            best_i = (min if t.direction == "lower" else max)(finite)[1]
+        best_i = (min if t.direction == "lower" else max)(finite)[1] if finite else 0
+        cleared = None
+        if gates:
+            bars = [gate_threshold(g, all_records) for g in gates]
+            cleared = any(all(math.isfinite(b) and (m < b if t.direction == "lower" else m > b) for b in bars) for m, _ in finite)
         tuned[arm] = {
             "value": grid[best_i],
             "scores": {repr(v): m for v, m in zip(grid, means)},
             "on_edge": len(grid) > 1 and best_i in (0, len(grid) - 1),
+            "cleared_gate": cleared,
         }
     return tuned
 
@@ -100,11 +170,88 @@ def final_records(plan: Plan, store: Store) -> dict[str, list[dict | None]]:
     return records
 
 
+def hypothesis_kind(h: Hypothesis) -> str:
+    if h.metric == OUTCOME:
+        return "rate"
+    return "interaction" if is_pair(h.better) or is_pair(h.worse) else "difference"
+
+
+def judge(spec: Spec, values: dict[str, dict[str, list[float]]], gates: dict[str, list[dict]]) -> list[dict[str, Any]]:
+    """Every hypothesis's comparison and verdicts (raw and after Holm across the ablation's hypotheses).
+
+    A hypothesis on an arm that missed a gate is ``undertrained`` and leaves Holm's family:
+    it was not tested. Divergence-rate hypotheses are about whether the arms train at all
+    and take no gate.
+    """
+    out = []
+    for h in spec.hypotheses:
+        kind = hypothesis_kind(h)
+        per_arm = values[h.metric]
+        n_seeds = max((len(v) for v in per_arm.values()), default=0)
+        better, worse = _side(per_arm, h.better, n_seeds), _side(per_arm, h.worse, n_seeds)
+        pairs = [(b, w) for b, w in zip(better, worse) if math.isfinite(b) and math.isfinite(w)]
+        c = compare([b for b, _ in pairs], [w for _, w in pairs], h.direction, h.margin, exact_only=kind == "rate")
+        missed = [] if kind == "rate" else [
+            {"arm": arm, **g} for arm in arms_of(h) for g in gates.get(arm, []) if not g["passed"]
+        ]
+        out.append({"name": h.name, "kind": kind, "metric": h.metric, "better": h.better, "worse": h.worse,
+                    "direction": h.direction, "margin": h.margin, "note": h.note, **c.as_dict(),
+                    "verdict_raw": c.verdict, "undertrained": missed})
+    tested = [i for i, h in enumerate(out) if not h["undertrained"]]
+    adjusted = holm([out[i]["p_value"] for i in tested])
+    for h in out:
+        h["p_holm"] = math.nan
+    for i, p in zip(tested, adjusted):
+        out[i]["p_holm"] = p
+    family = len(tested)
+    for h in out:
+        if h["undertrained"]:
+            h["verdict_raw"] = h["verdict"] = "undertrained"
+        else:
+            h["verdict"] = decide(h["p_holm"], h["mean_diff"], h["margin"], ALPHA)
+        h["decidable"] = can_decide(h["n"], max(1, family))
+    return out
+
+
+STABILITY_POINTS = (0.25, 0.5, 0.75)  # fractions of the budget at which each verdict is judged again
+
+
+def trajectory(spec: Spec, h: dict[str, Any], hyp: Hypothesis, records: dict[str, list[dict | None]]) -> list[dict[str, Any]]:
+    """The hypothesis judged at earlier evaluation points of the same runs (no extra runs).
+
+    At 1/4, 1/2, 3/4 of the budget (the last evaluation at or before each) and at the end;
+    the raw verdict (before Holm) at each. Empty when the metric has no curve (a test value).
+    """
+    flat = [r for recs in records.values() for r in recs if r]
+    steps = has_curve(flat, hyp.metric)
+    if not steps or h["kind"] == "rate":
+        return []
+    budget = max(steps)
+    points = []
+    for fraction in STABILITY_POINTS:
+        earlier = [s for s in steps if s <= fraction * budget]
+        if earlier and earlier[-1] not in [p["step"] for p in points]:
+            points.append({"fraction": fraction, "step": earlier[-1]})
+    out = []
+    for p in points:
+        at = {arm: [truncated(r, p["step"]) if r else None for r in recs] for arm, recs in records.items()}
+        values = {arm: [run_value(r, hyp.metric, spec) for r in recs] for arm, recs in at.items()}
+        n = max((len(v) for v in values.values()), default=0)
+        better, worse = _side(values, hyp.better, n), _side(values, hyp.worse, n)
+        pairs = [(b, w) for b, w in zip(better, worse) if math.isfinite(b) and math.isfinite(w)]
+        c = compare([b for b, _ in pairs], [w for _, w in pairs], hyp.direction, hyp.margin)
+        out.append({**p, "mean_diff": c.mean_diff, "p_value": c.p_value, "verdict": c.verdict})
+    out.append({"fraction": 1.0, "step": budget, "mean_diff": h["mean_diff"], "p_value": h["p_value"], "verdict": h["verdict_raw"]})
+    return out
+
+
 def analyze(spec: Spec, plan: Plan, store: Store) -> dict[str, Any]:
     """The machine-readable result of an ablation (``verdict.json``)."""
     records = final_records(plan, store)
+    flat = [r for recs in records.values() for r in recs if r]
     metrics = list(dict.fromkeys([*(h.metric for h in spec.hypotheses), *spec.metrics]))
     values = {m: values_by_arm(spec, records, m) for m in metrics}
+    gates = check_gates(spec, records)
 
     arms = {}
     for arm in spec.arms:
@@ -115,18 +262,15 @@ def analyze(spec: Spec, plan: Plan, store: Store) -> dict[str, Any]:
             "seeds": [r.seed for r in plan.final_runs if r.arm == arm.name],
             "status_counts": dict(sorted(status.items())),
             "tuned": plan.tuned.get(arm.name),
+            "gates": gates.get(arm.name, []),
             "metrics": {m: {**summarize(values[m][arm.name]).as_dict(), "values": values[m][arm.name]} for m in metrics},
         }
 
-    hypotheses = []
-    for h in spec.hypotheses:
-        better, worse = _side(values[h.metric], h.better, h.worse), _side(values[h.metric], h.worse, h.better)
-        pairs = [(b, w) for b, w in zip(better, worse) if math.isfinite(b) and math.isfinite(w)]
-        c = compare([b for b, _ in pairs], [w for _, w in pairs], h.direction, h.margin)
-        hypotheses.append({"name": h.name, "metric": h.metric, "better": h.better, "worse": h.worse,
-                           "direction": h.direction, "margin": h.margin, "note": h.note, **c.as_dict()})
-
-    all_records = [r for recs in records.values() for r in recs if r]
+    hypotheses = judge(spec, values, gates)
+    for h, hyp in zip(hypotheses, spec.hypotheses):
+        h["trajectory"] = [] if h["verdict"] == "undertrained" else trajectory(spec, h, hyp, records)
+        late = [p["verdict"] for p in h["trajectory"] if p["fraction"] >= 0.5]
+        h["unsettled"] = len(set(late)) > 1  # the verdict changed within the last half of the budget
     tuning_records = [store.record(r.run_id) for r in plan.tuning_runs]
     return {
         "name": spec.name,
@@ -134,12 +278,22 @@ def analyze(spec: Spec, plan: Plan, store: Store) -> dict[str, Any]:
         "claim": spec.claim,
         "profile": plan.profile,
         "method": METHOD,
+        "alpha": ALPHA,
+        "seeds_needed": seeds_needed(max(1, len(spec.hypotheses))),
         "hypotheses": hypotheses,
         "arms": arms,
+        "directions": {m: _safe_direction(flat, m) for m in metrics},
         "runs": {
             "final": len(plan.final_runs),
             "tuning": len(plan.tuning_runs),
             "missing": sum(1 for recs in records.values() for r in recs if r is None),
         },
-        "wall_time_s": round(sum(r.get("wall_time_s", 0.0) for r in [*all_records, *(t for t in tuning_records if t)]), 1),
+        "wall_time_s": round(sum(r.get("wall_time_s", 0.0) for r in [*flat, *(t for t in tuning_records if t)]), 1),
     }
+
+
+def _safe_direction(records: list[dict | None], expr: str) -> str | None:
+    try:
+        return metric_direction(records, expr)
+    except UnknownMetric:
+        return None

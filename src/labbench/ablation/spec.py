@@ -27,9 +27,13 @@ SPEC_KEYS = {
     "notes": "optional remarks shown in the report",
     "curves": "optional curve keys plotted per arm in curves.png (default: train/loss, val/loss, val/acc)",
     "map": "optional suggested map axes {axes: {key: [values]}, minutes_per_cell: {profile: minutes}}",
+    "gates": "what 'learned' means: [{metric, threshold (a number or a baseline: chance, unigram, bigram), fraction, arms}]",
+    "failure": "optional {metric key: value} a diverged run counts as, where the task declares none (or to replace it)",
 }
 HYPOTHESIS_KEYS = {"name", "metric", "better", "worse", "direction", "margin", "note"}
 TUNING_KEYS = {"param", "grid", "metric", "direction", "seeds"}
+GATE_KEYS = {"metric", "threshold", "fraction", "arms"}
+BASELINES = ("chance", "unigram", "bigram")  # what the data modules record (labbench.data: baselines())
 PROFILE_KEYS = {"seeds", "overrides", "estimated_minutes", "description", "tuning_grid"}
 DIRECTIONS = ("lower", "higher")
 PROFILES = ("smoke", "quick", "full")
@@ -57,11 +61,26 @@ class Hypothesis:
 
     name: str
     metric: str
-    better: str | float  # an arm, or a number: a fixed reference value (e.g. the modes the data has)
-    worse: str | float
+    better: str | float | tuple[str, str]  # an arm, a number (a fixed reference), or a pair (a, b): per seed a - b
+    worse: str | float | tuple[str, str]
     direction: str
     margin: float = 0.0
     note: str = ""
+
+
+@dataclass(frozen=True)
+class Gate:
+    """An arm has learned when its mean ``metric`` over completed seeds beats ``fraction`` x ``threshold``.
+
+    ``threshold``: a number, or the name of a baseline the runs record for the metric's
+    split (``chance`` accuracy, the corpus's ``unigram`` / ``bigram`` cross-entropy).
+    "Beats" follows the metric's declared direction. ``arms``: those it applies to (all).
+    """
+
+    metric: str
+    threshold: str | float
+    fraction: float = 1.0
+    arms: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -102,6 +121,8 @@ class Spec:
     tuning: Tuning | None = None
     notes: str = ""
     curves: tuple[str, ...] = ()
+    gates: tuple[Gate, ...] = ()
+    failure: dict[str, float] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def arm(self, name: str) -> Arm:
@@ -122,6 +143,22 @@ class Spec:
 def is_reference(side: Any) -> bool:
     """Whether a hypothesis side is a fixed number rather than an arm name."""
     return isinstance(side, (int, float)) and not isinstance(side, bool)
+
+
+def is_pair(side: Any) -> bool:
+    """Whether a hypothesis side is a pair of arms (a, b): per seed, a's value minus b's."""
+    return isinstance(side, (tuple, list)) and len(side) == 2
+
+
+def arms_of(h: Hypothesis) -> list[str]:
+    """The arms a hypothesis reads (numbers left out, pairs opened)."""
+    out: list[str] = []
+    for side in (h.better, h.worse):
+        if is_pair(side):
+            out += list(side)
+        elif not is_reference(side):
+            out.append(side)
+    return list(dict.fromkeys(out))
 
 
 def experiments_dir() -> Path:
@@ -231,10 +268,18 @@ def parse(raw: dict[str, Any], path: Path) -> Spec:
         for key in ("better", "worse"):
             if is_reference(h[key]):
                 continue
-            if h[key] not in arm_names:
-                raise _fail(path, f"{where}.{key} names arm {h[key]!r}; arms are: {', '.join(arm_names)} (or a number: a fixed reference value)")
+            if isinstance(h[key], list):
+                if len(h[key]) != 2 or not all(a in arm_names for a in h[key]):
+                    raise _fail(path, f"{where}.{key} {h[key]!r}: a pair is two arms [a, b] (per seed a minus b); arms are: {', '.join(arm_names)}")
+                h = {**h, key: tuple(h[key])}
+            elif h[key] not in arm_names:
+                raise _fail(path, f"{where}.{key} names arm {h[key]!r}; arms are: {', '.join(arm_names)} (or a number: a fixed reference value, or a pair [a, b])")
         if is_reference(h["better"]) and is_reference(h["worse"]):
             raise _fail(path, f"{where}: better and worse are both numbers; at least one must name an arm")
+        if is_pair(h["better"]) != is_pair(h["worse"]) and not (is_reference(h["better"]) or is_reference(h["worse"])):
+            raise _fail(path, f"{where}: an interaction compares two pairs ([a, b] and [c, d]) or a pair with a number, not a pair with one arm")
+        if h["metric"] == "diverged" and (is_pair(h["better"]) or is_pair(h["worse"])):
+            raise _fail(path, f"{where}: a divergence-rate hypothesis compares two arms, not pairs")
         parse_metric(h["metric"])
         hypotheses.append(
             Hypothesis(
@@ -281,6 +326,23 @@ def parse(raw: dict[str, Any], path: Path) -> Spec:
     if "smoke" not in profiles:
         raise _fail(path, "a 'smoke' profile is required (the test suite runs it)")
 
+    gates = []
+    for i, g in enumerate(raw.get("gates") or []):
+        where = f"gates[{i}]"
+        if not isinstance(g, dict) or "metric" not in g or "threshold" not in g:
+            raise _fail(path, f"{where} must be a mapping with metric and threshold (and optionally fraction, arms)")
+        _unknown(path, where, set(g), GATE_KEYS)
+        parse_metric(g["metric"])
+        if not is_reference(g["threshold"]) and g["threshold"] not in BASELINES:
+            raise _fail(path, f"{where}.threshold must be a number or a baseline ({', '.join(BASELINES)}), got {g['threshold']!r}")
+        bad = [a for a in g.get("arms") or [] if a not in arm_names]
+        if bad:
+            raise _fail(path, f"{where}.arms names {bad}; arms are: {', '.join(arm_names)}")
+        gates.append(Gate(g["metric"], g["threshold"], float(g.get("fraction", 1.0)), tuple(g.get("arms") or ())))
+    failure = raw.get("failure") or {}
+    if not isinstance(failure, dict) or not all(is_reference(v) for v in failure.values()):
+        raise _fail(path, f"failure must map metric keys to numbers (what a diverged run counts as), got {failure!r}")
+
     metrics = tuple(raw.get("metrics") or ())
     for m in metrics:
         parse_metric(m)
@@ -301,5 +363,7 @@ def parse(raw: dict[str, Any], path: Path) -> Spec:
         tuning=tuning,
         notes=" ".join(str(raw.get("notes", "")).split()),
         curves=_curves(path, raw.get("curves")),
+        gates=tuple(gates),
+        failure={str(k): float(v) for k, v in failure.items()},
         raw=raw,
     )

@@ -1,36 +1,59 @@
-"""Statistics across seeds: per-arm intervals, paired bootstrap differences, verdicts.
+"""Statistics across seeds: per-arm intervals, paired differences, tests, verdicts.
 
-Method (stated in every report):
-- per arm: mean, sample std, and a Student-t confidence interval of the mean over seeds;
-- per hypothesis: the paired difference (arms share seeds) oriented so that positive
-  means "as predicted"; its confidence interval is the studentized bootstrap
-  (bootstrap-t; Efron & Tibshirani 1993, ch. 12). The plain percentile bootstrap cannot
-  be wider than the range of the data: with 3 seeds an A/A control would come out
-  "significant" 25% of the time, with 5 seeds about 8%. The bootstrap-t keeps the A/A
-  false-positive rate at or below the nominal 5% from 4 seeds on (tests/test_stats.py);
-- probability of improvement: P(a run of the predicted-better arm beats a run of the
-  other), over all pairs of runs, ties counted as half (Agarwal et al. 2021);
-- verdict: supported if the interval lies above the margin, contradicted if below it,
-  inconclusive if it contains it (claims.md; the margin is 0 unless the spec says).
+The method (``docs/method.md`` has the simulation study behind each choice):
+
+- per arm: mean, sample std and a Student-t interval of the mean over seeds;
+- per hypothesis: the paired differences ``d_i`` over shared seeds, oriented so that a
+  positive value means "as predicted", tested against the margin ``m`` twice:
+  a **paired t-test** (its interval is the one reported) and an **exact sign-flip
+  (randomization) test**: under the null "the two arms are exchangeable", each ``d_i - m``
+  is as likely positive as negative, so the observed mean is compared with the means of
+  all ``2^n`` sign patterns (enumerated up to ``EXACT_UP_TO`` seeds, sampled beyond).
+  The sign-flip test is exact for any distribution, ties and discrete metrics included;
+  the t-test gives an interval and keeps the rule from calling a verdict on a lucky
+  pattern of signs with a huge spread. A hypothesis's p-value is the larger of the two
+  (an intersection-union test: it rejects only where both do, so its error rate is at most
+  either test's). When every seed gave the same difference there is no spread to build an
+  interval from: the interval is undefined (never zero-width) and the sign-flip test alone
+  decides (four equal differences: p = 2/16 = 0.125, inconclusive);
+- verdict: supported if p <= alpha and the mean difference is above the margin,
+  contradicted if p <= alpha and below it, inconclusive otherwise; Holm's step-down
+  correction across an ablation's hypotheses gives the adjusted verdicts;
+- the sign-flip test cannot reach p <= alpha with fewer than ``MIN_SEEDS`` seeds
+  (its smallest p is 2 / 2^n); the simulation gives ``RECOMMENDED_SEEDS`` for power;
+- effect size: mean / sd of the differences (Cohen's d_z); probability of improvement:
+  P(a run of the predicted-better arm beats a run of the other), over all pairs of runs,
+  ties counted as half (Agarwal et al. 2021);
+- rates (divergence): per seed 0 or 1, so the sign-flip test on the paired outcomes is
+  the exact McNemar test on the discordant seeds; its interval is the t-interval of the
+  paired differences of rates, reported for size only.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 
 import numpy as np
 from scipy import stats as sps
 
-LEVEL = 0.95
-RESAMPLES = 10_000
-BOOTSTRAP_SEED = 0  # reports are reproducible bit for bit
-MIN_SEEDS = 3
+ALPHA = 0.05
+LEVEL = 1 - ALPHA
+EXACT_UP_TO = 16  # seeds up to which all 2^n sign patterns are enumerated (65,536 at 16)
+RANDOM_FLIPS = 100_000  # sign patterns drawn beyond that (p = (1 + hits) / (1 + draws): still valid)
+FLIP_SEED = 0  # reports are reproducible bit for bit
+MIN_SEEDS = 6  # 2 / 2^6 = 0.031: the fewest seeds at which the sign-flip test can reach p <= 0.05
+RECOMMENDED_SEEDS = 8  # docs/method.md: power for a 1-SD effect is 64-79% at 8 seeds, 32-62% at 6, 54-73% at 7
+TOLERANCE = 1e-12  # relative: sign patterns whose mean equals the observed one (ties) count as extreme
 METHOD = (
-    f"paired differences over shared seeds; {int(LEVEL * 100)}% studentized bootstrap (bootstrap-t) interval "
-    f"({RESAMPLES:,} resamples, seed {BOOTSTRAP_SEED}); per-arm means with Student-t "
-    f"{int(LEVEL * 100)}% intervals; probability of improvement over all run pairs (ties 1/2); "
-    f"a verdict needs at least {MIN_SEEDS} seeds"
+    f"paired differences over shared seeds; a hypothesis is decided by the larger p of a paired t-test and an exact "
+    f"sign-flip (randomization) test (all 2^n patterns up to n = {EXACT_UP_TO}, {RANDOM_FLIPS:,} drawn beyond), "
+    f"alpha = {ALPHA}, Holm's correction across the ablation's hypotheses; the interval is the paired t-interval "
+    f"({int(LEVEL * 100)}%), undefined when every seed gave the same difference; per-arm means with Student-t intervals; "
+    f"effect size = mean / sd of the differences; probability of improvement over all run pairs (ties 1/2); "
+    f"a verdict needs at least {MIN_SEEDS} paired seeds, {RECOMMENDED_SEEDS}+ recommended (docs/method.md)"
 )
 
 
@@ -60,34 +83,85 @@ def summarize(values, level: float = LEVEL) -> Summary:
     return Summary(n, mean, std, mean - half, mean + half)
 
 
-def bootstrap_t_ci(diffs, level: float = LEVEL, resamples: int = RESAMPLES, seed: int = BOOTSTRAP_SEED) -> tuple[float, float]:
-    """Studentized (bootstrap-t) interval of the mean of ``diffs`` (NaN below 2 values).
+def paired_t(diffs, margin: float = 0.0, level: float = LEVEL) -> tuple[float, float, float]:
+    """The paired t-interval of the mean difference and the two-sided p of "mean = margin".
 
-    Each resample gives t* = (mean* - mean) / se*; the interval is
-    [mean - t*_hi se, mean - t*_lo se]. A resample whose values are all equal has no
-    spread: its t* is unbounded (sign of mean* - mean), which keeps tiny samples honest
-    instead of letting them look certain.
+    NaN interval and p when there is no spread (fewer than 2 values, or all equal).
     """
     d = np.asarray(diffs, dtype=float)
     n = len(d)
-    if n < 2 or not np.all(np.isfinite(d)):
-        return math.nan, math.nan
-    mean, se = float(d.mean()), float(d.std(ddof=1)) / math.sqrt(n)
-    if se == 0.0:
-        return mean, mean  # every seed gave the same difference
-    rng = np.random.default_rng(seed)
-    sample = d[rng.integers(0, n, size=(resamples, n))]
-    shift = sample.mean(axis=1) - mean
-    se_star = sample.std(axis=1, ddof=1) / math.sqrt(n)
-    t_star = np.full(resamples, 0.0)
-    spread = se_star > 0
-    t_star[spread] = shift[spread] / se_star[spread]
-    t_star[~spread & (shift > 0)] = np.inf
-    t_star[~spread & (shift < 0)] = -np.inf
-    tail = (1 - level) / 2
-    t_lo = np.quantile(t_star, tail, method="lower")
-    t_hi = np.quantile(t_star, 1 - tail, method="higher")
-    return float(mean - t_hi * se), float(mean - t_lo * se)
+    if n < 2:
+        return math.nan, math.nan, math.nan
+    mean, sd = float(d.mean()), float(d.std(ddof=1))
+    if sd <= TOLERANCE * max(1.0, abs(mean)):
+        return math.nan, math.nan, math.nan
+    se = sd / math.sqrt(n)
+    half = float(sps.t.ppf(0.5 + level / 2, n - 1)) * se
+    p = float(2 * sps.t.sf(abs(mean - margin) / se, n - 1))
+    return mean - half, mean + half, p
+
+
+@lru_cache(maxsize=32)
+def _sign_patterns(n: int) -> np.ndarray:
+    """Every +-1 pattern of length n (2^n x n) up to EXACT_UP_TO; a seeded sample beyond."""
+    if n <= EXACT_UP_TO:
+        return np.array(list(itertools.product((1.0, -1.0), repeat=n)))
+    rng = np.random.default_rng(FLIP_SEED)
+    return rng.choice((1.0, -1.0), size=(RANDOM_FLIPS, n))
+
+
+def sign_flip_p(diffs, margin: float = 0.0) -> float:
+    """Two-sided p of the sign-flip test of "the differences are symmetric about margin".
+
+    Exact (enumerated) up to EXACT_UP_TO values: the share of sign patterns whose |sum|
+    reaches the observed |sum|. Beyond, (1 + hits) / (1 + draws) over drawn patterns.
+    """
+    x = np.asarray(diffs, dtype=float) - margin
+    n = len(x)
+    if n == 0:
+        return math.nan
+    observed = abs(float(x.sum()))
+    tol = TOLERANCE * max(1.0, float(np.abs(x).sum()))
+    signs = _sign_patterns(n)
+    extreme = int(np.count_nonzero(np.abs(signs @ x) >= observed - tol))
+    if n <= EXACT_UP_TO:
+        return extreme / len(signs)
+    return (1 + extreme) / (1 + len(signs))
+
+
+def smallest_p(n: int) -> float:
+    """The smallest p the sign-flip test can give with n seeds (all differences one sign)."""
+    return 2.0 / 2.0**n if n <= EXACT_UP_TO else 1.0 / (1 + RANDOM_FLIPS)
+
+
+def can_decide(n: int, hypotheses: int = 1, alpha: float = ALPHA) -> bool:
+    """Whether any of ``hypotheses`` could reach a verdict with n seeds after Holm's correction.
+
+    Holm compares the smallest p with alpha / K: with fewer seeds than that allows, no
+    outcome of the runs, however clear, can give a verdict.
+    """
+    return n >= 2 and smallest_p(n) <= alpha / max(1, hypotheses)
+
+
+def seeds_needed(hypotheses: int = 1, alpha: float = ALPHA) -> int:
+    """The fewest seeds with which a verdict is possible at all (see :func:`can_decide`)."""
+    n = 2
+    while not can_decide(n, hypotheses, alpha):
+        n += 1
+    return n
+
+
+def holm(pvalues, alpha: float = ALPHA) -> list[float]:
+    """Holm's step-down adjusted p-values (family-wise error rate <= alpha); NaN stays NaN."""
+    p = [(v, i) for i, v in enumerate(pvalues) if math.isfinite(v)]
+    p.sort()
+    k = len(p)
+    adjusted = [math.nan] * len(pvalues)
+    running = 0.0
+    for rank, (v, i) in enumerate(p):
+        running = max(running, min(1.0, (k - rank) * v))
+        adjusted[i] = running
+    return adjusted
 
 
 def probability_of_improvement(better, worse, direction: str) -> float:
@@ -100,37 +174,37 @@ def probability_of_improvement(better, worse, direction: str) -> float:
     return float(wins.mean() + 0.5 * (x == y).mean())
 
 
-def verdict(low: float, high: float, margin: float = 0.0, n: int = MIN_SEEDS) -> str:
-    """supported / contradicted / inconclusive for an interval of "predicted minus other".
-
-    An infinite bound is a real (conservative) bound from the bootstrap-t; NaN means no interval.
-    """
-    if n < MIN_SEEDS or math.isnan(low) or math.isnan(high):
+def decide(p: float, mean_diff: float, margin: float = 0.0, alpha: float = ALPHA) -> str:
+    """supported / contradicted / inconclusive from a p-value and the side of the margin."""
+    if not math.isfinite(p) or not math.isfinite(mean_diff) or p > alpha or mean_diff == margin:
         return "inconclusive"
-    if low > margin:
-        return "supported"
-    if high < margin:
-        return "contradicted"
-    return "inconclusive"
+    return "supported" if mean_diff > margin else "contradicted"
 
 
 @dataclass(frozen=True)
 class Comparison:
     n: int
     mean_diff: float
+    sd_diff: float
+    effect_size: float  # mean / sd of the differences (Cohen's d_z); NaN without spread
     ci_low: float
     ci_high: float
+    p_t: float
+    p_sign_flip: float
+    p_value: float  # the larger of the two: what the verdict and Holm use
     prob_improvement: float
-    verdict: str
+    verdict: str  # before any correction across hypotheses
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
-def compare(better, worse, direction: str, margin: float = 0.0) -> Comparison:
+def compare(better, worse, direction: str, margin: float = 0.0, exact_only: bool = False) -> Comparison:
     """Paired comparison of two arms' per-seed values (same seed order in both lists).
 
     The difference is oriented so that positive means the predicted-better arm did better.
+    Non-finite pairs are left out. ``exact_only``: decide by the sign-flip test alone
+    (outcomes that are 0 or 1 per seed, such as divergence).
     """
     b, w = np.asarray(better, dtype=float), np.asarray(worse, dtype=float)
     if b.shape != w.shape:
@@ -138,13 +212,24 @@ def compare(better, worse, direction: str, margin: float = 0.0) -> Comparison:
     diffs = (w - b) if direction == "lower" else (b - w)
     ok = np.isfinite(diffs)
     diffs = diffs[ok]
-    low, high = bootstrap_t_ci(diffs)
     n = int(len(diffs))
+    mean = float(diffs.mean()) if n else math.nan
+    sd = float(diffs.std(ddof=1)) if n > 1 else math.nan
+    low, high, p_t = paired_t(diffs, margin)
+    p_flip = sign_flip_p(diffs, margin)
+    p = p_flip if (exact_only or math.isnan(p_t)) else max(p_t, p_flip)
+    if n < 2:
+        p = math.nan
     return Comparison(
         n=n,
-        mean_diff=float(diffs.mean()) if n else math.nan,
+        mean_diff=mean,
+        sd_diff=sd,
+        effect_size=mean / sd if n > 1 and sd > 0 else math.nan,
         ci_low=low,
         ci_high=high,
+        p_t=p_t,
+        p_sign_flip=p_flip,
+        p_value=p,
         prob_improvement=probability_of_improvement(b[ok], w[ok], direction),
-        verdict=verdict(low, high, margin, n),
+        verdict=decide(p, mean, margin),
     )

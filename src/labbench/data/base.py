@@ -209,6 +209,20 @@ class TensorDataModule(L.LightningDataModule):
         self.setup()
         return {k: len(v[1]) for k, v in self.splits.items()}
 
+    def baselines(self) -> dict[str, float]:
+        """What a model that learned nothing scores on each split, for competence gates.
+
+        ``{split}/chance``: the accuracy of always answering the split's most frequent label
+        (the chance level a classifier must beat; 1/K on balanced data).
+        """
+        self.setup()
+        out = {}
+        for split, (_, y) in self.splits.items():
+            if y.dtype.is_floating_point or y.numel() == 0:
+                continue
+            out[f"{split}/chance"] = float(torch.bincount(y.flatten()).max()) / y.numel()
+        return out
+
     def model_kwargs(self) -> dict:
         """What a model needs to know about the data: input shape and class count."""
         return {"in_shape": self.input_shape, "num_classes": self.num_classes}

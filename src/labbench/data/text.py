@@ -130,6 +130,27 @@ class CharText(L.LightningDataModule):
         n_train = len(ids) - n_val - n_test
         self.splits = {"train": ids[:n_train], "val": ids[n_train : n_train + n_val], "test": ids[n_train + n_val :]}
 
+    def baselines(self) -> dict[str, float]:
+        """Cross-entropies (nats per character) of count models fitted on the training split.
+
+        ``{split}/unigram``: character frequencies alone; ``{split}/bigram``: the previous
+        character's conditional frequencies. A language model whose loss is not below the
+        bigram's has learned no more than pairs of letters. Counts get add-one smoothing
+        (a character pair unseen in training must not give an infinite loss).
+        """
+        self.setup()
+        v = len(self.vocab)
+        train = self.splits["train"]
+        unigram = torch.bincount(train, minlength=v).double() + 1
+        unigram_logp = (unigram / unigram.sum()).log()
+        pairs = torch.bincount(train[:-1] * v + train[1:], minlength=v * v).double().reshape(v, v) + 1
+        bigram_logp = (pairs / pairs.sum(dim=1, keepdim=True)).log()
+        out = {}
+        for split, ids in self.splits.items():
+            out[f"{split}/unigram"] = float(-unigram_logp[ids].mean())
+            out[f"{split}/bigram"] = float(-bigram_logp[ids[:-1], ids[1:]].mean())
+        return out
+
     @property
     def vocab_size(self) -> int:
         self.setup()

@@ -17,6 +17,9 @@ class Task(L.LightningModule):
     ``total_steps`` (Hydra partials); the schedule steps every optimizer step."""
 
     takes_gan_loss = False  # only the GAN task trains on a GANLoss
+    # Which values are better, per metric logged under train/, val/, test/ (labbench.directions);
+    # subclasses add theirs. Nothing reads a direction from a metric's name.
+    metric_directions = {"loss": "lower", "lr": "neither"}
 
     def __init__(self, model: nn.Module, optimizer: OptimizerFactory, loss: nn.Module | None, schedule: ScheduleFactory | None = None) -> None:
         super().__init__()
@@ -31,6 +34,16 @@ class Task(L.LightningModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
+
+    def failure_values(self) -> dict[str, float]:
+        """What a run that diverged counts as, per metric name (without the split prefix).
+
+        The value a model that learned nothing reaches (the loss of a uniform prediction,
+        chance accuracy), declared by the task, never borrowed from other runs. Metrics
+        without one are left out: a diverged run then has no value there and the report
+        counts it apart.
+        """
+        return {}
 
     def shared_step(self, batch, split: str) -> torch.Tensor:
         """Loss of one batch of ``split`` (train / val / test), logging that split's metrics."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
@@ -13,6 +15,8 @@ class ClassificationTask(Task):
     """Trains ``model`` with ``loss``; logs ``train/loss``, ``train/acc``, ``train/lr``,
     ``val/loss``, ``val/acc``, ``test/loss``, ``test/acc``."""
 
+    metric_directions = {"acc": "higher"}
+
     def __init__(
         self,
         model: nn.Module,
@@ -22,7 +26,12 @@ class ClassificationTask(Task):
         schedule: ScheduleFactory | None = None,
     ) -> None:
         super().__init__(model, optimizer, loss, schedule)
+        self.num_classes = num_classes
         self.acc = nn.ModuleDict({f"{split}_acc": MulticlassAccuracy(num_classes, average="micro") for split in ("val", "test")})
+
+    def failure_values(self) -> dict[str, float]:
+        """A uniform prediction: cross-entropy ln K, accuracy 1/K."""
+        return {"loss": math.log(self.num_classes), "acc": 1.0 / self.num_classes}
 
     def shared_step(self, batch: tuple[torch.Tensor, torch.Tensor], split: str) -> torch.Tensor:
         x, y = batch

@@ -21,6 +21,10 @@ class DiffusionTask(GenerativeTask):
 
     symmetric_images = True
 
+    def failure_values(self) -> dict[str, float]:
+        """Predicting zero noise: the mean squared error of unit Gaussian noise, 1."""
+        return {"loss": 1.0}
+
     def __init__(
         self,
         model: nn.Module,

@@ -27,6 +27,10 @@ class GANTask(GenerativeTask):
 
     symmetric_images = True
     takes_gan_loss = True
+    metric_directions = {
+        "g_loss": "neither", "d_loss": "neither",  # an adversarial game: neither loss is a score of the run
+        "d_acc_real": "neither", "d_acc_fake": "neither", "critic_gap": "neither", "g_grad_norm": "neither",
+    }
 
     def __init__(
         self,
@@ -63,6 +67,10 @@ class GANTask(GenerativeTask):
 
     def scores(self, real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.model.discriminate(real), self.model.discriminate(fake)
+
+    def failure_values(self) -> dict[str, float]:
+        """A generator that diverged covers no mode and puts no sample near one."""
+        return {"modes": 0.0, "hq_share": 0.0}
 
     def discriminator_measures(self, split: str, d_loss: torch.Tensor, real: torch.Tensor, fake: torch.Tensor) -> dict[str, torch.Tensor]:
         """D's loss and how well it tells real from fake (a WGAN critic has no threshold: its score gap)."""

@@ -38,6 +38,12 @@ class GenerativeTask(Task):
     """
 
     symmetric_images = False
+    metric_directions = {  # labbench.measures: ring modes, then image samples against real ones
+        "modes": "higher", "hq_share": "higher", "mode_kl": "lower",
+        "sharpness": "neither", "sharpness_ratio": "neither",  # 1 = as sharp as real images, not more
+        "diversity": "neither", "diversity_ratio": "neither",
+        "confidence": "higher", "class_entropy": "neither", "classifier_score": "higher",
+    }
 
     def __init__(
         self,

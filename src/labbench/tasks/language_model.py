@@ -20,6 +20,8 @@ class LanguageModelTask(Task):
     them in ``self.sample`` for the run record.
     """
 
+    metric_directions = {"bpc": "lower"}
+
     def __init__(
         self,
         model: nn.Module,
@@ -37,6 +39,10 @@ class LanguageModelTask(Task):
         self.sample_length, self.sample_prompt = sample_length, sample_prompt
         self.sample_temperature, self.sample_seed = sample_temperature, sample_seed
         self.sample: str | None = None
+
+    def failure_values(self) -> dict[str, float]:
+        """A uniform prediction over the vocabulary: ln V nats, log2 V bits per character."""
+        return {"loss": math.log(len(self.vocab)), "bpc": math.log2(len(self.vocab))}
 
     def shared_step(self, batch, split: str) -> torch.Tensor:
         x, y = batch

@@ -26,6 +26,11 @@ class VAETask(GenerativeTask):
     (``evaluation``: its settings, ``eval_samples`` etc.).
     """
 
+    metric_directions = {
+        "elbo": "higher", "recon": "lower", "kl": "neither", "kl_weight": "neither",
+        "active_units": "higher", "recon_sharpness_ratio": "neither",
+    }
+
     def __init__(
         self,
         model: nn.Module,

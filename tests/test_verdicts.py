@@ -1,0 +1,127 @@
+"""Verdicts a careful scientist would sign: gates, divergence as an outcome, interactions, stability."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from labbench.ablation import spec as specs
+from labbench.ablation.plan import Plan, PlannedRun
+from labbench.ablation.results import analyze, check_gates, judge, values_by_arm
+
+SEEDS = 8
+
+
+def make_spec(tmp_path: Path, arms: list[str], hypotheses: list[dict], gates: list | None = None, name: str = "planted") -> specs.Spec:
+    raw = {"name": name, "claim": "planted", "factors": [], "base": ["data=synthetic"],
+           "arms": {a: [] for a in arms}, "hypotheses": hypotheses, "profiles": {"smoke": {"seeds": SEEDS}}}
+    if gates:
+        raw["gates"] = gates
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return specs.load(str(path))
+
+
+def record(loss: float | None, acc: float = 0.9, status: str = "completed", curve: list[tuple[int, float]] | None = None) -> dict:
+    final = {} if loss is None else {"val/loss": loss, "test/acc": acc}
+    curves = {"val/loss": [[s, v] for s, v in curve]} if curve else {}
+    return {"status": status, "metrics": {"final": final, "directions": {"val/loss": "lower", "test/acc": "higher"}},
+            "curves": curves, "failure_values": {"val/loss": 2.3, "test/acc": 0.1},
+            "baselines": {"test/chance": 0.1, "val/bigram": 2.5}, "config": {"task": {"_target_": "labbench.tasks.classify.ClassificationTask"}}}
+
+
+def verdicts(spec, records):
+    metrics = {h.metric for h in spec.hypotheses}
+    values = {m: values_by_arm(spec, records, m) for m in metrics}
+    return judge(spec, values, check_gates(spec, records))
+
+
+def test_an_arm_below_its_gate_makes_its_hypotheses_undertrained(tmp_path):
+    spec = make_spec(tmp_path, ["good", "bad", "other"], [
+        {"name": "good beats bad", "metric": "val/loss", "better": "good", "worse": "bad", "direction": "lower"},
+        {"name": "good beats other", "metric": "val/loss", "better": "good", "worse": "other", "direction": "lower"},
+    ], gates=[{"metric": "test/acc", "threshold": "chance", "fraction": 1.5}])  # bar: 1.5 x 0.1
+    rng = np.random.default_rng(0)
+    records = {"good": [record(0.5 + 0.01 * rng.normal(), 0.9) for _ in range(SEEDS)],
+               "bad": [record(2.0 + 0.01 * rng.normal(), 0.12) for _ in range(SEEDS)],  # at chance: did not learn
+               "other": [record(0.9 + 0.01 * rng.normal(), 0.8) for _ in range(SEEDS)]}
+    first, second = verdicts(spec, records)
+    assert first["verdict"] == first["verdict_raw"] == "undertrained"  # never "supported", however large the gap
+    assert first["undertrained"][0]["arm"] == "bad" and first["undertrained"][0]["bar"] == pytest.approx(0.15)
+    assert first["undertrained"][0]["gap"] == pytest.approx(0.12 - 0.15)
+    assert second["verdict"] == "supported"
+    assert math.isnan(first["p_holm"]) and second["p_holm"] == second["p_value"]  # undertrained leaves Holm's family
+
+
+def test_planted_divergence_gives_a_rate_verdict_and_the_declared_failure_value(tmp_path):
+    spec = make_spec(tmp_path, ["pre", "post"], [
+        {"name": "post diverges more often", "metric": "diverged", "better": "pre", "worse": "post", "direction": "lower"},
+        {"name": "pre has the lower loss", "metric": "val/loss", "better": "pre", "worse": "post", "direction": "lower"},
+    ])
+    records = {"pre": [record(1.0 + 0.01 * i) for i in range(SEEDS)],
+               "post": [record(None, status="diverged") for _ in range(SEEDS - 1)] + [record(1.2)]}
+    rate, loss = verdicts(spec, records)
+    assert rate["kind"] == "rate" and rate["mean_diff"] == pytest.approx(7 / 8)
+    assert rate["p_value"] == pytest.approx(2 / 128) and rate["verdict_raw"] == "supported"
+    assert values_by_arm(spec, records, "val/loss")["post"][:2] == [2.3, 2.3]  # the declared failure value
+    assert loss["verdict_raw"] == "supported"
+
+
+def test_planted_interaction_is_found_and_a_null_one_is_not(tmp_path):
+    arms = ["post-warm", "pre-warm", "post-nowarm", "pre-nowarm"]
+    h = {"name": "warmup shrinks the gap", "metric": "val/loss", "better": ["post-warm", "pre-warm"],
+         "worse": ["post-nowarm", "pre-nowarm"], "direction": "lower"}
+    spec = make_spec(tmp_path, arms, [h])
+    rng = np.random.default_rng(1)
+    seed_effect = rng.normal(0, 0.3, SEEDS)  # shared by all arms of a seed: pairing removes it
+
+    def arm(offset):
+        return [record(1.0 + offset + s + 0.02 * rng.normal()) for s in seed_effect]
+
+    planted = {"post-warm": arm(0.05), "pre-warm": arm(0.0), "post-nowarm": arm(0.5), "pre-nowarm": arm(0.0)}
+    (found,) = verdicts(spec, planted)
+    assert found["kind"] == "interaction" and found["mean_diff"] == pytest.approx(0.45, abs=0.05)
+    assert found["verdict"] == "supported"
+    null = {"post-warm": arm(0.3), "pre-warm": arm(0.0), "post-nowarm": arm(0.3), "pre-nowarm": arm(0.0)}  # same gap
+    (none,) = verdicts(spec, null)
+    assert none["verdict"] == "inconclusive"
+
+
+def test_verdict_that_flips_late_is_unsettled(tmp_path):
+    spec = make_spec(tmp_path, ["a", "b"], [{"name": "a beats b", "metric": "val/loss", "better": "a", "worse": "b", "direction": "lower"}])
+    rng = np.random.default_rng(2)
+    records = {"a": [], "b": []}
+    for _ in range(SEEDS):
+        noise = 0.01 * rng.normal(size=8)
+        # a is better until 3/4 of the budget, then b overtakes it
+        records["a"].append(record(1.1 + noise[0], curve=[(25, 1.0 + noise[1]), (50, 0.8 + noise[2]), (75, 0.7 + noise[3]), (100, 1.1 + noise[0])]))
+        records["b"].append(record(0.6 + noise[4], curve=[(25, 1.5 + noise[5]), (50, 1.2 + noise[6]), (75, 0.9 + noise[7]), (100, 0.6 + noise[4])]))
+
+    class FakeStore:
+        def __init__(self):
+            self.by_id = {f"{arm}-{i}": r for arm, recs in records.items() for i, r in enumerate(recs)}
+
+        def record(self, run_id):
+            return self.by_id.get(run_id)
+
+    plan = Plan("planted", "smoke", list(range(SEEDS)), [])
+    plan.final_runs = [PlannedRun(arm, i, "final", (), f"{arm}-{i}") for arm in records for i in range(SEEDS)]
+    result = analyze(spec, plan, FakeStore())
+    (h,) = result["hypotheses"]
+    assert [p["verdict"] for p in h["trajectory"]] == ["supported", "supported", "supported", "contradicted"]
+    assert [p["step"] for p in h["trajectory"]] == [25, 50, 75, 100]
+    assert h["verdict"] == "contradicted" and h["unsettled"]
+
+
+def test_interaction_sides_are_checked(tmp_path):
+    with pytest.raises(specs.SpecError, match="a pair is two arms"):
+        make_spec(tmp_path, ["a", "b"], [{"metric": "val/loss", "better": ["a", "c"], "worse": ["b", "a"], "direction": "lower"}])
+    with pytest.raises(specs.SpecError, match="not a pair with one arm"):
+        make_spec(tmp_path, ["a", "b"], [{"metric": "val/loss", "better": ["a", "b"], "worse": "b", "direction": "lower"}])
+    with pytest.raises(specs.SpecError, match="threshold must be a number or a baseline"):
+        make_spec(tmp_path, ["a", "b"], [{"metric": "val/loss", "better": "a", "worse": "b", "direction": "lower"}],
+                  gates=[{"metric": "test/acc", "threshold": "trigram"}])
