@@ -133,6 +133,47 @@ def test_ddp_spawn_inside_a_hydra_multirun(tmp_path):
     assert sorted(r["config"]["seed"] for r in records) == [0, 1] and all(r["status"] == "completed" for r in records)
 
 
+@pytest.mark.slow
+def test_ddp_spawn_sweeps_never_lose_a_rank(tmp_path):
+    """Issue 17: a spawned rank used to abort at exit ("terminate called without an active
+    exception", SIGABRT) in some runs, failing the run. Ten sweeps of two runs, three
+    spawned stages each (fit, validate, test): not one abort allowed."""
+    for i in range(10):
+        result = cli("labbench-train", "-m", *SHORT, *DDP_CPU, "logger=csv", "seed=0,1", f"hydra.sweep.dir={tmp_path / str(i)}",
+                     cwd=tmp_path, timeout=600)
+        assert result.returncode == 0 and "terminate called" not in result.stderr, (i, result.stderr[-3000:])
+        records = [json.loads(p.read_text()) for p in (tmp_path / str(i)).glob("*/run.json")]
+        assert len(records) == 2 and all(r["status"] == "completed" for r in records), (i, [r.get("error") for r in records])
+
+
+class GroupState(L.Callback):
+    """Writes, per rank, whether a process group is still open after the callbacks before it ran."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def teardown(self, trainer, pl_module, stage):
+        (self.folder / f"{getattr(stage, 'value', stage)}-{trainer.global_rank}").write_text(str(torch.distributed.is_initialized()))
+
+
+@pytest.mark.parametrize("close", [True, pytest.param(False, marks=pytest.mark.slow)])  # False: the control
+def test_spawned_ranks_close_their_process_group_at_the_end_of_each_stage(tmp_path, close):
+    from labbench.probes.process_group import CloseProcessGroup, spawned_rank
+
+    assert not spawned_rank(L.Trainer(accelerator="cpu", devices=1, logger=False))
+    assert spawned_rank(L.Trainer(accelerator="cpu", devices=2, strategy="ddp_spawn", logger=False))
+    assert not spawned_rank(L.Trainer(accelerator="cpu", devices=2, strategy="ddp", logger=False))  # ranks live on
+    datamodule, _, task = build(compose(SHORT))
+    callbacks = ([CloseProcessGroup()] if close else []) + [GroupState(tmp_path)]
+    trainer = L.Trainer(accelerator="cpu", devices=2, strategy="ddp_spawn", max_steps=4, logger=False, callbacks=callbacks,
+                        enable_progress_bar=False, enable_checkpointing=False, enable_model_summary=False, limit_val_batches=0)
+    trainer.fit(task, datamodule=datamodule)
+    trainer.test(task, datamodule=datamodule, verbose=False)
+    states = {p.name: p.read_text() for p in tmp_path.iterdir()}
+    assert states == {f"{stage}-{rank}": str(not close) for stage in ("fit", "test") for rank in (0, 1)}
+    CloseProcessGroup().teardown(L.Trainer(accelerator="cpu", devices=1, logger=False), task, "fit")  # no group here: a no-op
+
+
 def test_plain_ddp_inside_a_multirun_is_refused(tmp_path):
     result = cli("labbench-train", "-m", *SHORT, *DDP_CPU, "trainer.strategy=ddp", "logger=csv", "seed=0",
                  f"hydra.sweep.dir={tmp_path}", cwd=tmp_path)

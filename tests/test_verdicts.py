@@ -125,3 +125,72 @@ def test_interaction_sides_are_checked(tmp_path):
     with pytest.raises(specs.SpecError, match="threshold must be a number or a baseline"):
         make_spec(tmp_path, ["a", "b"], [{"metric": "val/loss", "better": "a", "worse": "b", "direction": "lower"}],
                   gates=[{"metric": "test/acc", "threshold": "trigram"}])
+
+
+def test_a_group_the_model_does_not_take_is_refused():
+    from labbench.config import compose
+    from labbench.train import build
+
+    with pytest.raises(ValueError, match=r"norm=batch: labbench.models.VAE takes no norm group.*it takes: activation"):
+        build(compose(["preset=vae", "norm=batch"]))
+    with pytest.raises(ValueError, match="labbench.models.DDPM takes no norm group"):
+        build(compose(["preset=diffusion_ring", "norm=group"]))
+    build(compose(["preset=vae"]))  # the default norm (none) is fine
+    _, model, _ = build(compose(["preset=diffusion"]))
+    assert model.fixed_norm.startswith("group")
+
+
+def test_gpu_trainer_without_a_gpu_is_one_clear_sentence(tmp_path):
+    import torch
+
+    from labbench.config import compose
+    from labbench.train import run
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(ValueError, match="needs a CUDA GPU and this machine has none.*use trainer=cpu"):
+        run(compose(["trainer=gpu", "logger=csv"]), tmp_path / "run")
+
+
+def test_validate_catches_a_misspelled_target_argument(tmp_path):
+    from labbench.ablation.plan import validate
+
+    spec = make_spec(tmp_path, ["a", "b"], [{"metric": "val/loss", "better": "a", "worse": "b", "direction": "lower"}])
+    validate(spec, "smoke")
+    with pytest.raises(specs.SpecError, match=r"model \(labbench.models.MLP\): got an unexpected keyword argument 'widht'; it takes: .*width"):
+        validate(spec, "smoke", ["+model.widht=64"])
+    bad = make_spec(tmp_path, ["a", "b"], [{"metric": "val/accuracy", "better": "a", "worse": "b", "direction": "higher"}], name="badmetric")
+    with pytest.raises(specs.SpecError, match="no direction is declared for metric 'val/accuracy'"):
+        validate(bad, "smoke")
+
+
+def test_an_interpolated_difference_outside_the_factors_is_caught(tmp_path):
+    """The arms differ in data.batch_size only, but the learning rate follows it by interpolation:
+    covered when batch size is a factor, caught when it is not."""
+    from labbench.ablation.plan import validate
+
+    lr = "optimizer.lr='${labbench.mul:0.001,${data.batch_size}}'"
+    raw = {"name": "interp", "claim": "c", "factors": ["data.batch_size"], "base": ["data=synthetic", lr],
+           "arms": {"small": ["data.batch_size=8"], "large": ["data.batch_size=32"]},
+           "hypotheses": [{"metric": "val/loss", "better": "small", "worse": "large", "direction": "lower"}],
+           "profiles": {"smoke": {"seeds": 2}}}
+    path = tmp_path / "interp.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    validate(specs.load(str(path)), "smoke")
+    raw["base"] = ["data=synthetic"]
+    raw["arms"] = {"small": ["data.batch_size=8", "+trainer.max_epochs='${data.batch_size}'"], "large": ["data.batch_size=8", "+trainer.max_epochs=9"]}
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(specs.SpecError, match=r"resolved configs differ on keys outside the declared factors.*trainer.max_epochs"):
+        validate(specs.load(str(path)), "smoke")
+
+
+def test_cli_validate_and_bad_seed_counts_are_one_sentence(capsys):
+    from labbench.cli import main
+
+    assert main(["validate", "aa-control", "--profile", "smoke"]) == 0
+    out = capsys.readouterr().out
+    assert "valid" in out and "cannot give any verdict" in out  # 3 smoke seeds: said before anything runs
+    assert main(["validate", "aa-control", "--profile", "smoke", "+model.widht=3"]) == 2
+    assert "unexpected keyword argument 'widht'" in capsys.readouterr().out
+    assert main(["reproduce", "xavier-vs-kaiming", "--seeds", "0", "--no-wandb"]) == 2
+    assert "--seeds must be at least 1" in " ".join(capsys.readouterr().out.split())

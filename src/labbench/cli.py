@@ -92,6 +92,23 @@ def _summary(outcome, spec, elapsed: float | None = None) -> None:
     console.print(f"report: {outcome.report}\nverdict: {outcome.report.parent / 'verdict.json'}")
 
 
+def cmd_validate(args: argparse.Namespace) -> int:
+    """``labbench validate NAME|PATH``: everything ``reproduce`` checks before it runs, and nothing else."""
+    from labbench.ablation.engine import seed_warnings
+    from labbench.ablation.plan import validate
+
+    s = specs.load(args.name)
+    profiles = [args.profile] if args.profile else list(s.profiles)
+    validate(s, args.profile, args.overrides)
+    console.print(f"[bold green]valid[/]: {s.name} ({s.path}), profiles {', '.join(profiles)}: every arm composes, every "
+                  "_target_ imports and binds its arguments, the arms differ only on "
+                  f"{', '.join(s.factors) or 'their seeds'}, every metric has a declared direction")
+    for name in profiles:
+        for line in seed_warnings(s, name):
+            console.print(f"[bold yellow]warning ({name}):[/] {line}")
+    return 0
+
+
 def cmd_reproduce(args: argparse.Namespace) -> int:
     import time
 
@@ -234,6 +251,12 @@ def build_parser() -> argparse.ArgumentParser:
     add(p)
     p.add_argument("overrides", nargs="*", help="extra Hydra overrides applied to every arm")
     p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("validate", help="check a spec before anything runs: composition, _target_ arguments, factors, metrics")
+    p.add_argument("name", help="ablation name (see `labbench list`) or path to a spec .yaml")
+    p.add_argument("--profile", default=None, help="one profile (default: every profile of the spec)")
+    p.add_argument("overrides", nargs="*", help="extra Hydra overrides applied to every arm")
+    p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("reproduce", help="run what is missing, aggregate, print the verdicts, write the report")
     add(p, "seeds", "jobs", "out", "report_dir", "no_wandb", "launcher")

@@ -32,6 +32,7 @@ def build(cfg: DictConfig):
     import lightning as L
     from hydra.utils import instantiate
 
+    check_groups_used(cfg)
     datamodule = instantiate(cfg.data, **_augmentation(cfg))
     datamodule.setup("fit")
     L.seed_everything(cfg.seed, verbose=False)  # the model's init depends on the seed alone
@@ -48,6 +49,40 @@ def build(cfg: DictConfig):
         task_kwargs["loss"] = instantiate(cfg.loss)
     task = instantiate(cfg.task, **task_kwargs)
     return datamodule, model, task
+
+
+GROUP_DEFAULTS = {"norm": ("kind", "none"), "activation": ("name", "relu")}  # group -> (its key, the default)
+
+
+def check_groups_used(cfg: DictConfig) -> None:
+    """Refuse a ``norm`` or ``activation`` choice that the composed model does not take.
+
+    A group reaches a model only through an interpolation in its config (``norm: ${norm}``);
+    without one, ``preset=vae norm=batch`` would train the very same model under another
+    run id and a record claiming a BatchNorm that is not there.
+    """
+    written = str(OmegaConf.to_container(cfg.model, resolve=False))
+    for group, (key, default) in GROUP_DEFAULTS.items():
+        node = cfg.get(group)
+        if node is None or node.get(key, default) == default or "${" + group + "}" in written:
+            continue
+        takes = [g for g in GROUP_DEFAULTS if "${" + g + "}" in written]
+        raise ValueError(
+            f"{group}={node.get(key)}: {cfg.model._target_} takes no {group} group, so the choice would change the "
+            f"run id and nothing else; it takes: {', '.join(takes) or 'neither norm nor activation'}. "
+            f"Drop the override (the default is {group}={default})"
+        )
+
+
+def _check_device(trainer_cfg: DictConfig) -> None:
+    """A GPU trainer on a machine without one: one sentence, not Lightning's backend error."""
+    import torch
+
+    if str(trainer_cfg.get("accelerator")) in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ValueError(
+            f"trainer.accelerator={trainer_cfg.get('accelerator')} needs a CUDA GPU and this machine has none "
+            "(torch.cuda.is_available() is False); use trainer=cpu (the default), or trainer=ddp trainer.accelerator=cpu for CPU DDP"
+        )
 
 
 def _augmentation(cfg: DictConfig) -> dict[str, Any]:
@@ -181,10 +216,13 @@ def run(
     trainer = None
     try:
         _check_strategy(cfg.trainer, relaunchable)
+        _check_device(cfg.trainer)
         use_plain_cuda_check()
         datamodule, model, task = build(cfg)
         record["data"] = {"splits": datamodule.split_sizes(), "input_shape": list(datamodule.input_shape)}
         record["model"] = {"parameters": sum(p.numel() for p in model.parameters())}
+        if getattr(model, "fixed_norm", None):
+            record["model"]["norm"] = model.fixed_norm  # what the model really normalizes with (no norm group)
         record["baselines"] = datamodule.baselines() if hasattr(datamodule, "baselines") else {}
         record["failure_values"] = {f"{split}/{k}": v for k, v in task.failure_values().items() for split in SPLITS}
         loggers = _loggers(cfg, output_dir)

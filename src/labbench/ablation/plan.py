@@ -154,8 +154,82 @@ def _check_directions(spec: Spec, arm: str, task: str) -> None:
             raise SpecError(f"{spec.name}: arm {arm!r} reads {expr!r}: {err}") from err
 
 
+def _derived_from_factor(raw_flat: dict[str, Any], key: str, factors: Sequence[str]) -> bool:
+    """Whether ``key`` (or a node above it) is written as an interpolation of a declared factor.
+
+    ``model.norm: ${norm}`` follows the ``norm`` factor; ``optimizer.lr: ${labbench.mul:0.003125,${data.batch_size}}``
+    follows ``data.batch_size``: both are covered by the factor, not a second difference.
+    """
+    parts = key.split(".")
+    for i in range(len(parts), 0, -1):
+        value = raw_flat.get(".".join(parts[:i]))
+        if isinstance(value, str) and any("${" + f in value for f in factors):
+            return True
+    return False
+
+
+def _raw_values(cfg) -> dict[str, Any]:
+    """Every node of the unresolved config by dotted key, interpolations as written (parents too)."""
+    from omegaconf import OmegaConf
+
+    out: dict[str, Any] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, f"{prefix}{k}.")
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                walk(v, f"{prefix}{i}.")
+        out[prefix.rstrip(".")] = node
+
+    walk(OmegaConf.to_container(cfg, resolve=False), "")
+    return out
+
+
+def check_targets(cfg, where: str) -> None:
+    """Every ``_target_`` imports and takes the arguments its node gives (a typo fails before any model is built).
+
+    Arguments the builder adds at run time (the data's shapes, the model, the optimizer) are
+    not in the node; ``bind_partial`` checks only what is there.
+    """
+    import inspect
+
+    from hydra.utils import get_object
+
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, dict):
+            if "_target_" in node:
+                target = node["_target_"]
+                try:
+                    obj = get_object(target)
+                except Exception as err:
+                    raise SpecError(f"{where}: {path or 'config'}._target_ {target!r} cannot be imported ({err})") from err
+                kwargs = {k: v for k, v in node.items() if not (k.startswith("_") and k.endswith("_"))}
+                try:
+                    sig = inspect.signature(obj)
+                except (TypeError, ValueError):
+                    sig = None
+                if sig is not None:
+                    try:
+                        sig.bind_partial(**kwargs)
+                    except TypeError as err:
+                        valid = [n for n, p in sig.parameters.items() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+                        raise SpecError(f"{where}: {path or 'config'} ({target}): {err}; it takes: {', '.join(valid)}") from err
+            for k, v in node.items():
+                if k != "_target_":
+                    walk(v, f"{path}.{k}" if path else k)
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                walk(v, f"{path}[{i}]")
+
+    walk(identity_config(cfg, resolve=True), "")  # paths (resolved by Hydra at run time) left out
+
+
 def validate(spec: Spec, profile: str | None = None, extra: Sequence[str] = ()) -> None:
-    """Every arm composes in every profile, and arms differ only on the declared factors."""
+    """Before anything runs: every arm composes in every profile, every ``_target_`` imports and
+    binds its arguments, every metric the spec reads has a declared direction, and the arms'
+    resolved configs differ only on the declared factors (or on values interpolated from them)."""
     for name in [profile] if profile else list(spec.profiles):
         spec.profile(name)
         for arm in spec.arms:
@@ -163,12 +237,18 @@ def validate(spec: Spec, profile: str | None = None, extra: Sequence[str] = ()) 
                 cfg = compose(arm_overrides(spec, arm.name, name, extra))
             except Exception as err:
                 raise SpecError(f"{spec.name}: arm {arm.name!r} does not compose in profile {name!r}: {err}") from err
+            check_targets(cfg, f"{spec.name}: arm {arm.name!r} in profile {name!r}")
             _check_directions(spec, arm.name, cfg.task._target_)
-        diffs = arm_differences(spec, name, extra)
-        stray = [k for k in diffs if not any(k == f or k.startswith(f + ".") for f in spec.factors)]
+        raw = {arm.name: _raw_values(compose(merge_overrides(arm_overrides(spec, arm.name, name, extra), ["seed=0"]))) for arm in spec.arms}
+        diffs = arm_differences(spec, name, extra, resolve=True)
+        stray = [
+            k for k in diffs
+            if not any(k == f or k.startswith(f + ".") for f in spec.factors)
+            and not all(_derived_from_factor(raw[a], k, spec.factors) for a in raw)
+        ]
         if stray:
             details = "; ".join(f"{k}: {diffs[k]}" for k in stray[:5])
             raise SpecError(
-                f"{spec.name}: in profile {name!r} the arms differ on keys outside the declared factors "
+                f"{spec.name}: in profile {name!r} the arms' resolved configs differ on keys outside the declared factors "
                 f"{list(spec.factors)}: {details}. Declare them in `factors` or make the arms identical there."
             )

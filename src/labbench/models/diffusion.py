@@ -198,6 +198,7 @@ class DDPM(nn.Module):
         if clip_sample is not None and clip_sample <= 0:
             raise ValueError(f"clip_sample must be > 0 or None, got {clip_sample}")
         self.in_shape = tuple(in_shape)
+        self.fixed_norm = "group (U-Net: up to 8 groups)" if denoiser == "unet" else "none"  # no norm group: recorded as is
         self.timesteps = timesteps
         self._check_steps(sample_steps)
         self._check_eta(eta)
