@@ -74,9 +74,20 @@ def setting(record: dict[str, Any], key: str) -> Any:
     return flatten(record.get("config", {})).get(key)
 
 
+class _NoSpec:
+    """A sweep has no spec: only the tasks' declared failure values apply."""
+
+    failure: dict[str, float] = {}
+
+
 def summarize(records: list[dict[str, Any]], keys: list[str], tune: list[str], objective: str, direction: str) -> dict[str, Any]:
-    """Per arm, the best setting of the ``tune`` keys by mean objective over the arm's seeds."""
+    """Per arm, the best setting of the ``tune`` keys by mean objective over the arm's seeds (:mod:`labbench.tuning`)."""
+    from labbench.tuning import best_setting, on_edge
+
+    from labbench.ablation.results import tuning_value
+
     check_direction(direction)
+    better = "lower" if direction == "minimize" else "higher"
     tune = [k for k in tune if k in keys]
     arm_keys = [k for k in keys if k not in tune and k != "seed"]
     scores: dict[str, dict[str, list[float]]] = {}
@@ -87,31 +98,20 @@ def summarize(records: list[dict[str, Any]], keys: list[str], tune: list[str], o
         tuned = {k: setting(record, k) for k in tune}
         arm_id, tuned_id = json.dumps(arm, sort_keys=True, default=str), json.dumps(tuned, sort_keys=True, default=str)
         arms[arm_id], settings[tuned_id] = arm, tuned
-        scores.setdefault(arm_id, {}).setdefault(tuned_id, []).append(objective_value(record, objective, direction))
-    pick = min if direction == "minimize" else max
+        scores.setdefault(arm_id, {}).setdefault(tuned_id, []).append(tuning_value(record, objective, _NoSpec(), better))
     out = []
     for arm_id, by_setting in scores.items():
-        means = {t: sum(v) / len(v) for t, v in by_setting.items()}
-        best_id = pick(means, key=lambda t: means[t])
+        best_id, means = best_setting(by_setting, better)
+        best = settings[best_id] if best_id is not None else {}
         out.append({
             "arm": arms[arm_id],
-            "best": settings[best_id],
-            "objective": means[best_id],
+            "best": best,
+            "objective": means[best_id] if best_id is not None else worst(direction),
             "runs": sum(len(v) for v in by_setting.values()),
-            "on_edge": _on_edge(settings[best_id], [settings[t] for t in by_setting]),
+            "on_edge": [k for k, v in best.items() if on_edge(v, [settings[t][k] for t in by_setting])],
             "tried": [{"setting": settings[t], "objective": m, "seeds": len(by_setting[t])} for t, m in means.items()],
         })
     return {"objective": objective, "direction": direction, "tuned": tune, "arm_keys": arm_keys, "arms": out}
-
-
-def _on_edge(best: dict[str, Any], tried: list[dict[str, Any]]) -> list[str]:
-    """The tuned numeric keys whose best value is the smallest or largest tried (of 3 or more)."""
-    edge = []
-    for key, value in best.items():
-        values = sorted({t[key] for t in tried if isinstance(t[key], (int, float))})
-        if isinstance(value, (int, float)) and len(values) >= 3 and value in (values[0], values[-1]):
-            edge.append(key)
-    return edge
 
 
 def read_records(sweep_dir: Path) -> list[dict[str, Any]]:

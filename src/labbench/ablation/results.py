@@ -23,6 +23,7 @@ from labbench.ablation.spec import Gate, Hypothesis, Spec, arms_of, is_pair, is_
 from labbench.ablation.stats import ALPHA, METHOD, can_decide, compare, decide, holm, seeds_needed, summarize
 from labbench.ablation.store import Store
 from labbench.directions import UnknownMetric, direction
+from labbench.tuning import best_setting, on_edge
 
 OK, DIVERGED = "completed", "diverged"
 OUTCOME = "diverged"  # the metric expression of divergence-rate hypotheses
@@ -66,6 +67,15 @@ def run_value(record: dict | None, expr: str, spec: Spec) -> float:
     if status == DIVERGED:
         return failure_value(record, expr, spec)
     return math.nan
+
+
+def tuning_value(record: dict | None, expr: str, spec: Spec, better: str) -> float:
+    """A run's value when choosing a setting: :func:`run_value`, but a diverged run without a failure
+    value is the worst value there is (a setting must never win because its runs blew up)."""
+    value = run_value(record, expr, spec)
+    if math.isnan(value) and record is not None and record.get("status") == DIVERGED:
+        return math.inf if better == "lower" else -math.inf
+    return value
 
 
 def _blew_up(record: dict, expr: str) -> bool:
@@ -126,8 +136,7 @@ def check_gates(spec: Spec, records: dict[str, list[dict | None]]) -> dict[str, 
 def choose_tuned(spec: Spec, profile: str, runs: list[PlannedRun], store: Store) -> dict[str, dict[str, Any]]:
     """Per arm, the grid value with the best mean tuning metric (validation split only).
 
-    Diverged tuning runs count at their metric's failure value, failed ones not at all;
-    a grid value with no value at all never wins. ``cleared_gate``: whether any value of the
+    The rule is :mod:`labbench.tuning`'s, shared with command-line sweeps. ``cleared_gate``: whether any value of the
     arm's grid cleared the spec's gates on the tuning metric (False: the grid never learned).
     """
     if spec.tuning is None:
@@ -140,24 +149,21 @@ def choose_tuned(spec: Spec, profile: str, runs: list[PlannedRun], store: Store)
     all_records = [rec for pairs in by_arm.values() for _, rec in pairs if rec]
     tuned = {}
     for arm, pairs in by_arm.items():
-        scores: dict[str, list[float]] = {}
-        for value, rec in pairs:
-            scores.setdefault(repr(value), []).append(run_value(rec, t.metric, spec))
         grid = list(spec.tuning_grid(profile)[arm])
-        means = []
-        for v in grid:
-            finite = [s for s in scores.get(repr(v), []) if math.isfinite(s)]
-            means.append(sum(finite) / len(finite) if finite else math.nan)
-        finite = [(m, i) for i, m in enumerate(means) if math.isfinite(m)]
-        best_i = (min if t.direction == "lower" else max)(finite)[1] if finite else 0
+        scores: dict[str, list[float]] = {repr(v): [] for v in grid}
+        for value, rec in pairs:
+            scores.setdefault(repr(value), []).append(tuning_value(rec, t.metric, spec, t.direction))
+        best, means = best_setting(scores, t.direction)
+        best_value = grid[[repr(v) for v in grid].index(best)] if best is not None else grid[0]
         cleared = None
         if gates:
             bars = [gate_threshold(g, all_records) for g in gates]
-            cleared = any(all(math.isfinite(b) and (m < b if t.direction == "lower" else m > b) for b in bars) for m, _ in finite)
+            finite = [m for m in means.values() if math.isfinite(m)]
+            cleared = any(all(math.isfinite(b) and (m < b if t.direction == "lower" else m > b) for b in bars) for m in finite)
         tuned[arm] = {
-            "value": grid[best_i],
-            "scores": {repr(v): m for v, m in zip(grid, means)},
-            "on_edge": len(grid) > 1 and best_i in (0, len(grid) - 1),
+            "value": best_value,
+            "scores": {repr(v): means[repr(v)] for v in grid},
+            "on_edge": best is not None and on_edge(best_value, grid),
             "cleared_gate": cleared,
         }
     return tuned

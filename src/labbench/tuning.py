@@ -1,0 +1,45 @@
+"""Choosing a nuisance setting per arm: one rule for ``labbench reproduce`` and for command-line sweeps.
+
+Per setting, the mean of its runs' values (:func:`labbench.ablation.results.tuning_value`:
+a diverged run counts at its metric's failure value, or as the worst possible value where
+none is declared; a failed run not at all); the best finite mean in the metric's direction
+wins; a setting with no value, or one that diverged without a failure value, never wins. A winner at the
+smallest or largest of two or more numeric values tried is "on the edge": the optimum may
+lie outside what was tried.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable, Sequence
+from typing import Any
+
+
+def mean_scores(scores: dict[Hashable, list[float]]) -> dict[Hashable, float]:
+    """Per setting, the mean of its values, NaN left out (NaN when it has none; +-inf stays in)."""
+    out = {}
+    for key, values in scores.items():
+        present = [v for v in values if not math.isnan(v)]
+        out[key] = sum(present) / len(present) if present else math.nan
+    return out
+
+
+def best_setting(scores: dict[Hashable, list[float]], better: str) -> tuple[Hashable | None, dict[Hashable, float]]:
+    """The setting with the best mean (``better``: lower / higher), and every setting's mean.
+
+    None when no setting has a value. Ties go to the first setting listed.
+    """
+    if better not in ("lower", "higher"):
+        raise ValueError(f"better must be lower or higher, got {better!r}")
+    means = mean_scores(scores)
+    finite = [(m, i, k) for i, (k, m) in enumerate(means.items()) if math.isfinite(m)]
+    if not finite:
+        return None, means
+    sign = 1 if better == "lower" else -1
+    return min(finite, key=lambda t: (sign * t[0], t[1]))[2], means
+
+
+def on_edge(best: Any, tried: Sequence[Any]) -> bool:
+    """Whether a numeric ``best`` is the smallest or largest of two or more numeric values tried."""
+    numbers = sorted({v for v in tried if isinstance(v, (int, float)) and not isinstance(v, bool)})
+    return isinstance(best, (int, float)) and len(numbers) >= 2 and best in (numbers[0], numbers[-1])
