@@ -26,3 +26,36 @@ def test_edge_of_what_was_tried():
     assert on_edge(0.03, [0.3, 0.1, 0.03]) and on_edge(0.3, [0.3, 0.1]) and not on_edge(0.1, [0.3, 0.1, 0.03])
     assert not on_edge(0.1, [0.1])  # one value tried: no edge to speak of
     assert not on_edge("adam", ["adam", "sgd"])
+
+
+def test_tuning_repeats_choose_again_on_disjoint_seed_blocks(tmp_path):
+    import yaml
+
+    from labbench.ablation import spec as specs
+    from labbench.ablation.plan import TUNING_SEED_BASE, tuning_runs
+    from labbench.ablation.results import choose_tuned
+
+    raw = {"name": "rep", "claim": "c", "factors": [], "base": ["data=synthetic"], "arms": {"a": [], "b": {"overrides": [], "seed_offset": 50}},
+           "hypotheses": [{"metric": "val/loss", "better": "a", "worse": "b", "direction": "lower"}],
+           "tuning": {"param": "optimizer.lr", "grid": [0.01, 0.1], "metric": "val/loss", "direction": "lower", "repeats": 2},
+           "profiles": {"smoke": {"seeds": 2}}}
+    (tmp_path / "rep.yaml").write_text(yaml.safe_dump(raw))
+    spec = specs.load(str(tmp_path / "rep.yaml"))
+    runs = tuning_runs(spec, "smoke", [])
+    assert sorted({r.seed for r in runs if r.arm == "a"}) == [TUNING_SEED_BASE, TUNING_SEED_BASE + 1]  # two disjoint blocks
+    assert sorted({r.seed for r in runs if r.arm == "b"}) == [TUNING_SEED_BASE + 50, TUNING_SEED_BASE + 51]
+    # arm a: block 0 prefers 0.01, block 1 prefers 0.1; arm b prefers 0.1 in both
+    loss = {("a", 0, 0.01): 0.5, ("a", 0, 0.1): 0.6, ("a", 1, 0.01): 0.9, ("a", 1, 0.1): 0.55,
+            ("b", 0, 0.01): 0.9, ("b", 0, 0.1): 0.4, ("b", 1, 0.01): 0.8, ("b", 1, 0.1): 0.45}
+    offset = {"a": 0, "b": 50}
+    records = {r.run_id: {"status": "completed", "metrics": {"final": {"val/loss": loss[(r.arm, r.seed - TUNING_SEED_BASE - offset[r.arm], r.tuned_value)]}},
+                          "curves": {}} for r in runs}
+
+    class Store:
+        def record(self, run_id):
+            return records[run_id]
+
+    tuned = choose_tuned(spec, "smoke", runs, Store())
+    assert tuned["a"]["per_block"] == [0.01, 0.1] and not tuned["a"]["blocks_agree"]
+    assert tuned["a"]["value"] == 0.1  # pooled: mean 0.575 beats 0.7
+    assert tuned["b"]["per_block"] == [0.1, 0.1] and tuned["b"]["blocks_agree"] and tuned["b"]["value"] == 0.1

@@ -28,7 +28,7 @@ class Outcome:
 
 def count_runs(spec: Spec, profile: str, seeds: int | None = None) -> int:
     n_seeds = seeds if seeds is not None else spec.profile(profile).seeds
-    tuning = 0 if spec.tuning is None else len(next(iter(spec.tuning_grid(profile).values()))) * spec.tuning.seeds
+    tuning = 0 if spec.tuning is None else len(next(iter(spec.tuning_grid(profile).values()))) * spec.tuning.seeds * spec.tuning.repeats
     return len(spec.arms) * (n_seeds + tuning)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import shlex
 from collections.abc import Sequence
 
-from labbench.ablation.plan import TUNING_SEED_BASE, arm_overrides, final_seeds, merge_overrides, tuning_runs
+from labbench.ablation.plan import arm_overrides, final_seeds, merge_overrides, tuning_runs, tuning_seeds
 from labbench.ablation.results import choose_tuned
 from labbench.ablation.spec import Spec
 from labbench.ablation.store import Store
@@ -38,7 +38,7 @@ def multirun_commands(
     commands = []
     for arm in spec.arms:
         if stage == "tune":
-            seed_list = [TUNING_SEED_BASE + i + arm.seed_offset for i in range(spec.tuning.seeds)]
+            seed_list = tuning_seeds(spec, arm.name)
             specific = [f"{spec.tuning.param}={_values(spec.tuning_grid(profile)[arm.name])}", "evaluate_test=false"]
         else:
             seed_list = [s + arm.seed_offset for s in final_seeds(spec, profile, seeds)]

@@ -106,6 +106,23 @@ def final_seeds(spec: Spec, profile: str, seeds: int | None = None) -> list[int]
     return list(range(seeds if seeds is not None else spec.profile(profile).seeds))
 
 
+def tuning_seeds(spec: Spec, arm: str) -> list[int]:
+    """An arm's tuning seeds: ``repeats`` disjoint blocks of ``seeds`` each, apart from the final seeds.
+
+    Block b holds TUNING_SEED_BASE + b x seeds + 0..seeds-1 (plus the arm's seed offset):
+    block 0 is the single block of a spec without repeats.
+    """
+    if spec.tuning is None:
+        return []
+    t = spec.tuning
+    return [TUNING_SEED_BASE + i + spec.arm(arm).seed_offset for i in range(t.seeds * t.repeats)]
+
+
+def tuning_block(spec: Spec, arm: str, seed: int) -> int:
+    """Which block of tuning seeds ``seed`` belongs to (see :func:`tuning_seeds`)."""
+    return (seed - TUNING_SEED_BASE - spec.arm(arm).seed_offset) // spec.tuning.seeds
+
+
 def tuning_runs(spec: Spec, profile: str, extra: Sequence[str]) -> list[PlannedRun]:
     if spec.tuning is None:
         return []
@@ -113,8 +130,8 @@ def tuning_runs(spec: Spec, profile: str, extra: Sequence[str]) -> list[PlannedR
     grid = spec.tuning_grid(profile)
     for arm in spec.arms:
         for value in grid[arm.name]:
-            for i in range(spec.tuning.seeds):
-                runs.append(planned_run(spec, arm.name, profile, extra, TUNING_SEED_BASE + i + arm.seed_offset, "tune", value))
+            for seed in tuning_seeds(spec, arm.name):
+                runs.append(planned_run(spec, arm.name, profile, extra, seed, "tune", value))
     return runs
 
 

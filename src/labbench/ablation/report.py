@@ -232,8 +232,16 @@ def _setup_rows(spec: Spec, plan: Plan, records: dict[str, list[dict | None]]) -
             scores = ", ".join(f"{k}: {_f(v)}" for k, v in info["scores"].items())
             never = " **no value of its grid cleared the competence gate**" if info.get("cleared_gate") is False else ""
             rows.append((f"tuned `{arm}`", f"`{t.param}={info['value']}`{edge}{never} (grid scores {scores})"))
-        rows.append(("tuning noise", f"the tuned values are chosen once, on {t.seeds} tuning seed(s) apart from the final seeds; "
-                     "the intervals above cover seed-to-seed variance of the final runs, not the variance of that choice"))
+        if t.repeats > 1:
+            choices = "; ".join(f"`{arm}`: {', '.join(str(v) for v in info.get('per_block', []))}"
+                                f"{'' if info.get('blocks_agree') else ' **(the blocks disagree)**'}" for arm, info in plan.tuned.items())
+            rows.append(("tuning noise", f"chosen again on each of {t.repeats} disjoint blocks of {t.seeds} tuning seed(s): {choices}. "
+                         "The verdict's intervals cover the final runs' seed-to-seed variance, not the variance of the choice; "
+                         "blocks that disagree say the choice itself is noisy"))
+        else:
+            rows.append(("tuning noise", f"the tuned values are chosen once, on {t.seeds} tuning seed(s) apart from the final seeds; "
+                         "the intervals above cover seed-to-seed variance of the final runs, not the variance of that choice "
+                         "(tuning.repeats: k re-chooses on k disjoint seed blocks and shows whether they agree)"))
     return rows
 
 

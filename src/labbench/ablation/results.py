@@ -18,7 +18,7 @@ from collections import Counter
 from typing import Any
 
 from labbench.ablation.metrics import has_curve, metric_value, parse_metric, truncated
-from labbench.ablation.plan import Plan, PlannedRun
+from labbench.ablation.plan import Plan, PlannedRun, tuning_block
 from labbench.ablation.spec import Gate, Hypothesis, Spec, arms_of, is_pair, is_reference
 from labbench.ablation.stats import ALPHA, METHOD, can_decide, compare, decide, holm, seeds_needed, summarize
 from labbench.ablation.store import Store
@@ -147,14 +147,21 @@ def choose_tuned(spec: Spec, profile: str, runs: list[PlannedRun], store: Store)
         by_arm.setdefault(r.arm, []).append((r.tuned_value, store.record(r.run_id)))
     gates = [g for g in spec.gates if g.metric == t.metric]
     all_records = [rec for pairs in by_arm.values() for _, rec in pairs if rec]
+    seeds_of = {r.run_id: r.seed for r in runs}
     tuned = {}
     for arm, pairs in by_arm.items():
         grid = list(spec.tuning_grid(profile)[arm])
-        scores: dict[str, list[float]] = {repr(v): [] for v in grid}
-        for value, rec in pairs:
-            scores.setdefault(repr(value), []).append(tuning_value(rec, t.metric, spec, t.direction))
+        keys = [repr(v) for v in grid]
+        scores: dict[str, list[float]] = {k: [] for k in keys}
+        blocks: dict[int, dict[str, list[float]]] = {}
+        for (value, rec), run in zip(pairs, [r for r in runs if r.arm == arm]):
+            score = tuning_value(rec, t.metric, spec, t.direction)
+            scores.setdefault(repr(value), []).append(score)
+            blocks.setdefault(tuning_block(spec, arm, seeds_of[run.run_id]), {k: [] for k in keys})[repr(value)].append(score)
         best, means = best_setting(scores, t.direction)
-        best_value = grid[[repr(v) for v in grid].index(best)] if best is not None else grid[0]
+        best_value = grid[keys.index(best)] if best is not None else grid[0]
+        per_block = [best_setting(blocks[b], t.direction)[0] for b in sorted(blocks)]
+        per_block_values = [grid[keys.index(k)] if k is not None else None for k in per_block]
         cleared = None
         if gates:
             bars = [gate_threshold(g, all_records) for g in gates]
@@ -165,6 +172,8 @@ def choose_tuned(spec: Spec, profile: str, runs: list[PlannedRun], store: Store)
             "scores": {repr(v): means[repr(v)] for v in grid},
             "on_edge": best is not None and on_edge(best_value, grid),
             "cleared_gate": cleared,
+            "per_block": per_block_values,  # the choice on each disjoint block of tuning seeds
+            "blocks_agree": len(set(map(repr, per_block_values))) == 1,
         }
     return tuned
 

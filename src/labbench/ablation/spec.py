@@ -31,7 +31,7 @@ SPEC_KEYS = {
     "failure": "optional {metric key: value} a diverged run counts as, where the task declares none (or to replace it)",
 }
 HYPOTHESIS_KEYS = {"name", "metric", "better", "worse", "direction", "margin", "note"}
-TUNING_KEYS = {"param", "grid", "metric", "direction", "seeds"}
+TUNING_KEYS = {"param", "grid", "metric", "direction", "seeds", "repeats"}
 GATE_KEYS = {"metric", "threshold", "fraction", "arms"}
 BASELINES = ("chance", "unigram", "bigram")  # what the data modules record (labbench.data: baselines())
 PROFILE_KEYS = {"seeds", "overrides", "estimated_minutes", "description", "tuning_grid"}
@@ -92,6 +92,7 @@ class Tuning:
     metric: str
     direction: str
     seeds: int = 1
+    repeats: int = 1  # disjoint blocks of tuning seeds: does the choice survive other seeds?
 
 
 @dataclass(frozen=True)
@@ -306,7 +307,9 @@ def parse(raw: dict[str, Any], path: Path) -> Spec:
         if not t["metric"].startswith("val/"):
             raise _fail(path, f"tuning.metric must be a validation metric (val/...), got {t['metric']!r}: the test split is for final runs only")
         parse_metric(t["metric"])
-        tuning = Tuning(t["param"], grid, t["metric"], _direction(path, "tuning", t["direction"]), int(t.get("seeds", 1)))
+        if int(t.get("seeds", 1)) < 1 or int(t.get("repeats", 1)) < 1:
+            raise _fail(path, f"tuning.seeds and tuning.repeats must be at least 1, got {t.get('seeds', 1)} and {t.get('repeats', 1)}")
+        tuning = Tuning(t["param"], grid, t["metric"], _direction(path, "tuning", t["direction"]), int(t.get("seeds", 1)), int(t.get("repeats", 1)))
 
     profiles = {}
     if not isinstance(raw["profiles"], dict):
