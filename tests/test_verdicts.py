@@ -194,3 +194,19 @@ def test_cli_validate_and_bad_seed_counts_are_one_sentence(capsys):
     assert "unexpected keyword argument 'widht'" in capsys.readouterr().out
     assert main(["reproduce", "xavier-vs-kaiming", "--seeds", "0", "--no-wandb"]) == 2
     assert "--seeds must be at least 1" in " ".join(capsys.readouterr().out.split())
+
+
+def test_data_baselines_for_the_gates():
+    """What a model that learned nothing scores, computed by labbench from the data (hand-checkable values)."""
+    from labbench.config import compose
+    from labbench.train import build
+
+    dm, _, _ = build(compose(["preset=gan_ring"]))
+    ring = dm.baselines()
+    assert ring["test/modes"] == 8.0 and ring["test/hq_share"] > 0.98  # the data covers its own modes
+    dm, _, _ = build(compose(["preset=char_lm"]))
+    text = dm.baselines()
+    assert 3.2 < text["train/unigram"] < 3.4 and 2.4 < text["train/bigram"] < 2.55  # tiny Shakespeare: ~3.30 / ~2.48 nats
+    dm, _, _ = build(compose(["data=digits"]))
+    y = dm.splits["test"][1]
+    assert dm.baselines()["test/chance"] == pytest.approx(float(y.bincount().max()) / len(y))

@@ -168,6 +168,16 @@ class Ring(TensorDataModule):
         angles = 2 * math.pi * torch.arange(modes, dtype=torch.float32) / modes
         self.centers = radius * torch.stack([angles.cos(), angles.sin()], dim=1)
 
+    def baselines(self) -> dict[str, float]:
+        """The data's own sample measures per split (``{split}/modes``, ``{split}/hq_share``, ...),
+        plus chance: the floor a generator's samples are gated against (a fraction of the real data's)."""
+        from labbench.measures import mode_coverage
+
+        out = super().baselines()
+        for split, (x, _) in self.splits.items():
+            out.update({f"{split}/{k}": v for k, v in mode_coverage(x, self.centers, self.std).items() if k != "mode_kl"})
+        return out
+
     def load(self):
         g = torch.Generator().manual_seed(self.split_seed)
         y = torch.randint(0, self.modes, (self.num_train + self.num_test,), generator=g)
