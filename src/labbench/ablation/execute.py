@@ -21,7 +21,7 @@ from pathlib import Path
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
 from labbench.ablation.multirun import into_store
-from labbench.ablation.plan import PlannedRun, merge_overrides
+from labbench.ablation.plan import PlannedRun, logging_overrides, merge_overrides
 from labbench.ablation.store import Store
 
 ProgressFn = Callable[[PlannedRun, str], None]
@@ -42,21 +42,6 @@ def _init_worker(threads: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
-
-
-def logging_overrides(group: str, arm: str, tags: Sequence[str], seed: int | str, stage: str, wandb: bool) -> list[str]:
-    """Loggers and progress bars: not part of a run's identity (its id stays the same)."""
-    common = ["trainer.enable_progress_bar=false"]
-    if not wandb:
-        return [*common, "logger=csv"]
-    tag_list = ",".join(tags)
-    return [
-        *common,
-        f"logger.wandb.group={group}",
-        f"logger.wandb.job_type={arm}",
-        f"logger.wandb.tags=[{tag_list}]",
-        f"logger.wandb.name={arm}-{stage}-s{seed}",
-    ]
 
 
 def execute(
@@ -90,7 +75,7 @@ def execute(
         if run_dir.exists():  # a killed or interrupted attempt: start clean (no stale W&B run to sync)
             shutil.rmtree(run_dir)
         seed = "${seed}" if launcher else r.seed  # a sweep over seeds names each W&B run by its own seed
-        overrides = merge_overrides(r.overrides, logging_overrides(group, r.arm, tags, seed, r.stage, wandb))
+        overrides = merge_overrides(r.overrides, logging_overrides(group, r.arm, tags, wandb, seed, r.stage))
         return list(overrides), str(store.run_dir(r.run_id))
 
     def finish(r: PlannedRun, status: str) -> None:

@@ -12,14 +12,14 @@ from __future__ import annotations
 import shlex
 from collections.abc import Sequence
 
-from labbench.ablation.plan import arm_overrides, final_seeds, merge_overrides, tuning_runs, tuning_seeds
+from labbench.ablation.plan import arm_overrides, final_seeds, format_value, logging_overrides, merge_overrides, tuning_runs, tuning_seeds
 from labbench.ablation.results import choose_tuned
 from labbench.ablation.spec import Spec
 from labbench.ablation.store import Store
 
 
 def _values(values) -> str:
-    return ",".join(str(v) for v in values)
+    return ",".join(format_value(v) for v in values)
 
 
 def multirun_commands(
@@ -34,7 +34,7 @@ def multirun_commands(
             stage = "tune"
         else:
             tuned = choose_tuned(spec, profile, runs, store)
-    tags = ",".join(t for t in (spec.claim_id, profile) if t)
+    tags = [t for t in (spec.claim_id, profile) if t]
     commands = []
     for arm in spec.arms:
         if stage == "tune":
@@ -42,9 +42,8 @@ def multirun_commands(
             specific = [f"{spec.tuning.param}={_values(spec.tuning_grid(profile)[arm.name])}", "evaluate_test=false"]
         else:
             seed_list = [s + arm.seed_offset for s in final_seeds(spec, profile, seeds)]
-            specific = [f"{spec.tuning.param}={tuned[arm.name]['value']}"] if tuned else []
-        reporting = ["trainer.enable_progress_bar=false"]
-        reporting += [f"logger.wandb.group={spec.name}", f"logger.wandb.job_type={arm.name}", f"logger.wandb.tags=[{tags}]"] if wandb else ["logger=csv"]
+            specific = [f"{spec.tuning.param}={format_value(tuned[arm.name]['value'])}"] if tuned else []
+        reporting = logging_overrides(spec.name, arm.name, tags, wandb)
         overrides = merge_overrides(arm_overrides(spec, arm.name, profile, extra), [f"seed={_values(seed_list)}", *specific], reporting)
         commands.append(["labbench-train", "-m", *overrides, *into_store(store)])
     return stage, commands

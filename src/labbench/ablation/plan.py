@@ -31,8 +31,30 @@ def merge_overrides(*groups: Iterable[str]) -> tuple[str, ...]:
     return tuple(merged.values())
 
 
-def _format(value: Any) -> str:
+def format_value(value: Any) -> str:
+    """A value as a Hydra override writes it (quoted where it holds spaces, commas or brackets)."""
     return repr(value) if isinstance(value, str) and any(c in value for c in " ,[]") else str(value)
+
+
+def logging_overrides(
+    group: str, arm: str, tags: Sequence[str], wandb: bool, seed: int | str | None = None, stage: str | None = None
+) -> list[str]:
+    """Loggers and progress bars: not part of a run's identity (its id stays the same).
+
+    The one place ``reproduce`` and ``labbench plan`` take them from; a sweep over seeds
+    (``seed`` None) leaves the W&B run name to W&B.
+    """
+    common = ["trainer.enable_progress_bar=false"]
+    if not wandb:
+        return [*common, "logger=csv"]
+    tag_list = ",".join(tags)
+    return [
+        *common,
+        f"logger.wandb.group={group}",
+        f"logger.wandb.job_type={arm}",
+        f"logger.wandb.tags=[{tag_list}]",
+        *([f"logger.wandb.name={arm}-{stage}-s{seed}"] if seed is not None else []),
+    ]
 
 
 @dataclass(frozen=True)
@@ -88,7 +110,7 @@ def arm_overrides(spec: Spec, arm: str, profile: str, extra: Sequence[str] = ())
 def planned_run(spec: Spec, arm: str, profile: str, extra: Sequence[str], seed: int, stage: str, tuned_value: Any = None) -> PlannedRun:
     specific = [f"seed={seed}"]
     if spec.tuning is not None and tuned_value is not None:
-        specific.append(f"{spec.tuning.param}={_format(tuned_value)}")
+        specific.append(f"{spec.tuning.param}={format_value(tuned_value)}")
     if stage == "tune":
         specific.append("evaluate_test=false")
     overrides = merge_overrides(arm_overrides(spec, arm, profile, extra), specific)
