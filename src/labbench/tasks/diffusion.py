@@ -33,12 +33,8 @@ class DiffusionTask(GenerativeTask):
         **evaluation,
     ) -> None:
         super().__init__(model, optimizer, schedule, **evaluation)
-        self._eval_generator: torch.Generator | None = None
 
-    def on_validation_epoch_start(self) -> None:
-        self._eval_generator = torch.Generator(self.device).manual_seed(self.sample_seed)
-
-    on_test_epoch_start = on_validation_epoch_start
+    eval_noise_on_device = True  # the noise is drawn where the model is
 
     def shared_step(self, batch, split: str) -> torch.Tensor:
         x0 = self.to_model(batch[0])

@@ -53,7 +53,6 @@ class GANTask(GenerativeTask):
         self.automatic_optimization = False
         self.d_steps, self.d_lr = d_steps, d_lr
         self.d_updates = self.g_updates = 0
-        self._eval_generator: torch.Generator | None = None
 
     def configure_optimizers(self):
         g_opt = self.optimizer_factory(self.model.generator.parameters())
@@ -127,11 +126,6 @@ class GANTask(GenerativeTask):
         for name, value in self.discriminator_measures(split, d_loss, real_scores, fake_scores).items():
             self.log(name, value, prog_bar=name.endswith("d_loss"), on_epoch=True, batch_size=len(real))
         return d_loss
-
-    def on_validation_epoch_start(self) -> None:
-        self._eval_generator = torch.Generator().manual_seed(self.sample_seed)
-
-    on_test_epoch_start = on_validation_epoch_start
 
     def on_fit_start(self) -> None:
         super().on_fit_start()

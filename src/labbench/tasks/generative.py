@@ -60,6 +60,19 @@ class GenerativeTask(Task):
         self.eval_samples, self.figure_samples = eval_samples, figure_samples
         self.sample_seed, self.classifier_steps = sample_seed, classifier_steps
         self.figures: dict[str, str] = {}
+        self._eval_generator: torch.Generator | None = None
+
+    eval_noise_on_device = False  # where evaluation noise is drawn: the model's device (DDPM) or the CPU
+
+    def on_validation_epoch_start(self) -> None:
+        """Evaluation noise from its own generator, seeded by ``sample_seed``: the same noise at every
+        evaluation (val curves compare across steps and runs), and how often a run validates leaves
+        its training path unchanged."""
+        device = self.device if self.eval_noise_on_device else torch.device("cpu")
+        self._eval_generator = torch.Generator(device).manual_seed(self.sample_seed)
+
+    def on_test_epoch_start(self) -> None:
+        self.on_validation_epoch_start()
 
     # -- spaces -------------------------------------------------------------------------
     def is_image(self, x: torch.Tensor) -> bool:

@@ -45,7 +45,6 @@ class VAETask(GenerativeTask):
             raise ValueError(f"kl_weight and kl_warmup_steps must be >= 0; got {kl_weight}, {kl_warmup_steps}")
         self.kl_weight, self.kl_warmup_steps = kl_weight, kl_warmup_steps
         self._eval: dict[str, list[torch.Tensor]] = {}
-        self._eval_generator: torch.Generator | None = None
 
     def beta(self) -> float:
         if self.kl_warmup_steps <= 0:
@@ -56,13 +55,6 @@ class VAETask(GenerativeTask):
         """Per-sample reconstruction term -log p(x|z), KL term, and the posterior means."""
         out, mu, logvar = self.model(x, generator)
         return -self.model.log_likelihood(x, out), self.model.kl(mu, logvar), mu
-
-    def on_validation_epoch_start(self) -> None:
-        # Evaluation noise from its own generator: the same at every evaluation, and how
-        # often a run validates leaves its training path unchanged.
-        self._eval_generator = torch.Generator().manual_seed(self.sample_seed)
-
-    on_test_epoch_start = on_validation_epoch_start
 
     def on_fit_start(self) -> None:
         super().on_fit_start()
