@@ -210,3 +210,18 @@ def test_data_baselines_for_the_gates():
     dm, _, _ = build(compose(["data=digits"]))
     y = dm.splits["test"][1]
     assert dm.baselines()["test/chance"] == pytest.approx(float(y.bincount().max()) / len(y))
+
+
+def test_review_findings_stay_fixed(tmp_path):
+    """Tuning never prefers a setting whose completed runs logged inf; a step shared by 1/4 and 1/2
+    of the budget still counts for the last-half check; a factor name is not a prefix match."""
+    from labbench.ablation.plan import _derived_from_factor
+    from labbench.ablation.results import tuning_value
+    from labbench.tuning import best_setting
+
+    spec = make_spec(tmp_path, ["a", "b"], [{"metric": "val/loss", "better": "a", "worse": "b", "direction": "lower"}])
+    blew = {"status": "completed", "metrics": {"final": {"val/loss": float("inf")}}, "curves": {}}
+    scores = {"0.1": [0.5, tuning_value(blew, "val/loss", spec, "lower")], "0.01": [0.6, 0.6]}
+    assert best_setting(scores, "lower")[0] == "0.01"
+    assert _derived_from_factor({"x": "${lr_warmup}"}, "x", ["lr"]) is False
+    assert _derived_from_factor({"x": "${labbench.mul:2,${lr}}"}, "x", ["lr"]) is True

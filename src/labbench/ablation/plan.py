@@ -6,6 +6,7 @@ they compose to, so the plan, the store and resume all agree on what a run is.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -191,6 +192,10 @@ def _check_directions(spec: Spec, arm: str, task: str) -> None:
             direction(parse_metric(expr).key, task)
         except UnknownMetric as err:
             raise SpecError(f"{spec.name}: arm {arm!r} reads {expr!r}: {err}") from err
+    for expr in [g.metric for g in spec.gates] + ([spec.tuning.metric] if spec.tuning is not None else []):
+        if direction(parse_metric(expr).key, task) == "neither":
+            raise SpecError(f"{spec.name}: {expr!r} has no better side (its task declares 'neither'), so it cannot be a gate "
+                            "or a tuning metric; use a loss, an accuracy or another metric with a direction")
 
 
 def _derived_from_factor(raw_flat: dict[str, Any], key: str, factors: Sequence[str]) -> bool:
@@ -202,7 +207,7 @@ def _derived_from_factor(raw_flat: dict[str, Any], key: str, factors: Sequence[s
     parts = key.split(".")
     for i in range(len(parts), 0, -1):
         value = raw_flat.get(".".join(parts[:i]))
-        if isinstance(value, str) and any("${" + f in value for f in factors):
+        if isinstance(value, str) and any(re.search(r"\$\{" + re.escape(f) + r"[}.,]", value) for f in factors):
             return True
     return False
 

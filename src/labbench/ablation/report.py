@@ -52,7 +52,7 @@ def predicted_text(h: dict) -> str:
 
 
 def difference_text(h: dict) -> str:
-    if h["n"] and math.isnan(h["ci_low"]) and math.isfinite(h["mean_diff"]):
+    if h["n"] > 1 and math.isnan(h["ci_low"]) and math.isfinite(h["mean_diff"]):
         return f"{_f(h['mean_diff'])} (every seed the same: no interval)"
     return f"{_f(h['mean_diff'])} [{_f(h['ci_low'])}, {_f(h['ci_high'])}]"
 

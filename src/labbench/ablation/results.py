@@ -73,7 +73,8 @@ def tuning_value(record: dict | None, expr: str, spec: Spec, better: str) -> flo
     """A run's value when choosing a setting: :func:`run_value`, but a diverged run without a failure
     value is the worst value there is (a setting must never win because its runs blew up)."""
     value = run_value(record, expr, spec)
-    if math.isnan(value) and record is not None and record.get("status") == DIVERGED:
+    blew_up = record is not None and (record.get("status") == DIVERGED or (record.get("status") == OK and _blew_up(record, expr)))
+    if math.isnan(value) and blew_up:
         return math.inf if better == "lower" else -math.inf
     return value
 
@@ -242,11 +243,12 @@ def trajectory(spec: Spec, h: dict[str, Any], hyp: Hypothesis, records: dict[str
     if not steps or h["kind"] == "rate":
         return []
     budget = max(steps)
-    points = []
+    by_step: dict[int, float] = {}
     for fraction in STABILITY_POINTS:
-        earlier = [s for s in steps if s <= fraction * budget]
-        if earlier and earlier[-1] not in [p["step"] for p in points]:
-            points.append({"fraction": fraction, "step": earlier[-1]})
+        earlier = [s for s in steps if s <= fraction * budget and s < budget]
+        if earlier:
+            by_step[earlier[-1]] = fraction  # a step shared by two fractions keeps the later one (the last-half check)
+    points = [{"fraction": f, "step": s} for s, f in sorted(by_step.items())]
     out = []
     for p in points:
         at = {arm: [truncated(r, p["step"]) if r else None for r in recs] for arm, recs in records.items()}
@@ -294,7 +296,7 @@ def analyze(spec: Spec, plan: Plan, store: Store) -> dict[str, Any]:
         "profile": plan.profile,
         "method": METHOD,
         "alpha": ALPHA,
-        "seeds_needed": seeds_needed(max(1, len(spec.hypotheses))),
+        "seeds_needed": seeds_needed(max(1, sum(1 for h in hypotheses if not h["undertrained"]))),
         "hypotheses": hypotheses,
         "arms": arms,
         "directions": {m: _safe_direction(flat, m) for m in metrics},
