@@ -225,3 +225,14 @@ def test_review_findings_stay_fixed(tmp_path):
     assert best_setting(scores, "lower")[0] == "0.01"
     assert _derived_from_factor({"x": "${lr_warmup}"}, "x", ["lr"]) is False
     assert _derived_from_factor({"x": "${labbench.mul:2,${lr}}"}, "x", ["lr"]) is True
+
+
+def test_a_profile_without_seeds_gets_the_methods_recommendation(tmp_path):
+    from labbench.ablation.stats import RECOMMENDED_SEEDS
+
+    raw = {"name": "defaults", "claim": "c", "factors": [], "base": ["data=synthetic"], "arms": {"a": [], "b": []},
+           "hypotheses": [{"metric": "val/loss", "better": "a", "worse": "b", "direction": "lower"}],
+           "profiles": {"smoke": {"seeds": 2}, "quick": {}}}
+    (tmp_path / "defaults.yaml").write_text(yaml.safe_dump(raw))
+    spec = specs.load(str(tmp_path / "defaults.yaml"))
+    assert spec.profile("quick").seeds == RECOMMENDED_SEEDS == 8 and spec.profile("smoke").seeds == 2

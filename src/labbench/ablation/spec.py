@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from labbench.ablation.metrics import parse_metric
+from labbench.ablation.stats import RECOMMENDED_SEEDS
 
 SPEC_KEYS = {
     "name": "the ablation's name (the file name without .yaml)",
@@ -23,7 +24,7 @@ SPEC_KEYS = {
     "metrics": "metric expressions reported for every arm",
     "hypotheses": "the predictions the verdicts answer",
     "tuning": "optional per-arm nuisance tuning on the validation split",
-    "profiles": "smoke / quick / full: seeds, overrides, estimated minutes",
+    "profiles": "smoke / quick / full: seeds (default: the method's recommended 8), overrides, estimated minutes",
     "notes": "optional remarks shown in the report",
     "curves": "optional curve keys plotted per arm in curves.png (default: train/loss, val/loss, val/acc)",
     "map": "optional suggested map axes {axes: {key: [values]}, minutes_per_cell: {profile: minutes}}",
@@ -317,7 +318,7 @@ def parse(raw: dict[str, Any], path: Path) -> Spec:
     for name, body in raw["profiles"].items():
         body = body or {}
         _unknown(path, f"profile {name!r}", set(body), PROFILE_KEYS)
-        seeds = int(body.get("seeds", 0))
+        seeds = int(body.get("seeds", RECOMMENDED_SEEDS))  # the method's recommendation (docs/method.md) unless the profile says
         if seeds < 1:
             raise _fail(path, f"profile {name!r} needs seeds >= 1")
         est = body.get("estimated_minutes")
