@@ -221,7 +221,7 @@ def test_review_findings_stay_fixed(tmp_path):
 
     spec = make_spec(tmp_path, ["a", "b"], [{"metric": "val/loss", "better": "a", "worse": "b", "direction": "lower"}])
     blew = {"status": "completed", "metrics": {"final": {"val/loss": float("inf")}}, "curves": {}}
-    scores = {"0.1": [0.5, tuning_value(blew, "val/loss", spec, "lower")], "0.01": [0.6, 0.6]}
+    scores = {"0.1": [0.5, tuning_value(blew, "val/loss", "lower")], "0.01": [0.6, 0.6]}
     assert best_setting(scores, "lower")[0] == "0.01"
     assert _derived_from_factor({"x": "${lr_warmup}"}, "x", ["lr"]) is False
     assert _derived_from_factor({"x": "${labbench.mul:2,${lr}}"}, "x", ["lr"]) is True

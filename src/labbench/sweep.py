@@ -74,12 +74,6 @@ def setting(record: dict[str, Any], key: str) -> Any:
     return flatten(record.get("config", {})).get(key)
 
 
-class _NoSpec:
-    """A sweep has no spec: only the tasks' declared failure values apply."""
-
-    failure: dict[str, float] = {}
-
-
 def summarize(records: list[dict[str, Any]], keys: list[str], tune: list[str], objective: str, direction: str) -> dict[str, Any]:
     """Per arm, the best setting of the ``tune`` keys by mean objective over the arm's seeds (:mod:`labbench.tuning`)."""
     from labbench.tuning import best_setting, on_edge
@@ -98,7 +92,7 @@ def summarize(records: list[dict[str, Any]], keys: list[str], tune: list[str], o
         tuned = {k: setting(record, k) for k in tune}
         arm_id, tuned_id = json.dumps(arm, sort_keys=True, default=str), json.dumps(tuned, sort_keys=True, default=str)
         arms[arm_id], settings[tuned_id] = arm, tuned
-        scores.setdefault(arm_id, {}).setdefault(tuned_id, []).append(tuning_value(record, objective, _NoSpec(), better))
+        scores.setdefault(arm_id, {}).setdefault(tuned_id, []).append(tuning_value(record, objective, better))
     out = []
     for arm_id, by_setting in scores.items():
         best_id, means = best_setting(by_setting, better)

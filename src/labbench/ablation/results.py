@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Mapping
 from typing import Any
 
 from labbench.ablation.metrics import has_curve, metric_value, parse_metric, truncated
@@ -44,15 +45,15 @@ def metric_direction(records: list[dict | None], expr: str) -> str:
     raise UnknownMetric(f"no run record says which values of {expr!r} are better (no completed run logged it)")
 
 
-def failure_value(record: dict, expr: str, spec: Spec) -> float:
-    """What a diverged run counts as on ``expr``: the spec's declaration, else the task's; NaN if none."""
+def failure_value(record: dict, expr: str, declared: Mapping[str, float]) -> float:
+    """What a diverged run counts as on ``expr``: ``declared`` (a spec's ``failure``), else the task's; NaN if none."""
     key = parse_metric(expr).key
-    if key in spec.failure:
-        return float(spec.failure[key])
+    if key in declared:
+        return float(declared[key])
     return float(record.get("failure_values", {}).get(key, math.nan))
 
 
-def run_value(record: dict | None, expr: str, spec: Spec) -> float:
+def run_value(record: dict | None, expr: str, declared: Mapping[str, float] = {}) -> float:
     """One run's value of ``expr`` (module docstring: diverged runs take the failure value)."""
     if record is None:
         return math.nan
@@ -63,16 +64,16 @@ def run_value(record: dict | None, expr: str, spec: Spec) -> float:
         value = metric_value(record, expr)
         if math.isfinite(value):
             return value
-        return failure_value(record, expr, spec) if _blew_up(record, expr) else math.nan
+        return failure_value(record, expr, declared) if _blew_up(record, expr) else math.nan
     if status == DIVERGED:
-        return failure_value(record, expr, spec)
+        return failure_value(record, expr, declared)
     return math.nan
 
 
-def tuning_value(record: dict | None, expr: str, spec: Spec, better: str) -> float:
+def tuning_value(record: dict | None, expr: str, better: str, declared: Mapping[str, float] = {}) -> float:
     """A run's value when choosing a setting: :func:`run_value`, but a diverged run without a failure
     value is the worst value there is (a setting must never win because its runs blew up)."""
-    value = run_value(record, expr, spec)
+    value = run_value(record, expr, declared)
     blew_up = record is not None and (record.get("status") == DIVERGED or (record.get("status") == OK and _blew_up(record, expr)))
     if math.isnan(value) and blew_up:
         return math.inf if better == "lower" else -math.inf
@@ -87,7 +88,7 @@ def _blew_up(record: dict, expr: str) -> bool:
 
 def values_by_arm(spec: Spec, records: dict[str, list[dict | None]], expr: str) -> dict[str, list[float]]:
     """Per arm, per seed: the run's value of ``expr`` (see :func:`run_value`)."""
-    return {arm: [run_value(r, expr, spec) for r in recs] for arm, recs in records.items()}
+    return {arm: [run_value(r, expr, spec.failure) for r in recs] for arm, recs in records.items()}
 
 
 def _side(values: dict[str, list[float]], side: Any, n: int) -> list[float]:
@@ -156,7 +157,7 @@ def choose_tuned(spec: Spec, profile: str, runs: list[PlannedRun], store: Store)
         scores: dict[str, list[float]] = {k: [] for k in keys}
         blocks: dict[int, dict[str, list[float]]] = {}
         for (value, rec), run in zip(pairs, [r for r in runs if r.arm == arm]):
-            score = tuning_value(rec, t.metric, spec, t.direction)
+            score = tuning_value(rec, t.metric, t.direction, spec.failure)
             scores.setdefault(repr(value), []).append(score)
             blocks.setdefault(tuning_block(spec, arm, seeds_of[run.run_id]), {k: [] for k in keys})[repr(value)].append(score)
         best, means = best_setting(scores, t.direction)
@@ -252,7 +253,7 @@ def trajectory(spec: Spec, h: dict[str, Any], hyp: Hypothesis, records: dict[str
     out = []
     for p in points:
         at = {arm: [truncated(r, p["step"]) if r else None for r in recs] for arm, recs in records.items()}
-        values = {arm: [run_value(r, hyp.metric, spec) for r in recs] for arm, recs in at.items()}
+        values = {arm: [run_value(r, hyp.metric, spec.failure) for r in recs] for arm, recs in at.items()}
         n = max((len(v) for v in values.values()), default=0)
         better, worse = _side(values, hyp.better, n), _side(values, hyp.worse, n)
         pairs = [(b, w) for b, w in zip(better, worse) if math.isfinite(b) and math.isfinite(w)]
