@@ -141,6 +141,9 @@ def test_vae_run_learns_and_records_its_terms(tmp_path):
     assert 0 <= final["test/active_units"] <= 8
     assert 0 < final["test/recon_sharpness_ratio"] and 0 < final["test/sharpness_ratio"]
     assert 0 < final["test/confidence"] <= 1 and 0 <= final["test/class_entropy"] <= math.log(10) + 1e-6
+    assert math.isfinite(final["test/kid"]) and record["metrics"]["directions"]["test/kid"] == "lower"
+    # the real digits' own confidence under the same classifier: the floor a gate names as `confidence`
+    assert 0.1 < record["baselines"]["test/confidence"] <= 1 and record["baselines"]["test/confidence"] > final["test/confidence"]
     assert record["figures"] == {"samples": "samples.png", "reconstructions": "reconstructions.png"}
     assert all((tmp_path / "vae" / f).stat().st_size > 1000 for f in record["figures"].values())
 

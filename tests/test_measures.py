@@ -8,7 +8,7 @@ import pytest
 import torch
 import torchvision.transforms.functional as TF
 
-from labbench.measures import SampleClassifier, diversity, laplacian_variance, mode_coverage, save_image_grid, save_scatter
+from labbench.measures import SampleClassifier, diversity, kernel_distance, laplacian_variance, mode_coverage, save_image_grid, save_scatter
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 STD = 0.02
@@ -165,6 +165,43 @@ def test_classifier_cache_returns_one_instance(digits):
     first = SampleClassifier.cached("test-digits-tiny", x_train[:100], y_train[:100], 10, steps=5)
     assert SampleClassifier.cached("test-digits-tiny", x_train[:100], y_train[:100], 10, steps=5) is first
     assert SampleClassifier.cached("test-digits-other", x_train[:100], y_train[:100], 10, steps=5) is not first
+
+
+def test_kernel_distance_by_hand():
+    # two 1-D sets: k(a, b) = (a b / 1 + 1)^3
+    x, y = torch.tensor([[0.0], [1.0]]), torch.tensor([[1.0], [2.0], [0.0]])
+    k = lambda a, b: (a * b + 1) ** 3  # noqa: E731
+    within_x = 2 * k(0, 1) / 2
+    within_y = 2 * (k(1, 2) + k(1, 0) + k(2, 0)) / 6
+    between = sum(k(a, b) for a in (0, 1) for b in (1, 2, 0)) / 6
+    assert kernel_distance(x, y) == pytest.approx(within_x + within_y - 2 * between)
+    assert kernel_distance(x, y) == pytest.approx(kernel_distance(y, x))
+    with pytest.raises(ValueError, match="at least 2 vectors"):
+        kernel_distance(x[:1], y)
+    with pytest.raises(ValueError, match="two sets of feature vectors"):
+        kernel_distance(x, torch.zeros(3, 2))
+
+
+def test_kernel_distance_is_near_zero_for_one_distribution_and_grows_with_a_shift():
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(500, 16, generator=g), torch.randn(500, 16, generator=g)
+    same = kernel_distance(a, b)
+    assert abs(same) < 0.02
+    assert kernel_distance(a + 0.5, b) > 10 * abs(same) and kernel_distance(a + 1.0, b) > kernel_distance(a + 0.5, b)
+
+
+def test_pixel_noise_does_not_win_the_feature_distance(digits, trained):
+    """Sharpness rewards noise; the classifier-feature distance to real digits does not."""
+    _, _, x_test, _ = digits
+    classifier = trained[0]
+    real, other = x_test[:150], x_test[150:300]
+    noisy = (other + 0.3 * torch.randn(other.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+    blurred = TF.gaussian_blur(other, kernel_size=3, sigma=1.0)
+    f = classifier.features
+    assert laplacian_variance(noisy).mean() > laplacian_variance(other).mean()  # noise is "sharper" ...
+    assert kernel_distance(f(noisy), f(real)) > kernel_distance(f(other), f(real))  # ... but further from real digits
+    assert kernel_distance(f(blurred), f(real)) > kernel_distance(f(other), f(real))
+    assert f(real).shape == (150, 1024)
 
 
 def test_figures_write_png_into_new_folder(tmp_path):

@@ -199,6 +199,30 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pilot(args: argparse.Namespace) -> int:
+    """``labbench pilot NAME``: size the profile's budget from the standard-practice arm alone."""
+    from labbench.ablation.pilot import chosen_overrides, run_pilot
+
+    s = specs.load(args.name)
+    if s.pilot is None:
+        raise specs.SpecError(f"{s.name} has no pilot section; specs with one: "
+                              f"{', '.join(n for n in specs.available() if specs.load(n).pilot is not None) or 'none'}")
+    console.print(f"[bold]{s.name}[/] pilot: arm [bold]{s.pilot.arm}[/], {len(s.pilot.candidates)} candidate budget(s), "
+                  f"{s.pilot.seeds} seeds each, cheapest first")
+    result = run_pilot(s, args.out, not args.no_wandb, args.report_dir,
+                       on_done=lambda run, status: console.print(f"  {run.stage} seed {run.seed}: {status}"), stop_at_first=not args.all)
+    table = Table(title=f"{s.name} pilot ({s.pilot.arm})")
+    for col in ("#", "overrides", "gates", "late share", "met"):
+        table.add_column(col, overflow="fold")
+    for c in result["candidates"]:
+        gates = ", ".join(f"{g['metric']} {g['mean']:.4g} vs {g['bar']:.4g}" for g in c["gates"]) or "-"
+        table.add_row(str(c["index"]), " ".join(c["overrides"]), gates, f"{c['late_share_mean']:.3g}", "yes" if c["met"] else "no")
+    console.print(table)
+    chosen = chosen_overrides(result)
+    console.print(f"chosen budget: {' '.join(chosen)}" if chosen else "[bold red]no candidate met the rule[/]")
+    return 0 if chosen else 1
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
     from labbench.ablation.multirun import multirun_commands, shell
     from labbench.ablation.plan import validate
@@ -234,7 +258,7 @@ SHARED_OPTIONS = {
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="labbench", description="Named ablations: test a claim about deep learning with seeds, statistics and a verdict.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{list,show,reproduce,plan,map,report}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{list,show,validate,reproduce,pilot,plan,map,report}")
 
     p = sub.add_parser("list", help="every named ablation: claim, sources, arms, profiles, estimated time")
     p.set_defaults(func=cmd_list)
@@ -263,6 +287,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retry-failed", action="store_true", help="run failed runs again (default: they count as failed)")
     p.add_argument("overrides", nargs="*", help="extra Hydra overrides applied to every run (e.g. trainer.max_steps=100)")
     p.set_defaults(func=cmd_reproduce)
+
+    p = sub.add_parser("pilot", help="size a profile's budget from the standard-practice arm alone (the spec's pilot section)")
+    add(p, "out", "report_dir", "no_wandb")
+    p.add_argument("--all", action="store_true", help="run every candidate, not only up to the first that meets the rule")
+    p.set_defaults(func=cmd_pilot)
 
     p = sub.add_parser("plan", help="print the plan as Hydra multirun commands (for any Hydra launcher)")
     add(p, "seeds", "out", "no_wandb", "launcher")

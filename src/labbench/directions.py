@@ -18,6 +18,7 @@ DIRECTIONS = (LOWER, HIGHER, NEITHER)
 SPLITS = ("train", "val", "test")
 
 PROBE_DIRECTIONS = {  # prefixes of keys the probes (labbench.probes) log
+    "init/act_std_log_ratio": LOWER,  # |ln(last / first)|: 0 means the spread was kept
     "init/": NEITHER,  # activation std at init: the ideal ratio is 1, not an extreme
     "probe/loss_spikes": LOWER,
     "probe/grad_norm/": NEITHER,

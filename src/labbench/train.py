@@ -223,7 +223,7 @@ def run(
         record["model"] = {"parameters": sum(p.numel() for p in model.parameters())}
         if getattr(model, "fixed_norm", None):
             record["model"]["norm"] = model.fixed_norm  # what the model really normalizes with (no norm group)
-        record["baselines"] = datamodule.baselines() if hasattr(datamodule, "baselines") else {}
+        record["baselines"] = {**(datamodule.baselines() if hasattr(datamodule, "baselines") else {}), **task.baselines(datamodule)}
         record["failure_values"] = {f"{split}/{k}": v for k, v in task.failure_values().items() for split in SPLITS}
         loggers = _loggers(cfg, output_dir)
         for logger in loggers:

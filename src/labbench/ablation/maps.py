@@ -24,7 +24,7 @@ from omegaconf import OmegaConf
 
 from labbench.ablation import engine
 from labbench.ablation import plan as planning
-from labbench.ablation.spec import Spec, SpecError
+from labbench.ablation.spec import Spec, SpecError, fingerprint
 from labbench.ablation.store import Store, default_root
 from labbench.config import compose
 from labbench.record import write_json_atomic
@@ -134,6 +134,7 @@ def run_map(
     result = {
         "name": spec.name,
         "profile": profile,
+        "spec_hash": fingerprint(spec, profile, map_axes=True),  # a changed spec makes this map stale
         "axes": axes,
         "extra_overrides": extra,
         "seeds": seeds if seeds is not None else spec.profile(profile).seeds,
@@ -183,6 +184,8 @@ def render_markdown(result: dict[str, Any]) -> str:
                          + f" | {_fmt(hyp['mean_diff'])} [{_fmt(hyp['ci_low'])}, {_fmt(hyp['ci_high'])}] | {_fmt(hyp['prob_improvement'])} | **{hyp['verdict']}** | {whole} |")
         lines.append("")
     lines += ["Each cell's own report (runs, curves, provenance) is under `cells/`.", ""]
+    if result.get("spec_hash"):
+        lines += [f"Spec hash `{result['spec_hash']}`. Reproduce: `labbench map {result['name']} --profile {result['profile']}`.", ""]
     return "\n".join(lines)
 
 

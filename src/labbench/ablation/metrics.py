@@ -2,6 +2,8 @@
 
     test/acc            the final value of a logged metric
     train/loss@100      the last value logged at or before step 100 (early training)
+    train/loss@0:100    the mean of the values logged at steps 0 to 100 (an early window:
+                        steadier than one minibatch's loss)
     train/loss[-5:]     the mean of the last 5 logged values (smooths batch noise)
     val/loss:min        the best (min or max) value over the run
 """
@@ -13,7 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-_PATTERN = re.compile(r"^(?P<key>[\w/.\-]+?)(?:@(?P<step>\d+)|\[-(?P<last>\d+):\]|:(?P<agg>min|max))?$")
+_PATTERN = re.compile(r"^(?P<key>[\w/.\-]+?)(?:@(?P<lo>\d+):(?P<hi>\d+)|@(?P<step>\d+)|\[-(?P<last>\d+):\]|:(?P<agg>min|max))?$")
 
 
 @dataclass(frozen=True)
@@ -22,16 +24,20 @@ class MetricExpr:
     step: int | None = None
     last: int | None = None
     agg: str | None = None
+    window: tuple[int, int] | None = None  # steps lo..hi, both included
 
 
 def parse_metric(expr: str) -> MetricExpr:
     match = _PATTERN.match(str(expr))
     if not match:
         raise ValueError(
-            f"bad metric expression {expr!r}; valid forms: 'test/acc', 'train/loss@100', 'train/loss[-5:]', 'val/loss:min'"
+            f"bad metric expression {expr!r}; valid forms: 'test/acc', 'train/loss@100', 'train/loss@0:100', 'train/loss[-5:]', 'val/loss:min'"
         )
     g = match.groupdict()
-    return MetricExpr(g["key"], int(g["step"]) if g["step"] else None, int(g["last"]) if g["last"] else None, g["agg"])
+    window = (int(g["lo"]), int(g["hi"])) if g["lo"] is not None else None
+    if window and window[0] > window[1]:
+        raise ValueError(f"bad metric expression {expr!r}: the window's first step {window[0]} is after its last {window[1]}")
+    return MetricExpr(g["key"], int(g["step"]) if g["step"] else None, int(g["last"]) if g["last"] else None, g["agg"], window)
 
 
 def _number(value: Any) -> float:
@@ -43,6 +49,9 @@ def metric_value(record: dict[str, Any], expr: str) -> float:
     """The value of ``expr`` in a run record; NaN when the run never logged it."""
     m = parse_metric(expr)
     points = record.get("curves", {}).get(m.key, [])
+    if m.window is not None:
+        inside = [_number(v) for s, v in points if m.window[0] <= s <= m.window[1]]
+        return sum(inside) / len(inside) if inside else math.nan
     if m.step is not None:
         before = [v for s, v in points if s <= m.step]
         return _number(before[-1]) if before else math.nan
@@ -69,8 +78,8 @@ def truncated(record: dict[str, Any], step: int) -> dict[str, Any]:
 def has_curve(records: list[dict | None], expr: str) -> list[int]:
     """The evaluation steps of ``expr``'s metric in the first completed record that logged it more than once."""
     m = parse_metric(expr)
-    if m.step is not None:
-        return []  # already pinned to one step
+    if m.step is not None or m.window is not None:
+        return []  # already pinned to one step or window
     for rec in records:
         if rec and rec.get("status") == "completed":
             steps = [int(s) for s, _ in rec.get("curves", {}).get(m.key, [])]

@@ -357,7 +357,8 @@ def render(spec: Spec, plan: Plan, verdict: dict, records: dict[str, list[dict |
               f"| commit | {', '.join(prov['commits'])}{' (uncommitted changes)' if prov['dirty'] else ''} |",
               f"| versions | {', '.join(f'{k} {v}' for k, v in prov['versions'].items())} |",
               f"| device | {'; '.join(prov['devices'])} |",
-              f"| precision | {', '.join(prov['precisions'])} |", ""]
+              f"| precision | {', '.join(prov['precisions'])} |",
+              f"| spec | `{spec.path.name}`, hash `{verdict.get('spec_hash', '-')}` (this profile's settings, gates and hypotheses) |", ""]
     cmd = f"labbench reproduce {spec.name} --profile {plan.profile}"
     if plan.seeds != list(range(spec.profile(plan.profile).seeds)):
         cmd += f" --seeds {len(plan.seeds)}"

@@ -20,7 +20,7 @@ from typing import Any
 
 from labbench.ablation.metrics import has_curve, metric_value, parse_metric, truncated
 from labbench.ablation.plan import Plan, PlannedRun, tuning_block
-from labbench.ablation.spec import Gate, Hypothesis, Spec, arms_of, is_pair, is_reference
+from labbench.ablation.spec import Gate, Hypothesis, Spec, arms_of, fingerprint, is_pair, is_reference
 from labbench.ablation.stats import ALPHA, METHOD, can_decide, compare, decide, holm, seeds_needed, summarize
 from labbench.ablation.store import Store
 from labbench.directions import UnknownMetric, direction
@@ -295,6 +295,7 @@ def analyze(spec: Spec, plan: Plan, store: Store) -> dict[str, Any]:
         "claim_id": spec.claim_id,
         "claim": spec.claim,
         "profile": plan.profile,
+        "spec_hash": fingerprint(spec, plan.profile),  # a changed spec makes this report stale (tests/test_committed_results.py)
         "method": METHOD,
         "alpha": ALPHA,
         "seeds_needed": seeds_needed(max(1, sum(1 for h in hypotheses if not h["undertrained"]))),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -28,13 +30,15 @@ SPEC_KEYS = {
     "notes": "optional remarks shown in the report",
     "curves": "optional curve keys plotted per arm in curves.png (default: train/loss, val/loss, val/acc)",
     "map": "optional suggested map axes {axes: {key: [values]}, minutes_per_cell: {profile: minutes}}",
-    "gates": "what 'learned' means: [{metric, threshold (a number or a baseline: chance, unigram, bigram), fraction, arms}]",
+    "gates": "what 'learned' means: [{metric, threshold (a number or a baseline: chance, unigram, bigram, modes, hq_share, confidence), fraction, arms}]",
     "failure": "optional {metric key: value} a diverged run counts as, where the task declares none (or to replace it)",
+    "pilot": "how a profile's budget was sized before any comparison: {arm, candidates, seeds, metric, late_progress, profile}",
 }
 HYPOTHESIS_KEYS = {"name", "metric", "better", "worse", "direction", "margin", "note"}
 TUNING_KEYS = {"param", "grid", "metric", "direction", "seeds", "repeats"}
 GATE_KEYS = {"metric", "threshold", "fraction", "arms"}
-BASELINES = ("chance", "unigram", "bigram", "modes", "hq_share")  # what the data modules record (labbench.data: baselines())
+BASELINES = ("chance", "unigram", "bigram", "modes", "hq_share", "confidence")  # what the data modules and tasks record (baselines())
+PILOT_KEYS = {"arm", "candidates", "seeds", "metric", "late_progress", "profile"}
 PROFILE_KEYS = {"seeds", "overrides", "estimated_minutes", "description", "tuning_grid"}
 DIRECTIONS = ("lower", "higher")
 PROFILES = ("smoke", "quick", "full")
@@ -97,6 +101,24 @@ class Tuning:
 
 
 @dataclass(frozen=True)
+class Pilot:
+    """How ``profile``'s budget is sized from the standard-practice ``arm`` alone, before any comparison.
+
+    ``candidates`` are override lists, cheapest first; the first one at which the arm (tuned
+    as the spec tunes it) passes every gate that applies to it and makes at most
+    ``late_progress`` of its progress on ``metric`` in the last half of the budget is the
+    budget (labbench.ablation.pilot). The profile then carries that candidate's overrides.
+    """
+
+    arm: str
+    candidates: tuple[tuple[str, ...], ...]
+    metric: str
+    seeds: int = 3
+    late_progress: float = 0.1
+    profile: str = "quick"
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str
     seeds: int
@@ -125,6 +147,7 @@ class Spec:
     curves: tuple[str, ...] = ()
     gates: tuple[Gate, ...] = ()
     failure: dict[str, float] = field(default_factory=dict)
+    pilot: Pilot | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def arm(self, name: str) -> Arm:
@@ -140,6 +163,22 @@ class Spec:
         if name not in self.profiles:
             raise SpecError(f"{self.name}: no profile {name!r}; valid: {', '.join(self.profiles)}")
         return self.profiles[name]
+
+
+def fingerprint(spec: Spec, profile: str, map_axes: bool = False) -> str:
+    """A hash of everything in the spec that a ``profile`` report (or map) depends on.
+
+    The parsed spec (comments do not count) with only this profile's settings (its time
+    estimate and description left out), without the pilot (how the budget was found, not
+    what ran), and without the map unless ``map_axes``. Committed reports carry it; a test
+    fails when it no longer matches the spec, so a changed spec forces a re-run.
+    """
+    raw = {k: v for k, v in spec.raw.items() if k not in ("pilot", "map", "profiles")}
+    body = dict(spec.raw["profiles"].get(profile) or {})
+    raw["profiles"] = {profile: {k: v for k, v in body.items() if k not in ("estimated_minutes", "description")}}
+    if map_axes:
+        raw["map"] = (spec.raw.get("map") or {}).get("axes")
+    return hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 def is_reference(side: Any) -> bool:
@@ -350,6 +389,7 @@ def parse(raw: dict[str, Any], path: Path) -> Spec:
     metrics = tuple(raw.get("metrics") or ())
     for m in metrics:
         parse_metric(m)
+    pilot = _pilot(path, raw.get("pilot"), arm_names, profiles, tuple(gates), tuning)
     sources = raw.get("sources") or ()
     return Spec(
         name=raw["name"],
@@ -369,5 +409,32 @@ def parse(raw: dict[str, Any], path: Path) -> Spec:
         curves=_curves(path, raw.get("curves")),
         gates=tuple(gates),
         failure={str(k): float(v) for k, v in failure.items()},
+        pilot=pilot,
         raw=raw,
     )
+
+
+def _pilot(path: Path, body: Any, arm_names: list[str], profiles: dict[str, Profile], gates: tuple[Gate, ...], tuning: Tuning | None) -> Pilot | None:
+    if body is None:
+        return None
+    if not isinstance(body, dict) or "arm" not in body or "candidates" not in body:
+        raise _fail(path, "pilot must be a mapping with arm (the standard-practice arm) and candidates (override lists, cheapest first)")
+    _unknown(path, "pilot", set(body), PILOT_KEYS)
+    if body["arm"] not in arm_names:
+        raise _fail(path, f"pilot.arm names {body['arm']!r}; arms are: {', '.join(arm_names)}")
+    candidates = body["candidates"]
+    if not isinstance(candidates, list) or not candidates:
+        raise _fail(path, "pilot.candidates must be a non-empty list of override lists, cheapest first")
+    parsed = tuple(_strings(path, f"pilot.candidates[{i}]", c) for i, c in enumerate(candidates))
+    profile = str(body.get("profile", "quick"))
+    if profile not in profiles:
+        raise _fail(path, f"pilot.profile {profile!r} is not a profile of the spec; valid: {', '.join(profiles)}")
+    metric = body.get("metric") or (tuning.metric if tuning is not None else (gates[0].metric if gates else None))
+    if metric is None:
+        raise _fail(path, "pilot.metric is needed (the metric whose progress decides the budget) when the spec has no tuning or gate")
+    parse_metric(metric)
+    late = float(body.get("late_progress", 0.1))
+    seeds = int(body.get("seeds", 3))
+    if not 0 < late < 1 or seeds < 1:
+        raise _fail(path, f"pilot.late_progress must lie in (0, 1) and pilot.seeds be at least 1, got {late} and {seeds}")
+    return Pilot(body["arm"], parsed, metric, seeds, late, profile)

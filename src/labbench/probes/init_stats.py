@@ -10,6 +10,7 @@ a run with the probe on computes exactly the same numbers as one without.
 from __future__ import annotations
 
 import copy
+import math
 
 import lightning as L
 import torch
@@ -17,7 +18,7 @@ from torch import nn
 
 
 class InitActivationStats(L.Callback):
-    """Logs ``init/act_std_first``, ``init/act_std_last``, ``init/act_std_ratio`` at step 0
+    """Logs ``init/act_std_first``, ``init/act_std_last``, ``init/act_std_ratio``, ``init/act_std_log_ratio`` at step 0
     and keeps the per-layer list in ``self.per_layer`` for the run record."""
 
     def __init__(self, num_samples: int = 512) -> None:
@@ -49,6 +50,8 @@ class InitActivationStats(L.Callback):
             "init/act_std_first": stds[0],
             "init/act_std_last": stds[-1],
             "init/act_std_ratio": stds[-1] / stds[0] if stds[0] > 0 else float("nan"),
+            # how far the spread drifted from layer 1 to the last, either way: 0 is kept, lower is better
+            "init/act_std_log_ratio": abs(math.log(stds[-1] / stds[0])) if stds[0] > 0 and stds[-1] > 0 else float("inf"),
         }
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=0)

@@ -45,6 +45,11 @@ class Task(L.LightningModule):
         """
         return {}
 
+    def baselines(self, datamodule) -> dict[str, float]:
+        """Reference values the task computes from the real data (``{split}/name``), beside the data
+        module's own; competence gates name them as thresholds. None by default."""
+        return {}
+
     def shared_step(self, batch, split: str) -> torch.Tensor:
         """Loss of one batch of ``split`` (train / val / test), logging that split's metrics."""
         raise NotImplementedError

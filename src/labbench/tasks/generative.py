@@ -9,7 +9,10 @@ they are, so the ablation engine can compare arms on them like on any metric:
 - images: ``sharpness`` (variance of the Laplacian) and its ratio to real images of the
   same split, ``diversity`` (mean pairwise distance) and its ratio to real images, and a
   classifier trained on the same data's training split: ``confidence``,
-  ``class_entropy``, ``classifier_score``.
+  ``class_entropy``, ``classifier_score``, and ``kid``, the kernel distance between the
+  classifier's features of samples and of real images of the split (lower is better).
+  The real images' own ``confidence`` is recorded as a baseline, the floor the samples'
+  competence gates are set against.
 
 At the end of training a figure of samples (a grid or a scatter over the data) is saved
 beside the run record and logged to W&B.
@@ -43,6 +46,7 @@ class GenerativeTask(Task):
         "sharpness": "neither", "sharpness_ratio": "neither",  # 1 = as sharp as real images, not more
         "diversity": "neither", "diversity_ratio": "neither",
         "confidence": "higher", "class_entropy": "neither", "classifier_score": "higher",
+        "kid": "lower",
     }
 
     def __init__(
@@ -133,12 +137,26 @@ class GenerativeTask(Task):
             "diversity": diversity,
             "diversity_ratio": diversity / max(measures.diversity(real), 1e-12),
         }
+        classifier = self.classifier(datamodule)
+        kid = measures.kernel_distance(classifier.features(samples), classifier.features(real)) if len(real) > 1 else float("nan")
+        return {**out, **classifier.score(samples), "kid": kid}
+
+    def classifier(self, datamodule) -> measures.SampleClassifier:
+        """The scoring classifier of this data (trained once per process, seeded, RNG untouched)."""
         x_train, y_train = datamodule.splits["train"]
         key = f"{type(datamodule).__name__}:{getattr(datamodule, 'split_seed', 0)}:{len(x_train)}:{self.classifier_steps}"
-        classifier = measures.SampleClassifier.cached(
-            key, x_train, y_train, datamodule.num_classes, steps=self.classifier_steps
-        )
-        return {**out, **classifier.score(samples)}
+        return measures.SampleClassifier.cached(key, x_train, y_train, datamodule.num_classes, steps=self.classifier_steps)
+
+    def baselines(self, datamodule) -> dict[str, float]:
+        """The real images' own classifier ``confidence`` per evaluated split: samples as recognisable
+        as the data score it, so a gate asks for a fraction of it (see Task.baselines)."""
+        datamodule.setup()
+        x = datamodule.splits["train"][0]
+        if not self.is_image(x) or self.eval_samples <= 0:
+            return {}
+        classifier = self.classifier(datamodule)
+        return {f"{split}/confidence": classifier.score(datamodule.splits[split][0][: self.eval_samples])["confidence"]
+                for split in ("val", "test") if len(datamodule.splits[split][0])}
 
     def log_sample_measures(self, split: str) -> None:
         if self.eval_samples <= 0 or self.trainer.sanity_checking:

@@ -1,0 +1,76 @@
+"""What labbench found: one row per hypothesis of every committed report, for the README.
+
+Read from the committed ``docs/results/NAME/PROFILE/verdict.json`` files (never typed by
+hand), so the README's table and the reports cannot disagree; ``scripts/readme_results.py``
+writes it between two markers and a test fails when the README's copy is out of date.
+Where the answer is not what the claim predicts, one plain sentence says how.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+from labbench.ablation.report import _f, difference_text, predicted_text
+
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+
+
+def load_reports(results_dir: Path, profile: str = "quick") -> list[dict[str, Any]]:
+    """Every committed report of ``profile``, in claim-id order (controls last)."""
+    reports = [json.loads(p.read_text()) | {"_path": p} for p in sorted(results_dir.glob(f"*/{profile}/verdict.json"))]
+    return sorted(reports, key=lambda v: (not v.get("claim_id"), v.get("claim_id") or "", v["name"]))
+
+
+def plain_sentence(h: dict[str, Any]) -> str:
+    """How the answer differs from the prediction, in one sentence ('' when it is as predicted)."""
+    verdict = h["verdict"]
+    if verdict == "supported":
+        return ""
+    if verdict == "undertrained":
+        arms = sorted({m["arm"] for m in h["undertrained"]})
+        gate = h["undertrained"][0]
+        return (f"Not tested: {', '.join(f'`{a}`' for a in arms)} did not pass the competence gate "
+                f"(`{gate['metric']}` {_f(gate['mean'])} against a bar of {_f(gate['bar'])}).")
+    if verdict == "contradicted":
+        return f"The runs go against the claim: the predicted-better side is worse by {_f(-h['mean_diff'])} (95% CI [{_f(-h['ci_high'])}, {_f(-h['ci_low'])}])."
+    if not h.get("decidable", True):
+        return f"Too few seeds ({h['n']}) for the method to decide."
+    if h.get("margin") and h["margin"] < 0:
+        return "Non-inferiority not shown: the interval reaches below the margin."
+    return "No difference the runs can tell from noise at this scale."
+
+
+def rows(reports: list[dict[str, Any]], root: Path) -> list[str]:
+    out = []
+    for v in reports:
+        link = Path(v["_path"]).parent.relative_to(root).as_posix() + "/report.md"
+        label = f"{v['claim_id']} " if v.get("claim_id") else ""
+        for i, h in enumerate(v["hypotheses"]):
+            first = f"{label}[`{v['name']}`]({link})" if i == 0 else ""
+            effect = "-" if h["n"] == 0 or not math.isfinite(h["mean_diff"]) else difference_text(h)
+            sentence = plain_sentence(h)
+            out.append(f"| {first} | {h['name']} | {predicted_text(h)} | {effect} | {h['n']} | **{h['verdict']}** | {sentence} |")
+    return out
+
+
+def markdown(results_dir: Path, root: Path, profile: str = "quick") -> str:
+    """The README block: one row per hypothesis, linked to its report."""
+    reports = load_reports(results_dir, profile)
+    lines = [START, "",
+             "| claim | hypothesis | predicted | effect [95% CI] | seeds | verdict | where it differs from the claim |",
+             "|---|---|---|---|---|---|---|", *rows(reports, root), "",
+             "Effect: the paired difference, positive = as predicted (docs/method.md). Generated from the committed "
+             "`verdict.json` files by `python scripts/readme_results.py`; a test fails when this table is out of date.", "", END]
+    return "\n".join(lines)
+
+
+def replace_block(text: str, block: str) -> str:
+    """``text`` with the part between the markers replaced by ``block`` (which carries the markers)."""
+    pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.S)
+    if not pattern.search(text):
+        raise ValueError(f"the README has no {START} ... {END} block to fill")
+    return pattern.sub(lambda _: block, text)

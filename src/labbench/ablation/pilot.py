@@ -1,0 +1,210 @@
+"""Size a profile's budget from the standard-practice arm alone, before any comparison.
+
+A spec's ``pilot`` section names the arm (Pre-LN, Kaiming with ReLU, SGD with momentum,
+BatchNorm at batch 32, ...) and candidate budgets, cheapest first. For each candidate in
+turn the arm is tuned as the spec tunes it and trained on ``seeds`` seeds; the first
+candidate at which
+
+- the arm's mean passes every competence gate that applies to it, and
+- the arm made at most ``late_progress`` of its progress on ``metric`` in the last half of
+  the budget (progress measured from the metric's failure value, what a model that learned
+  nothing scores, or from its first logged value when there is none)
+
+is the budget: the model has learned and its curve has levelled off. No other arm runs, so
+no comparison can steer the choice. The profile then carries that candidate's overrides;
+``pilot.json`` records every candidate's figures and a test checks that the profile and the
+committed pilot agree. The runs go into the ablation's store: the chosen candidate's tuning
+and seeds are the very runs ``reproduce`` then reuses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from labbench.ablation import plan as planning
+from labbench.ablation.execute import execute
+from labbench.ablation.metrics import metric_value, parse_metric, truncated
+from labbench.ablation.plan import merge_overrides, override_key
+from labbench.ablation.results import check_gates, choose_tuned, metric_direction
+from labbench.ablation.spec import Spec, SpecError
+from labbench.ablation.store import Store
+from labbench.record import write_json_atomic
+
+ProgressFn = Callable[[Any, str], None]
+
+
+def pilot_fingerprint(spec: Spec) -> str:
+    """A hash of what the pilot depends on: base, the pilot arm, tuning, gates, failure values,
+    the pilot section, and the profile's overrides other than the keys the candidates set."""
+    p = spec.pilot
+    raw = spec.raw
+    candidate_keys = {override_key(o) for c in p.candidates for o in c}
+    profile = (raw["profiles"].get(p.profile) or {}).get("overrides") or []
+    body = {
+        "base": raw.get("base"),
+        "arm": raw["arms"][p.arm],
+        "tuning": raw.get("tuning"),
+        "gates": raw.get("gates"),
+        "failure": raw.get("failure"),
+        "pilot": raw.get("pilot"),
+        "profile_overrides": [o for o in profile if override_key(o) not in candidate_keys],
+    }
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def one_arm(spec: Spec) -> Spec:
+    """The spec cut down to the pilot arm and the gates that apply to it (nothing to compare)."""
+    arm = spec.pilot.arm
+    gates = tuple(g for g in spec.gates if not g.arms or arm in g.arms)
+    return dataclasses.replace(spec, arms=(spec.arm(arm),), gates=tuple(dataclasses.replace(g, arms=()) for g in gates))
+
+
+def late_share(record: dict, expr: str, better: str) -> dict[str, float]:
+    """The share of a run's progress on ``expr`` made in the last half of its budget.
+
+    Progress runs from the metric's failure value (or its first logged value) to its value
+    at the end; the value at half the budget is the last one logged at or before it.
+    """
+    key = parse_metric(expr).key
+    points = record.get("curves", {}).get(key, [])
+    if len(points) < 2:
+        raise SpecError(f"pilot metric {expr!r} needs at least two logged evaluations per run (at or before half the budget "
+                        "and at the end); log it more often (e.g. trainer.val_check_interval = max_steps / 4)")
+    budget = max(int(s) for s, _ in points)
+    start = float(record.get("failure_values", {}).get(key, points[0][1]))
+    half = metric_value(truncated(record, budget // 2), expr)
+    end = metric_value(record, expr)
+    sign = 1.0 if better == "lower" else -1.0
+    total = sign * (start - end)
+    late = sign * (half - end) / total if total > 0 and math.isfinite(half) else math.inf
+    return {"start": start, "half": half, "end": end, "late_share": late}
+
+
+def run_pilot(
+    spec: Spec,
+    root: str | Path | None = None,
+    wandb: bool = False,
+    out_dir: str | Path | None = None,
+    on_done: ProgressFn | None = None,
+    stop_at_first: bool = True,
+) -> dict[str, Any]:
+    """Try the candidates cheapest first; returns (and writes) ``pilot.json`` and ``pilot.md``."""
+    from labbench.ablation.store import default_root
+
+    if spec.pilot is None:
+        raise SpecError(f"{spec.name} has no pilot section (how its budget is sized from the standard arm alone)")
+    p = spec.pilot
+    sub = one_arm(spec)
+    store = Store(root or default_root(), spec.name, p.profile)
+    tags = [t for t in (spec.claim_id, p.profile, "pilot") if t]
+    result: dict[str, Any] = {
+        "name": spec.name, "profile": p.profile, "arm": p.arm, "metric": p.metric, "seeds": p.seeds,
+        "late_progress": p.late_progress, "gates": [dataclasses.asdict(g) for g in sub.gates],
+        "pilot_hash": pilot_fingerprint(spec), "candidates": [], "chosen": None,
+    }
+    for index, candidate in enumerate(p.candidates):
+        planning.validate(sub, p.profile, list(candidate))
+        tuning_runs = planning.tuning_runs(sub, p.profile, candidate)
+        execute(tuning_runs, store, spec.name, tags, 1, wandb, False, on_done)
+        tuned = choose_tuned(sub, p.profile, tuning_runs, store)
+        runs = planning.final_runs(sub, p.profile, candidate, list(range(p.seeds)), tuned)
+        execute(runs, store, spec.name, tags, 1, wandb, False, on_done)
+        records = [store.record(r.run_id) for r in runs]
+        done = [r for r in records if r and r.get("status") == "completed"]
+        better = metric_direction(done or records, p.metric)
+        per_seed = []
+        for r, rec in zip(runs, records):
+            row: dict[str, Any] = {"seed": r.seed, "run_id": r.run_id, "status": (rec or {}).get("status", "missing")}
+            if rec and rec.get("status") == "completed":
+                row.update(late_share(rec, p.metric, better))
+                row["gate_values"] = {g.metric: metric_value(rec, g.metric) for g in sub.gates}
+            per_seed.append(row)
+        gates = check_gates(sub, {p.arm: records})[p.arm]
+        shares = [s.get("late_share", math.inf) for s in per_seed]
+        late = sum(shares) / len(shares)
+        met = all(g["passed"] for g in gates) and late <= p.late_progress and len(done) == len(records)
+        result["candidates"].append({
+            "index": index, "overrides": list(candidate), "tuned": tuned.get(p.arm), "runs": per_seed,
+            "gates": gates, "late_share_mean": late, "met": met,
+            "wall_time_s": round(sum(rec.get("wall_time_s", 0.0) for rec in records + [store.record(t.run_id) for t in tuning_runs] if rec), 1),
+        })
+        if met and result["chosen"] is None:
+            result["chosen"] = index
+            if stop_at_first:
+                break
+    out = Path(out_dir) if out_dir else store.dir / "pilot"
+    write_pilot(spec, result, out)
+    return result
+
+
+def chosen_overrides(result: dict[str, Any]) -> list[str] | None:
+    if result.get("chosen") is None:
+        return None
+    return result["candidates"][result["chosen"]]["overrides"]
+
+
+def profile_agrees(spec: Spec, result: dict[str, Any]) -> list[str]:
+    """What in the spec disagrees with a committed pilot (empty: the profile carries the chosen budget)."""
+    problems = []
+    if result.get("pilot_hash") != pilot_fingerprint(spec):
+        problems.append(f"the pilot was run for another version of the spec (hash {result.get('pilot_hash')}, "
+                        f"now {pilot_fingerprint(spec)}): run `labbench pilot {spec.name}` again")
+    chosen = chosen_overrides(result)
+    if chosen is None:
+        problems.append("no candidate met the rule: the profile has no budget at which the standard arm learned")
+        return problems
+    profile = merge_overrides(spec.profile(spec.pilot.profile).overrides)
+    missing = [o for o in chosen if o not in profile]
+    if missing:
+        problems.append(f"profile {spec.pilot.profile!r} lacks the chosen candidate's overrides {missing}")
+    return problems
+
+
+def _f(x: Any) -> str:
+    return f"{x:.4g}" if isinstance(x, float) else str(x)
+
+
+def render(spec: Spec, result: dict[str, Any]) -> str:
+    p = spec.pilot
+    lines = [f"# {spec.name}: pilot for the `{p.profile}` budget", "",
+             f"The standard-practice arm `{p.arm}` alone, {p.seeds} seeds per candidate, cheapest candidate first. "
+             f"A candidate is the budget when the arm passes its competence gates and made at most "
+             f"{p.late_progress:.0%} of its progress on `{p.metric}` in the last half of the budget "
+             "(from the metric's failure value, or its first logged value). No other arm ran.", ""]
+    lines += ["| # | overrides | tuned | gates (mean vs bar) | `" + p.metric + "` start / half / end (mean) | late share | met |",
+              "|---|---|---|---|---|---|---|"]
+    for c in result["candidates"]:
+        tuned = f"`{spec.tuning.param}={c['tuned']['value']}`" + (" (edge)" if c["tuned"].get("on_edge") else "") if c.get("tuned") else "-"
+        gates = "; ".join(f"`{g['metric']}` {_f(g['mean'])} vs {_f(g['bar'])} {'pass' if g['passed'] else 'FAIL'}" for g in c["gates"]) or "-"
+        done = [r for r in c["runs"] if "end" in r]
+        mean = lambda k: sum(r[k] for r in done) / len(done) if done else math.nan  # noqa: E731
+        curve = f"{_f(mean('start'))} / {_f(mean('half'))} / {_f(mean('end'))}"
+        lines.append(f"| {c['index']} | {' '.join(f'`{o}`' for o in c['overrides'])} | {tuned} | {gates} | {curve} | "
+                     f"{_f(c['late_share_mean'])} | {'**yes**' if c['met'] else 'no'} |")
+    chosen = chosen_overrides(result)
+    lines += ["", f"**Chosen budget:** {' '.join(f'`{o}`' for o in chosen)}" if chosen else
+              "**No candidate met the rule**: the largest budget tried is not enough for the standard arm.", ""]
+    lines += [f"Pilot hash `{result['pilot_hash']}`. Reproduce: `labbench pilot {spec.name}`.", ""]
+    return "\n".join(lines)
+
+
+def write_pilot(spec: Spec, result: dict[str, Any], out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / "pilot.json", result)
+    tmp = out / "pilot.md.tmp"
+    tmp.write_text(render(spec, result))
+    tmp.replace(out / "pilot.md")
+
+
+def load_committed(spec: Spec, results_dir: str | Path) -> dict[str, Any] | None:
+    path = Path(results_dir) / spec.name / "pilot" / "pilot.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+__all__: Sequence[str] = ("run_pilot", "profile_agrees", "pilot_fingerprint", "late_share", "load_committed")

@@ -1,0 +1,65 @@
+"""Stale results cannot hide: every committed report, map and pilot must match the spec in experiments/.
+
+A report records the hash of the spec it came from (``labbench.ablation.spec.fingerprint``:
+the profile's settings, gates and hypotheses). When a spec changes, its committed reports
+stop matching and this test names them with the command that re-runs them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from labbench.ablation import spec as specs
+from labbench.ablation.pilot import profile_agrees
+
+RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
+REPORTS = sorted(RESULTS.glob("*/*/verdict.json"))
+MAPS = sorted(RESULTS.glob("*/*/map.json"))
+PILOTED = [n for n in specs.available() if specs.load(n).pilot is not None]
+
+
+def stale(path: Path) -> str | None:
+    """Why a committed verdict.json or map.json no longer matches its spec (None: it matches)."""
+    result = json.loads(path.read_text())
+    name, profile = result["name"], result["profile"]
+    if name not in specs.available():
+        return f"{path}: no spec named {name!r} in experiments/"
+    spec = specs.load(name)
+    is_map = path.name == "map.json"
+    expected = specs.fingerprint(spec, profile, map_axes=is_map)
+    again = f"labbench map {name} --profile {profile}" if is_map else f"labbench reproduce {name} --profile {profile}"
+    if "spec_hash" not in result:
+        return f"{path}: made before reports carried a spec hash; re-run it: {again}"
+    if result["spec_hash"] != expected:
+        return (f"{path}: made from another version of experiments/{name}.yaml (hash {result['spec_hash']}, now {expected}); "
+                f"re-run it: {again} (or `labbench report` if only wording changed and the runs are stored)")
+    return None
+
+
+@pytest.mark.parametrize("path", REPORTS + MAPS, ids=[str(p.relative_to(RESULTS)) for p in REPORTS + MAPS])
+def test_a_committed_report_matches_the_spec_it_came_from(path):
+    problem = stale(path)
+    assert problem is None, problem
+
+
+@pytest.mark.parametrize("name", PILOTED)
+def test_a_piloted_profile_carries_the_budget_its_committed_pilot_chose(name):
+    spec = specs.load(name)
+    path = RESULTS / name / "pilot" / "pilot.json"
+    assert path.is_file(), f"{name} has a pilot section but no committed pilot: run `labbench pilot {name} --report-dir {path.parent}`"
+    problems = profile_agrees(spec, json.loads(path.read_text()))
+    assert not problems, "; ".join(problems)
+
+
+def test_the_staleness_check_catches_a_changed_spec(tmp_path, monkeypatch):
+    report = REPORTS[0]
+    result = json.loads(report.read_text())
+    copy = tmp_path / result["name"] / result["profile"] / "verdict.json"
+    copy.parent.mkdir(parents=True)
+    copy.write_text(json.dumps({**result, "spec_hash": "0" * 12}))
+    assert "another version" in stale(copy)
+    copy.write_text(json.dumps({k: v for k, v in result.items() if k != "spec_hash"}))
+    assert "before reports carried a spec hash" in stale(copy)

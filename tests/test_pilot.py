@@ -1,0 +1,134 @@
+"""Budgets sized from the standard arm alone (labbench pilot), spec hashes, and the new metric forms."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+
+from labbench.ablation import spec as specs
+from labbench.ablation.metrics import has_curve, metric_value, parse_metric
+from labbench.ablation.pilot import late_share, one_arm, pilot_fingerprint, profile_agrees, run_pilot
+from labbench.directions import direction
+
+
+def write_spec(tmp_path: Path, **changes) -> specs.Spec:
+    raw = {
+        "name": "piloted", "claim": "planted", "factors": ["optimizer.lr"],
+        "base": ["data=synthetic", "model=mlp", "model.width=16", "trainer.log_every_n_steps=1"],
+        "arms": {"standard": ["optimizer.lr=0.1"], "other": ["optimizer.lr=0.01"]},
+        "metrics": ["val/loss"],
+        "hypotheses": [{"metric": "val/loss", "better": "standard", "worse": "other", "direction": "lower"}],
+        "gates": [{"metric": "test/acc", "threshold": "chance"}, {"metric": "val/loss", "threshold": 5.0, "arms": ["other"]}],
+        "profiles": {"smoke": {"seeds": 2}, "quick": {"seeds": 8, "overrides": ["trainer.max_steps=12", "trainer.val_check_interval=6"]}},
+        "pilot": {"arm": "standard", "seeds": 2, "metric": "val/loss", "late_progress": 0.5,
+                  "candidates": [["trainer.max_steps=4", "trainer.val_check_interval=2"], ["trainer.max_steps=12", "trainer.val_check_interval=6"]]},
+    }
+    raw.update(changes)
+    path = tmp_path / "piloted.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return specs.load(str(path))
+
+
+def curve_record(points, failure=2.3):
+    return {"status": "completed", "curves": {"val/loss": [[s, v] for s, v in points]}, "metrics": {"final": {"val/loss": points[-1][1]}},
+            "failure_values": {"val/loss": failure}}
+
+
+def test_late_share_is_the_progress_made_in_the_last_half_from_the_failure_value():
+    # from ln 10 = 2.3 down to 0.3: 2.0 of progress; at half the budget (step 50) 0.5, so 0.2 of it came late
+    rec = curve_record([(25, 1.0), (50, 0.5), (75, 0.4), (100, 0.3)])
+    share = late_share(rec, "val/loss", "lower")
+    assert share["start"] == 2.3 and share["half"] == 0.5 and share["end"] == 0.3
+    assert share["late_share"] == pytest.approx(0.2 / 2.0)
+    # higher-is-better metrics the other way round; a run that got worse than where it started never levelled off
+    acc = {"status": "completed", "curves": {"val/acc": [[50, 0.8], [100, 0.9]]}, "metrics": {"final": {"val/acc": 0.9}},
+           "failure_values": {"val/acc": 0.1}}
+    assert late_share(acc, "val/acc", "higher")["late_share"] == pytest.approx(0.1 / 0.8)
+    assert late_share(curve_record([(50, 2.5), (100, 2.4)]), "val/loss", "lower")["late_share"] == math.inf
+    # without a failure value, progress counts from the first logged value
+    assert late_share(curve_record([(0, 1.0), (50, 0.6), (100, 0.5)], failure=None) | {"failure_values": {}}, "val/loss", "lower")[
+        "late_share"] == pytest.approx(0.1 / 0.5)
+    with pytest.raises(specs.SpecError, match="two logged evaluations"):
+        late_share(curve_record([(100, 0.3)]), "val/loss", "lower")
+
+
+def test_a_pilot_section_is_checked_with_clear_errors(tmp_path):
+    with pytest.raises(specs.SpecError, match="pilot.arm names 'nope'"):
+        write_spec(tmp_path, pilot={"arm": "nope", "candidates": [["trainer.max_steps=4"]]})
+    with pytest.raises(specs.SpecError, match="candidates must be a non-empty list"):
+        write_spec(tmp_path, pilot={"arm": "standard", "candidates": []})
+    with pytest.raises(specs.SpecError, match="unknown key"):
+        write_spec(tmp_path, pilot={"arm": "standard", "candidates": [["trainer.max_steps=4"]], "budget": 3})
+    with pytest.raises(specs.SpecError, match="late_progress must lie in"):
+        write_spec(tmp_path, pilot={"arm": "standard", "candidates": [["trainer.max_steps=4"]], "late_progress": 1.5})
+    spec = write_spec(tmp_path)
+    cut = one_arm(spec)
+    assert [a.name for a in cut.arms] == ["standard"] and [g.metric for g in cut.gates] == ["test/acc"]  # the other arm's gate left out
+
+
+def test_the_pilot_runs_the_standard_arm_alone_and_picks_the_first_budget_that_meets_the_rule(tmp_path):
+    spec = write_spec(tmp_path)
+    result = run_pilot(spec, root=tmp_path / "runs", out_dir=tmp_path / "pilot")
+    stored = json.loads((tmp_path / "pilot" / "pilot.json").read_text())
+    assert stored["chosen"] == result["chosen"] and (tmp_path / "pilot" / "pilot.md").is_file()
+    arms = {json.loads(p.read_text())["config"]["optimizer"]["lr"] for p in (tmp_path / "runs").rglob("run.json")}
+    assert arms == {0.1}  # only the standard arm ran: nothing to compare
+    for c in result["candidates"]:
+        assert len(c["runs"]) == 2 and all(r["status"] == "completed" for r in c["runs"])
+        shares = [r["late_share"] for r in c["runs"]]
+        assert c["late_share_mean"] == pytest.approx(sum(shares) / 2)
+        assert c["met"] == (all(g["passed"] for g in c["gates"]) and c["late_share_mean"] <= 0.5)
+    if result["chosen"] is not None:
+        assert all(not c["met"] for c in result["candidates"][: result["chosen"]])
+        assert len(result["candidates"]) == result["chosen"] + 1  # stops at the first that meets the rule
+
+
+def test_the_profile_must_carry_the_committed_pilots_budget(tmp_path):
+    spec = write_spec(tmp_path)
+    result = {"pilot_hash": pilot_fingerprint(spec), "chosen": 1,
+              "candidates": [{"overrides": ["trainer.max_steps=4", "trainer.val_check_interval=2"]},
+                             {"overrides": ["trainer.max_steps=12", "trainer.val_check_interval=6"]}]}
+    assert profile_agrees(spec, result) == []
+    assert "lacks the chosen candidate" in profile_agrees(spec, {**result, "chosen": 0})[0]
+    assert "no candidate met the rule" in profile_agrees(spec, {**result, "chosen": None})[0]
+    # the budget keys the candidates set do not change the pilot's hash; anything else it depends on does
+    moved = write_spec(tmp_path, profiles={"smoke": {"seeds": 2}, "quick": {"overrides": ["trainer.max_steps=4", "trainer.val_check_interval=2"]}})
+    assert pilot_fingerprint(moved) == pilot_fingerprint(spec)
+    changed = write_spec(tmp_path, base=["data=synthetic", "model=mlp", "model.width=32", "trainer.log_every_n_steps=1"])
+    assert "another version of the spec" in profile_agrees(changed, result)[0]
+
+
+def test_a_reports_spec_hash_follows_what_the_report_depends_on(tmp_path):
+    spec = write_spec(tmp_path)
+    h = specs.fingerprint(spec, "quick")
+    assert len(h) == 12
+    # another profile's settings, the time estimate, the pilot and the map do not count ...
+    assert specs.fingerprint(write_spec(tmp_path, profiles={"smoke": {"seeds": 3}, "quick": {
+        "seeds": 8, "overrides": ["trainer.max_steps=12", "trainer.val_check_interval=6"], "estimated_minutes": 3}}), "quick") == h
+    assert specs.fingerprint(write_spec(tmp_path, pilot=None, map={"axes": {"model.width": [8, 16]}}), "quick") == h
+    # ... settings, hypotheses and gates do; a map's hash also covers its axes
+    assert specs.fingerprint(write_spec(tmp_path, metrics=["val/loss", "test/acc"]), "quick") != h
+    assert specs.fingerprint(write_spec(tmp_path, gates=[]), "quick") != h
+    mapped = write_spec(tmp_path, map={"axes": {"model.width": [8, 16]}})
+    assert specs.fingerprint(mapped, "quick", map_axes=True) != specs.fingerprint(write_spec(tmp_path, map={"axes": {"model.width": [8]}}), "quick", map_axes=True)
+
+
+def test_an_early_window_is_the_mean_of_the_values_logged_inside_it():
+    rec = {"curves": {"train/loss": [[0, 2.0], [10, 1.0], [20, 0.6], [30, 0.1]]}}
+    assert metric_value(rec, "train/loss@0:20") == pytest.approx((2.0 + 1.0 + 0.6) / 3)
+    assert metric_value(rec, "train/loss@10:10") == 1.0
+    assert math.isnan(metric_value(rec, "train/loss@40:50"))
+    assert metric_value(rec, "train/loss@20") == 0.6  # the single-step form is unchanged
+    assert parse_metric("train/loss@0:100").window == (0, 100)
+    assert has_curve([{"status": "completed", **rec}], "train/loss@0:20") == []  # pinned: no stability points
+    with pytest.raises(ValueError, match="first step 30 is after its last 10"):
+        parse_metric("train/loss@30:10")
+
+
+def test_the_spread_kept_at_init_is_lower_is_better():
+    assert direction("init/act_std_log_ratio", "labbench.tasks.classify.ClassificationTask") == "lower"
+    assert direction("init/act_std_ratio", "labbench.tasks.classify.ClassificationTask") == "neither"
