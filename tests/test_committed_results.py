@@ -63,3 +63,26 @@ def test_the_staleness_check_catches_a_changed_spec(tmp_path, monkeypatch):
     assert "another version" in stale(copy)
     copy.write_text(json.dumps({k: v for k, v in result.items() if k != "spec_hash"}))
     assert "before reports carried a spec hash" in stale(copy)
+
+
+def test_the_readme_results_table_is_the_one_the_committed_reports_give():
+    from labbench.ablation.board import markdown, replace_block
+
+    root = RESULTS.parents[1]
+    text = (root / "README.md").read_text()
+    assert replace_block(text, markdown(RESULTS, root)) == text, "README.md's results table is out of date: run python scripts/readme_results.py"
+
+
+def test_the_results_table_says_how_an_answer_differs_from_the_claim():
+    from labbench.ablation.board import plain_sentence
+
+    base = {"n": 8, "mean_diff": 0.5, "ci_low": 0.2, "ci_high": 0.8, "margin": 0.0, "decidable": True, "undertrained": []}
+    assert plain_sentence({**base, "verdict": "supported"}) == ""
+    assert "against the claim" in plain_sentence({**base, "verdict": "contradicted", "mean_diff": -0.5, "ci_low": -0.8, "ci_high": -0.2})
+    assert "worse by 0.5 (95% CI [0.2, 0.8])" in plain_sentence({**base, "verdict": "contradicted", "mean_diff": -0.5, "ci_low": -0.8, "ci_high": -0.2})
+    gap = {"arm": "post", "metric": "val/loss", "mean": 2.6, "bar": 2.42}
+    assert plain_sentence({**base, "verdict": "undertrained", "undertrained": [gap]}) == (
+        "Not tested: `post` did not pass the competence gate (`val/loss` 2.6 against a bar of 2.42).")
+    assert "Too few seeds (4)" in plain_sentence({**base, "verdict": "inconclusive", "n": 4, "decidable": False})
+    assert "Non-inferiority not shown" in plain_sentence({**base, "verdict": "inconclusive", "margin": -0.01})
+    assert "noise" in plain_sentence({**base, "verdict": "inconclusive"})

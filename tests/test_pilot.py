@@ -132,3 +132,16 @@ def test_an_early_window_is_the_mean_of_the_values_logged_inside_it():
 def test_the_spread_kept_at_init_is_lower_is_better():
     assert direction("init/act_std_log_ratio", "labbench.tasks.classify.ClassificationTask") == "lower"
     assert direction("init/act_std_ratio", "labbench.tasks.classify.ClassificationTask") == "neither"
+
+
+def test_labbench_pilot_from_the_command_line(tmp_path):
+    from conftest import cli
+
+    spec = write_spec(tmp_path)
+    proc = cli("labbench", "pilot", str(spec.path), "--no-wandb", "--out", str(tmp_path / "runs"), "--report-dir", str(tmp_path / "p"), cwd=tmp_path)
+    result = json.loads((tmp_path / "p" / "pilot.json").read_text())
+    assert proc.returncode == (0 if result["chosen"] is not None else 1), proc.stdout + proc.stderr
+    assert "standard" in proc.stdout and ("chosen budget" in proc.stdout or "no candidate met the rule" in proc.stdout)
+    assert "Chosen budget" in (tmp_path / "p" / "pilot.md").read_text() or result["chosen"] is None
+    none = cli("labbench", "pilot", "aa-control", cwd=tmp_path)
+    assert none.returncode == 2 and "has no pilot section" in none.stdout and "xavier-vs-kaiming" in none.stdout

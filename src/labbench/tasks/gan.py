@@ -30,6 +30,9 @@ class GANTask(GenerativeTask):
     metric_directions = {
         "g_loss": "neither", "d_loss": "neither",  # an adversarial game: neither loss is a score of the run
         "d_acc_real": "neither", "d_acc_fake": "neither", "critic_gap": "neither", "g_grad_norm": "neither",
+        # the starvation probe (labbench.probes.starvation): hypotheses state their own direction
+        "starve_sat_drop": "neither", "starve_nonsat_drop": "neither", "starve_gap": "neither", "starve_d_acc_fake": "neither",
+        "starve_sat_grad": "neither", "starve_nonsat_grad": "neither",
     }
 
     def __init__(
@@ -40,6 +43,7 @@ class GANTask(GenerativeTask):
         schedule: ScheduleFactory | None = None,
         d_steps: int = 1,
         d_lr: float | None = None,
+        starve_steps: int = 0,
         **evaluation,
     ) -> None:
         if not isinstance(loss, GANLoss):
@@ -49,15 +53,20 @@ class GANTask(GenerativeTask):
             )
         if d_steps < 1:
             raise ValueError(f"d_steps must be >= 1, got {d_steps}")
+        if starve_steps < 0 or (starve_steps and not loss.logistic):
+            raise ValueError(f"starve_steps must be >= 0 and needs a logistic GAN loss (saturating or non_saturating: "
+                             f"the probe trains the discriminator of that game), got {starve_steps} with loss={loss.kind}")
         super().__init__(model, optimizer, schedule, loss=loss, **evaluation)
         self.automatic_optimization = False
-        self.d_steps, self.d_lr = d_steps, d_lr
+        self.d_steps, self.d_lr, self.starve_steps = d_steps, d_lr, starve_steps
         self.d_updates = self.g_updates = 0
+
+    def discriminator_optimizer(self, params):
+        return self.optimizer_factory(params, **({} if self.d_lr is None else {"lr": self.d_lr}))
 
     def configure_optimizers(self):
         g_opt = self.optimizer_factory(self.model.generator.parameters())
-        d_kwargs = {} if self.d_lr is None else {"lr": self.d_lr}
-        d_opt = self.optimizer_factory(self.model.discriminator.parameters(), **d_kwargs)
+        d_opt = self.discriminator_optimizer(self.model.discriminator.parameters())
         if self.schedule_factory is None:
             return [g_opt, d_opt]
         total = int(self.trainer.estimated_stepping_batches)
@@ -126,6 +135,25 @@ class GANTask(GenerativeTask):
         for name, value in self.discriminator_measures(split, d_loss, real_scores, fake_scores).items():
             self.log(name, value, prog_bar=name.endswith("d_loss"), on_epoch=True, batch_size=len(real))
         return d_loss
+
+    def on_test_epoch_end(self) -> None:
+        super().on_test_epoch_end()
+        if self.starve_steps <= 0:
+            return
+        from labbench.probes.starvation import starve
+
+        datamodule = self.trainer.datamodule
+        with torch.inference_mode(False), torch.enable_grad(), self.fork_rng():
+            real = self.to_model(datamodule.splits["train"][0].clone())
+            result = starve(self.model, real, self.discriminator_optimizer, self.starve_steps, datamodule.batch_size, self.sample_seed)
+        last = result["curve"][-1]
+        values = {"sat_drop": result["sat_drop"], "nonsat_drop": result["nonsat_drop"], "gap": result["gap"],
+                  "d_acc_fake": result["d_acc_fake"], "sat_grad": last["saturating"], "nonsat_grad": last["non_saturating"]}
+        for point in result["curve"]:
+            values[f"sat_grad_t{point['step']}"] = point["saturating"]
+            values[f"nonsat_grad_t{point['step']}"] = point["non_saturating"]
+        for name, value in values.items():
+            self.log(f"test/starve_{name}", float(value))
 
     def on_fit_start(self) -> None:
         super().on_fit_start()
