@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from labbench.ablation import spec as specs
-from labbench.ablation.pilot import profile_agrees
+from labbench.ablation.pilot import pilot_fingerprint, profile_agrees
 
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
 REPORTS = sorted(RESULTS.glob("*/*/verdict.json"))
@@ -50,7 +50,13 @@ def test_a_piloted_profile_carries_the_budget_its_committed_pilot_chose(name):
     spec = specs.load(name)
     path = RESULTS / name / "pilot" / "pilot.json"
     assert path.is_file(), f"{name} has a pilot section but no committed pilot: run `labbench pilot {name} --report-dir {path.parent}`"
-    problems = profile_agrees(spec, json.loads(path.read_text()))
+    result = json.loads(path.read_text())
+    if result["chosen"] is None:  # no budget was found: then no report of that profile may stand
+        report = RESULTS / name / spec.pilot.profile / "verdict.json"
+        assert result["pilot_hash"] == pilot_fingerprint(spec), f"{name}: the committed pilot is for another version of the spec"
+        assert not report.exists(), f"{report}: the committed pilot found no budget at which {spec.pilot.arm} learned"
+        return
+    problems = profile_agrees(spec, result)
     assert not problems, "; ".join(problems)
 
 
@@ -86,3 +92,21 @@ def test_the_results_table_says_how_an_answer_differs_from_the_claim():
     assert "Too few seeds (4)" in plain_sentence({**base, "verdict": "inconclusive", "n": 4, "decidable": False})
     assert "Non-inferiority not shown" in plain_sentence({**base, "verdict": "inconclusive", "margin": -0.01})
     assert "noise" in plain_sentence({**base, "verdict": "inconclusive"})
+
+
+def test_a_claim_whose_pilot_found_no_budget_gets_a_row_that_says_so(tmp_path):
+    from labbench.ablation.board import unsized
+
+    folder = tmp_path / "docs" / "results" / "prenorm-vs-postnorm" / "pilot"
+    folder.mkdir(parents=True)
+    gate = {"metric": "val/loss", "mean": 2.477, "bar": 2.418, "passed": False}
+    folder.joinpath("pilot.json").write_text(json.dumps({
+        "name": "prenorm-vs-postnorm", "profile": "quick", "arm": "pre-warm", "chosen": None,
+        "candidates": [{"overrides": ["trainer.max_steps=3000"], "gates": [gate], "late_share_mean": 0.01}]}))
+    (row,) = unsized(tmp_path / "docs" / "results", tmp_path)
+    assert row.startswith("| A1 [`prenorm-vs-postnorm`](docs/results/prenorm-vs-postnorm/pilot/pilot.md)")
+    assert "**no budget yet**" in row and "`trainer.max_steps=3000`" in row and "`val/loss` 2.477 against a bar of 2.418" in row
+    report = tmp_path / "docs" / "results" / "prenorm-vs-postnorm" / "quick"
+    report.mkdir()
+    (report / "verdict.json").write_text("{}")
+    assert unsized(tmp_path / "docs" / "results", tmp_path) == []  # a report of that profile stands instead

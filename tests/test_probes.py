@@ -144,3 +144,20 @@ def test_probes_land_in_the_record_and_do_not_change_the_numbers(tmp_path):
     assert steps == [0, 5, 10, 15]
     assert "probe/dead_fraction/hidden.0.2" in probed["curves"] and "probe/update_ratio/head" in probed["curves"]
     assert not any(k.startswith("probe/") for k in plain["curves"])
+
+
+def test_init_activation_stats_by_layer_and_the_log_ratio(tmp_path):
+    """He et al.'s argument, measured: in a deep ReLU MLP Xavier's spread shrinks layer by layer, Kaiming's is kept."""
+    from labbench.config import compose
+    from labbench.train import run
+
+    finals = {}
+    for init in ("xavier_normal", "kaiming_normal"):
+        record = run(compose([*fast_overrides(2), "data=synthetic", "model=mlp", "model.depth=12", "model.width=64", "norm=none",
+                              f"init={init}", "activation=relu", "probes.init_activation_stats=true"]), tmp_path / init)
+        final = record["metrics"]["final"]
+        assert final["init/act_std_ratio"] == pytest.approx(final["init/act_std_last"] / final["init/act_std_first"], rel=1e-6)
+        assert final["init/act_std_log_ratio"] == pytest.approx(abs(math.log(final["init/act_std_ratio"])), rel=1e-6)
+        finals[init] = final
+    assert finals["xavier_normal"]["init/act_std_ratio"] < 0.1  # halved at every ReLU layer: (1/2)^(11/2) ~ 0.02
+    assert finals["kaiming_normal"]["init/act_std_log_ratio"] < finals["xavier_normal"]["init/act_std_log_ratio"]

@@ -59,3 +59,43 @@ def test_tuning_repeats_choose_again_on_disjoint_seed_blocks(tmp_path):
     assert tuned["a"]["per_block"] == [0.01, 0.1] and not tuned["a"]["blocks_agree"]
     assert tuned["a"]["value"] == 0.1  # pooled: mean 0.575 beats 0.7
     assert tuned["b"]["per_block"] == [0.1, 0.1] and tuned["b"]["blocks_agree"] and tuned["b"]["value"] == 0.1
+
+
+def test_the_next_value_repeats_the_grids_spacing_beyond_its_edge():
+    from labbench.tuning import next_value
+
+    grid = [0.001, 0.003, 0.01, 0.03]
+    assert next_value(0.001, grid) == 0.000333  # a half-decade below, 3 significant digits
+    assert next_value(0.03, grid) == 0.09
+    assert next_value(0.01, grid) is None  # not on an edge
+    assert next_value(-1.0, [-1.0, 0.0, 1.0]) == -2.0  # a grid through zero steps by its difference
+    assert next_value(2, [1, 2]) == 4.0
+    assert next_value("a", ["a", "b"]) is None
+
+
+def test_tuning_extends_past_an_edge_on_the_arms_own_scores(tmp_path):
+    """A grid far below a workable rate puts every arm's best on the upper edge; extend walks on from there."""
+    import yaml
+
+    from labbench.ablation import engine
+    from labbench.ablation import spec as specs
+
+    raw = {"name": "edge", "claim": "planted", "factors": ["model.width"], "base": ["data=synthetic", "model=mlp", "trainer.max_steps=20",
+                                                                                    "trainer.val_check_interval=10"],
+           "arms": {"narrow": ["model.width=8"], "wide": ["model.width=16"]},
+           "hypotheses": [{"metric": "val/loss", "better": "wide", "worse": "narrow", "direction": "lower"}],
+           "tuning": {"param": "optimizer.lr", "grid": [0.00001, 0.0001], "metric": "val/loss", "direction": "lower", "extend": 2},
+           "profiles": {"smoke": {"seeds": 1}}}
+    path = tmp_path / "edge.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    spec = specs.load(str(path))
+    outcome = engine.reproduce(spec, "smoke", root=tmp_path / "runs", wandb=False)
+    for arm in ("narrow", "wide"):
+        tried = sorted(r.tuned_value for r in outcome.plan.tuning_runs if r.arm == arm)
+        info = outcome.plan.tuned[arm]
+        assert tried == [0.00001, 0.0001, 0.001, 0.01]  # two steps past the upper edge, a decade each
+        assert info["extended"] == [0.001, 0.01] and set(info["scores"]) == {repr(v) for v in tried}
+        assert info["value"] == min(tried, key=lambda v: info["scores"][repr(v)])
+    rebuilt = engine.rebuild_report(spec, "smoke", root=tmp_path / "runs")
+    assert rebuilt.plan.tuned == outcome.plan.tuned and len(rebuilt.plan.tuning_runs) == 8  # the plan on disk lists them all
+    assert "also tried 0.001, 0.01" in rebuilt.report.read_text()

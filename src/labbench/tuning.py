@@ -43,3 +43,18 @@ def on_edge(best: Any, tried: Sequence[Any]) -> bool:
     """Whether a numeric ``best`` is the smallest or largest of two or more numeric values tried."""
     numbers = sorted({v for v in tried if isinstance(v, (int, float)) and not isinstance(v, bool)})
     return isinstance(best, (int, float)) and len(numbers) >= 2 and best in (numbers[0], numbers[-1])
+
+
+def next_value(best: Any, tried: Sequence[Any]) -> float | None:
+    """One grid step beyond the edge ``best`` sits on (None if it is on no edge of a numeric grid).
+
+    The step repeats the grid's own spacing at that end: the ratio of the two outermost
+    values for a positive grid (half-decades stay half-decades), their difference otherwise.
+    Rounded to 3 significant digits, as a person would write the value.
+    """
+    numbers = sorted({float(v) for v in tried if isinstance(v, (int, float)) and not isinstance(v, bool)})
+    if not on_edge(best, tried):
+        return None
+    edge, inner = (numbers[0], numbers[1]) if best == numbers[0] else (numbers[-1], numbers[-2])
+    value = edge * (edge / inner) if edge > 0 and inner > 0 else edge + (edge - inner)
+    return float(f"{value:.3g}")

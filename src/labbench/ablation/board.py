@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from labbench.ablation import spec as specs
 from labbench.ablation.report import _f, difference_text, predicted_text
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
@@ -57,12 +58,31 @@ def rows(reports: list[dict[str, Any]], root: Path) -> list[str]:
     return out
 
 
+def unsized(results_dir: Path, root: Path, profile: str = "quick") -> list[str]:
+    """Rows for claims whose committed pilot found no budget at which the standard arm learned (no report)."""
+    out = []
+    for path in sorted(results_dir.glob("*/pilot/pilot.json")):
+        pilot = json.loads(path.read_text())
+        if pilot.get("chosen") is not None or pilot.get("profile") != profile or (path.parents[1] / profile / "verdict.json").exists():
+            continue
+        last = pilot["candidates"][-1]
+        failed = [g for g in last["gates"] if not g["passed"]]
+        why = (f"`{failed[0]['metric']}` {_f(failed[0]['mean'])} against a bar of {_f(failed[0]['bar'])}" if failed
+               else f"{_f(last['late_share_mean'])} of its progress still in the last half")
+        link = path.parent.relative_to(root).as_posix() + "/pilot.md"
+        claim_id = specs.load(pilot["name"]).claim_id if pilot["name"] in specs.available() else ""
+        out.append(f"| {claim_id} [`{pilot['name']}`]({link}) | - | - | - | - | **no budget yet** | The standard arm `{pilot['arm']}` "
+                   f"did not learn at any candidate budget up to {' '.join(f'`{o}`' for o in last['overrides'])} ({why}); "
+                   "no comparison was run. |")
+    return out
+
+
 def markdown(results_dir: Path, root: Path, profile: str = "quick") -> str:
-    """The README block: one row per hypothesis, linked to its report."""
+    """The README block: one row per hypothesis, linked to its report (and one per claim still without a budget)."""
     reports = load_reports(results_dir, profile)
     lines = [START, "",
              "| claim | hypothesis | predicted | effect [95% CI] | seeds | verdict | where it differs from the claim |",
-             "|---|---|---|---|---|---|---|", *rows(reports, root), "",
+             "|---|---|---|---|---|---|---|", *rows(reports, root), *unsized(results_dir, root, profile), "",
              "Effect: the paired difference, positive = as predicted (docs/method.md). Generated from the committed "
              "`verdict.json` files by `python scripts/readme_results.py`; a test fails when this table is out of date.", "", END]
     return "\n".join(lines)

@@ -14,6 +14,7 @@ from labbench.ablation.report import write_report
 from labbench.ablation.results import analyze, choose_tuned
 from labbench.ablation.spec import Spec
 from labbench.ablation.store import Store
+from labbench.tuning import next_value
 
 ProgressFn = Callable[[PlannedRun, str], None]
 
@@ -44,6 +45,34 @@ def seed_warnings(spec: Spec, profile: str, seeds: int | None = None) -> list[st
     if n < RECOMMENDED_SEEDS:
         return [f"{n} paired seeds: a verdict is possible, but the method recommends {RECOMMENDED_SEEDS}+ (docs/method.md: power)"]
     return []
+
+
+def tune_arms(
+    spec: Spec, profile: str, extra: Sequence[str], store: Store, run_all: Callable[[list[PlannedRun]], None]
+) -> tuple[list[PlannedRun], dict[str, dict[str, Any]]]:
+    """Per-arm tuning: the declared grid, then, where an arm's best value sits on the grid's edge,
+    up to ``tuning.extend`` more values beyond it, one grid step at a time (labbench.tuning.next_value).
+
+    The rule looks at each arm's own validation scores only, never at another arm or the
+    test split. Returns every tuning run (declared and added) and the choices.
+    """
+    runs = planning.tuning_runs(spec, profile, extra)
+    if not runs:
+        return [], {}
+    run_all(runs)
+    tuned = choose_tuned(spec, profile, runs, store)
+    for _ in range(spec.tuning.extend):
+        added = []
+        for arm, info in tuned.items():
+            value = next_value(info["value"], [r.tuned_value for r in runs if r.arm == arm]) if info["on_edge"] else None
+            if value is not None:
+                added += [planning.planned_run(spec, arm, profile, extra, seed, "tune", value) for seed in planning.tuning_seeds(spec, arm)]
+        if not added:
+            break
+        run_all(added)
+        runs = runs + added
+        tuned = choose_tuned(spec, profile, runs, store)
+    return runs, tuned
 
 
 def reproduce(
@@ -82,8 +111,11 @@ def reproduce(
             counts[k] = counts.get(k, 0) + v
 
     if plan.tuning_runs:
-        run_all(plan.tuning_runs)
-        plan.tuned = choose_tuned(spec, profile, plan.tuning_runs, store)
+        def run_tuning(runs: list[PlannedRun]) -> None:
+            plan.tuning_runs = list(dict.fromkeys([*plan.tuning_runs, *runs]))  # the plan on disk lists every run tried
+            run_all(runs)
+
+        plan.tuning_runs, plan.tuned = tune_arms(spec, profile, extra, store, run_tuning)
     plan.final_runs = planning.final_runs(spec, profile, extra, plan.seeds, plan.tuned)
     run_all(plan.final_runs)
     store.save_plan(plan.as_dict())

@@ -31,7 +31,8 @@ from labbench.ablation import plan as planning
 from labbench.ablation.execute import execute
 from labbench.ablation.metrics import metric_value, parse_metric, truncated
 from labbench.ablation.plan import merge_overrides, override_key
-from labbench.ablation.results import check_gates, choose_tuned, metric_direction
+from labbench.ablation.engine import tune_arms
+from labbench.ablation.results import check_gates, metric_direction
 from labbench.ablation.spec import Spec, SpecError
 from labbench.ablation.store import Store
 from labbench.record import write_json_atomic
@@ -110,9 +111,8 @@ def run_pilot(
     }
     for index, candidate in enumerate(p.candidates):
         planning.validate(sub, p.profile, list(candidate))
-        tuning_runs = planning.tuning_runs(sub, p.profile, candidate)
-        execute(tuning_runs, store, spec.name, tags, 1, wandb, False, on_done)
-        tuned = choose_tuned(sub, p.profile, tuning_runs, store)
+        tuning_runs, tuned = tune_arms(sub, p.profile, candidate, store,
+                                       lambda runs: execute(runs, store, spec.name, tags, 1, wandb, False, on_done))
         runs = planning.final_runs(sub, p.profile, candidate, list(range(p.seeds)), tuned)
         execute(runs, store, spec.name, tags, 1, wandb, False, on_done)
         records = [store.record(r.run_id) for r in runs]

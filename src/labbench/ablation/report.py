@@ -218,7 +218,11 @@ def _setup_rows(spec: Spec, plan: Plan, records: dict[str, list[dict | None]]) -
         rows.append(("data", f"`{cfg['data']['_target_'].rsplit('.', 1)[-1]}` splits {data.get('splits')} input {data.get('input_shape')}"))
         rows.append(("model", f"`{cfg['model']['_target_'].rsplit('.', 1)[-1]}` " + ", ".join(
             f"{k}={v}" for k, v in cfg["model"].items() if k not in ("_target_", "activation", "norm"))))
-        rows.append(("budget", f"{cfg['trainer']['max_steps']} steps, batch {cfg['data']['batch_size']}, precision {cfg['trainer']['precision']}"))
+        budget = f"{cfg['trainer']['max_steps']} steps, batch {cfg['data']['batch_size']}, precision {cfg['trainer']['precision']}"
+        if spec.pilot is not None and spec.pilot.profile == plan.profile and not plan.extra_overrides:
+            budget += (f"; sized before any comparison by the pilot on `{spec.pilot.arm}` alone "
+                       f"(`labbench pilot {spec.name}`, docs/results/{spec.name}/pilot/pilot.md)")
+        rows.append(("budget", budget))
     rows.append(("base overrides", " ".join(f"`{o}`" for o in spec.base) or "-"))
     rows.append(("profile overrides", " ".join(f"`{o}`" for o in spec.profile(plan.profile).overrides) or "-"))
     if plan.extra_overrides:
@@ -231,7 +235,9 @@ def _setup_rows(spec: Spec, plan: Plan, records: dict[str, list[dict | None]]) -
             edge = " **on the edge of its grid: the optimum may lie outside it**" if info.get("on_edge") else ""
             scores = ", ".join(f"{k}: {_f(v)}" for k, v in info["scores"].items())
             never = " **no value of its grid cleared the competence gate**" if info.get("cleared_gate") is False else ""
-            rows.append((f"tuned `{arm}`", f"`{t.param}={info['value']}`{edge}{never} (grid scores {scores})"))
+            added = (f"; beyond the declared grid's edge (tuning.extend: {t.extend}) also tried {', '.join(str(v) for v in info['extended'])}"
+                     if info.get("extended") else "")
+            rows.append((f"tuned `{arm}`", f"`{t.param}={info['value']}`{edge}{never} (grid scores {scores}{added})"))
         if t.repeats > 1:
             choices = "; ".join(f"`{arm}`: {', '.join(str(v) for v in info.get('per_block', []))}"
                                 f"{'' if info.get('blocks_agree') else ' **(the blocks disagree)**'}" for arm, info in plan.tuned.items())

@@ -152,7 +152,9 @@ def choose_tuned(spec: Spec, profile: str, runs: list[PlannedRun], store: Store)
     seeds_of = {r.run_id: r.seed for r in runs}
     tuned = {}
     for arm, pairs in by_arm.items():
-        grid = list(spec.tuning_grid(profile)[arm])
+        declared = list(spec.tuning_grid(profile)[arm])
+        extended = sorted({r.tuned_value for r in runs if r.arm == arm and r.tuned_value not in declared})
+        grid = sorted(declared + extended) if extended else declared  # values tried beyond an edge (tuning.extend)
         keys = [repr(v) for v in grid]
         scores: dict[str, list[float]] = {k: [] for k in keys}
         blocks: dict[int, dict[str, list[float]]] = {}
@@ -176,6 +178,7 @@ def choose_tuned(spec: Spec, profile: str, runs: list[PlannedRun], store: Store)
             "cleared_gate": cleared,
             "per_block": per_block_values,  # the choice on each disjoint block of tuning seeds
             "blocks_agree": len(set(map(repr, per_block_values))) == 1,
+            "extended": extended,  # values added beyond the declared grid's edge
         }
     return tuned
 

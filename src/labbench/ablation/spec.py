@@ -35,7 +35,7 @@ SPEC_KEYS = {
     "pilot": "how a profile's budget was sized before any comparison: {arm, candidates, seeds, metric, late_progress, profile}",
 }
 HYPOTHESIS_KEYS = {"name", "metric", "better", "worse", "direction", "margin", "note"}
-TUNING_KEYS = {"param", "grid", "metric", "direction", "seeds", "repeats"}
+TUNING_KEYS = {"param", "grid", "metric", "direction", "seeds", "repeats", "extend"}
 GATE_KEYS = {"metric", "threshold", "fraction", "arms"}
 BASELINES = ("chance", "unigram", "bigram", "modes", "hq_share", "confidence")  # what the data modules and tasks record (baselines())
 PILOT_KEYS = {"arm", "candidates", "seeds", "metric", "late_progress", "profile"}
@@ -98,6 +98,7 @@ class Tuning:
     direction: str
     seeds: int = 1
     repeats: int = 1  # disjoint blocks of tuning seeds: does the choice survive other seeds?
+    extend: int = 0  # a best value on the grid's edge: try up to this many more values beyond it, one grid step each
 
 
 @dataclass(frozen=True)
@@ -347,9 +348,11 @@ def parse(raw: dict[str, Any], path: Path) -> Spec:
         if not t["metric"].startswith("val/"):
             raise _fail(path, f"tuning.metric must be a validation metric (val/...), got {t['metric']!r}: the test split is for final runs only")
         parse_metric(t["metric"])
-        if int(t.get("seeds", 1)) < 1 or int(t.get("repeats", 1)) < 1:
-            raise _fail(path, f"tuning.seeds and tuning.repeats must be at least 1, got {t.get('seeds', 1)} and {t.get('repeats', 1)}")
-        tuning = Tuning(t["param"], grid, t["metric"], _direction(path, "tuning", t["direction"]), int(t.get("seeds", 1)), int(t.get("repeats", 1)))
+        if int(t.get("seeds", 1)) < 1 or int(t.get("repeats", 1)) < 1 or int(t.get("extend", 0)) < 0:
+            raise _fail(path, f"tuning.seeds and tuning.repeats must be at least 1 and tuning.extend at least 0, "
+                              f"got {t.get('seeds', 1)}, {t.get('repeats', 1)} and {t.get('extend', 0)}")
+        tuning = Tuning(t["param"], grid, t["metric"], _direction(path, "tuning", t["direction"]), int(t.get("seeds", 1)),
+                        int(t.get("repeats", 1)), int(t.get("extend", 0)))
 
     profiles = {}
     if not isinstance(raw["profiles"], dict):
