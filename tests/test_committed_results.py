@@ -103,7 +103,8 @@ def test_a_claim_whose_pilot_found_no_budget_gets_a_row_that_says_so(tmp_path):
     folder.joinpath("pilot.json").write_text(json.dumps({
         "name": "prenorm-vs-postnorm", "profile": "quick", "arm": "pre-warm", "chosen": None,
         "candidates": [{"overrides": ["trainer.max_steps=3000"], "gates": [gate], "late_share_mean": 0.01}]}))
-    (row,) = unsized(tmp_path / "docs" / "results", tmp_path)
+    ((order, row),) = unsized(tmp_path / "docs" / "results", tmp_path)
+    assert order[:3] == (0, "A", 1)  # sorted with the reports in registry order
     assert row.startswith("| A1 [`prenorm-vs-postnorm`](docs/results/prenorm-vs-postnorm/pilot/pilot.md)")
     assert "**no budget yet**" in row and "`trainer.max_steps=3000`" in row and "`val/loss` 2.477 against a bar of 2.418" in row
     report = tmp_path / "docs" / "results" / "prenorm-vs-postnorm" / "quick"

@@ -20,10 +20,28 @@ from labbench.ablation.report import _f, difference_text, predicted_text
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 
 
+NON_FINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}  # how write_json_atomic stores them
+
+
+def _numbers(obj: Any) -> Any:
+    """A verdict.json's "nan" / "inf" strings back to floats."""
+    if isinstance(obj, dict):
+        return {k: _numbers(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_numbers(v) for v in obj]
+    return NON_FINITE.get(obj, obj) if isinstance(obj, str) else obj
+
+
 def load_reports(results_dir: Path, profile: str = "quick") -> list[dict[str, Any]]:
     """Every committed report of ``profile``, in claim-id order (controls last)."""
-    reports = [json.loads(p.read_text()) | {"_path": p} for p in sorted(results_dir.glob(f"*/{profile}/verdict.json"))]
-    return sorted(reports, key=lambda v: (not v.get("claim_id"), v.get("claim_id") or "", v["name"]))
+    reports = [_numbers(json.loads(p.read_text())) | {"_path": p} for p in sorted(results_dir.glob(f"*/{profile}/verdict.json"))]
+    return sorted(reports, key=lambda v: claim_order(v.get("claim_id"), v["name"]))
+
+
+def claim_order(claim_id: str | None, name: str) -> tuple:
+    """Registry order (A1, A2, ..., B1, ..., D4), then anything else (controls such as A/A) by name."""
+    match = re.fullmatch(r"([A-Z])(\d+)", claim_id or "")
+    return (0, match[1], int(match[2]), name) if match else (1, "", 0, name)
 
 
 def plain_sentence(h: dict[str, Any]) -> str:
@@ -45,7 +63,8 @@ def plain_sentence(h: dict[str, Any]) -> str:
     return "No difference the runs can tell from noise at this scale."
 
 
-def rows(reports: list[dict[str, Any]], root: Path) -> list[str]:
+def rows(reports: list[dict[str, Any]], root: Path) -> list[tuple[tuple, str]]:
+    """(order, row) per hypothesis of every report."""
     out = []
     for v in reports:
         link = Path(v["_path"]).parent.relative_to(root).as_posix() + "/report.md"
@@ -54,11 +73,12 @@ def rows(reports: list[dict[str, Any]], root: Path) -> list[str]:
             first = f"{label}[`{v['name']}`]({link})" if i == 0 else ""
             effect = "-" if h["n"] == 0 or not math.isfinite(h["mean_diff"]) else difference_text(h)
             sentence = plain_sentence(h)
-            out.append(f"| {first} | {h['name']} | {predicted_text(h)} | {effect} | {h['n']} | **{h['verdict']}** | {sentence} |")
+            out.append((claim_order(v.get("claim_id"), v["name"]) + (i,),
+                        f"| {first} | {h['name']} | {predicted_text(h)} | {effect} | {h['n']} | **{h['verdict']}** | {sentence} |"))
     return out
 
 
-def unsized(results_dir: Path, root: Path, profile: str = "quick") -> list[str]:
+def unsized(results_dir: Path, root: Path, profile: str = "quick") -> list[tuple[tuple, str]]:
     """Rows for claims whose committed pilot found no budget at which the standard arm learned (no report)."""
     out = []
     for path in sorted(results_dir.glob("*/pilot/pilot.json")):
@@ -71,9 +91,10 @@ def unsized(results_dir: Path, root: Path, profile: str = "quick") -> list[str]:
                else f"{_f(last['late_share_mean'])} of its progress still in the last half")
         link = path.parent.relative_to(root).as_posix() + "/pilot.md"
         claim_id = specs.load(pilot["name"]).claim_id if pilot["name"] in specs.available() else ""
-        out.append(f"| {claim_id} [`{pilot['name']}`]({link}) | - | - | - | - | **no budget yet** | The standard arm `{pilot['arm']}` "
-                   f"did not learn at any candidate budget up to {' '.join(f'`{o}`' for o in last['overrides'])} ({why}); "
-                   "no comparison was run. |")
+        out.append((claim_order(claim_id, pilot["name"]) + (0,),
+                    f"| {claim_id} [`{pilot['name']}`]({link}) | - | - | - | - | **no budget yet** | The standard arm `{pilot['arm']}` "
+                    f"did not learn at any candidate budget up to {' '.join(f'`{o}`' for o in last['overrides'])} ({why}); "
+                    "no comparison was run. |"))
     return out
 
 
@@ -82,7 +103,7 @@ def markdown(results_dir: Path, root: Path, profile: str = "quick") -> str:
     reports = load_reports(results_dir, profile)
     lines = [START, "",
              "| claim | hypothesis | predicted | effect [95% CI] | seeds | verdict | where it differs from the claim |",
-             "|---|---|---|---|---|---|---|", *rows(reports, root), *unsized(results_dir, root, profile), "",
+             "|---|---|---|---|---|---|---|", *(row for _, row in sorted(rows(reports, root) + unsized(results_dir, root, profile))), "",
              "Effect: the paired difference, positive = as predicted (docs/method.md). Generated from the committed "
              "`verdict.json` files by `python scripts/readme_results.py`; a test fails when this table is out of date.", "", END]
     return "\n".join(lines)
