@@ -63,7 +63,9 @@ def test_every_spec_smoke_profile_reproduces(name, tmp_path):
     assert {h["verdict"] for h in verdict["hypotheses"]} <= VERDICTS
     assert len(verdict["hypotheses"]) == len(spec.hypotheses)
     expected = engine.count_runs(spec, "smoke")
-    assert sum(outcome.counts.values()) == expected
+    added = [r for r in outcome.plan.tuning_runs if spec.tuning and r.tuned_value not in spec.tuning_grid("smoke")[r.arm]]
+    assert sum(outcome.counts.values()) == expected + len(added)  # the planned runs, and values tried past a grid edge
+    assert all(r.tuned_value in outcome.plan.tuned[r.arm]["extended"] for r in added)
     assert outcome.counts.get("failed", 0) == 0
     for arm in verdict["arms"].values():
         assert sum(arm["status_counts"].values()) == spec.profile("smoke").seeds

@@ -11,10 +11,9 @@ from labbench.ablation import plan as planning
 from labbench.ablation.execute import execute
 from labbench.ablation.plan import Plan, PlannedRun
 from labbench.ablation.report import write_report
-from labbench.ablation.results import analyze, choose_tuned
+from labbench.ablation.results import analyze, pending_tuning
 from labbench.ablation.spec import Spec
 from labbench.ablation.store import Store
-from labbench.tuning import next_value
 
 ProgressFn = Callable[[PlannedRun, str], None]
 
@@ -50,28 +49,18 @@ def seed_warnings(spec: Spec, profile: str, seeds: int | None = None) -> list[st
 def tune_arms(
     spec: Spec, profile: str, extra: Sequence[str], store: Store, run_all: Callable[[list[PlannedRun]], None]
 ) -> tuple[list[PlannedRun], dict[str, dict[str, Any]]]:
-    """Per-arm tuning: the declared grid, then, where an arm's best value sits on the grid's edge,
-    up to ``tuning.extend`` more values beyond it, one grid step at a time (labbench.tuning.next_value).
-
-    The rule looks at each arm's own validation scores only, never at another arm or the
-    test split. Returns every tuning run (declared and added) and the choices.
-    """
-    runs = planning.tuning_runs(spec, profile, extra)
-    if not runs:
-        return [], {}
-    run_all(runs)
-    tuned = choose_tuned(spec, profile, runs, store)
-    for _ in range(spec.tuning.extend):
-        added = []
-        for arm, info in tuned.items():
-            value = next_value(info["value"], [r.tuned_value for r in runs if r.arm == arm]) if info["on_edge"] else None
-            if value is not None:
-                added += [planning.planned_run(spec, arm, profile, extra, seed, "tune", value) for seed in planning.tuning_seeds(spec, arm)]
-        if not added:
+    """Per-arm tuning (results.pending_tuning: the declared grid, then values past an edge with
+    ``tuning.extend``), running each pending batch; returns every tuning run and the choices."""
+    passed: set[PlannedRun] = set()
+    while True:
+        pending, runs, tuned = pending_tuning(spec, profile, extra, store)
+        if not pending:
             break
-        run_all(added)
-        runs = runs + added
-        tuned = choose_tuned(spec, profile, runs, store)
+        run_all(pending)
+        passed.update(pending)
+    stored = [r for r in runs if r not in passed]
+    if stored:
+        run_all(stored)  # already in the store: counted as skipped, and listed in the plan
     return runs, tuned
 
 

@@ -3,8 +3,9 @@
 Each command sweeps one arm's seeds (or its tuning grid) with ``labbench-train -m`` and
 writes every run into the ablation's store, in a folder named by its run id: the id the
 engine computes for the same run. ``labbench reproduce`` afterwards finds them done and
-only aggregates. Tuning comes first: once its runs are stored, the same call prints the
-final stage with each arm's tuned value.
+only aggregates. Tuning comes first (with ``tuning.extend``, further tuning stages for the
+arms whose best value sits on their grid's edge); once its runs are stored, the same call
+prints the final stage with each arm's tuned value.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from __future__ import annotations
 import shlex
 from collections.abc import Sequence
 
-from labbench.ablation.plan import arm_overrides, final_seeds, format_value, logging_overrides, merge_overrides, tuning_runs, tuning_seeds
-from labbench.ablation.results import choose_tuned
+from labbench.ablation.plan import arm_overrides, final_seeds, format_value, logging_overrides, merge_overrides, tuning_seeds
+from labbench.ablation.results import pending_tuning
 from labbench.ablation.spec import Spec
 from labbench.ablation.store import Store
 
@@ -26,20 +27,17 @@ def multirun_commands(
     spec: Spec, profile: str, store: Store, extra: Sequence[str] = (), seeds: int | None = None, wandb: bool = True
 ) -> tuple[str, list[list[str]]]:
     """``(stage, commands)`` for the first stage of the plan that is not yet complete."""
-    stage = "final"
-    tuned: dict = {}
-    if spec.tuning is not None:
-        runs = tuning_runs(spec, profile, extra)
-        if not all(store.is_done(r.run_id) for r in runs):
-            stage = "tune"
-        else:
-            tuned = choose_tuned(spec, profile, runs, store)
+    pending, _, tuned = pending_tuning(spec, profile, extra, store)
+    stage = "tune" if pending else "final"
     tags = [t for t in (spec.claim_id, profile) if t]
     commands = []
     for arm in spec.arms:
         if stage == "tune":
+            values = list(dict.fromkeys(r.tuned_value for r in pending if r.arm == arm.name))
+            if not values:
+                continue  # this arm's tuning is complete; another's walks past its grid's edge
             seed_list = tuning_seeds(spec, arm.name)
-            specific = [f"{spec.tuning.param}={_values(spec.tuning_grid(profile)[arm.name])}", "evaluate_test=false"]
+            specific = [f"{spec.tuning.param}={_values(values)}", "evaluate_test=false"]
         else:
             seed_list = [s + arm.seed_offset for s in final_seeds(spec, profile, seeds)]
             specific = [f"{spec.tuning.param}={format_value(tuned[arm.name]['value'])}"] if tuned else []

@@ -183,6 +183,41 @@ def choose_tuned(spec: Spec, profile: str, runs: list[PlannedRun], store: Store)
     return tuned
 
 
+def pending_tuning(spec: Spec, profile: str, extra, store: Store) -> tuple[list[PlannedRun], list[PlannedRun], dict[str, dict[str, Any]]]:
+    """Where per-arm tuning stands, read from the store: ``(pending, tried, tuned)``.
+
+    The procedure: the declared grid; then, while an arm's best value sits on an edge of
+    what it tried, one more value beyond it (labbench.tuning.next_value), up to
+    ``tuning.extend`` times, on each arm's own validation scores. ``pending``: the next
+    batch of runs not yet in the store (empty once the procedure is complete); ``tried``:
+    every run of the steps completed so far; ``tuned``: the choices from them. ``reproduce``
+    and ``labbench plan`` both walk it, so both run the same tuning runs.
+    """
+    from labbench.ablation.plan import planned_run, tuning_runs
+    from labbench.ablation.plan import tuning_seeds as seeds_of_arm
+    from labbench.tuning import next_value
+
+    runs = tuning_runs(spec, profile, extra)
+    if not runs:
+        return [], [], {}
+    if not all(store.is_done(r.run_id) for r in runs):
+        return [r for r in runs if not store.is_done(r.run_id)], [], {}
+    tuned = choose_tuned(spec, profile, runs, store)
+    for _ in range(spec.tuning.extend):
+        added = []
+        for arm, info in tuned.items():
+            value = next_value(info["value"], [r.tuned_value for r in runs if r.arm == arm]) if info["on_edge"] else None
+            if value is not None:
+                added += [planned_run(spec, arm, profile, extra, seed, "tune", value) for seed in seeds_of_arm(spec, arm)]
+        if not added:
+            break
+        if not all(store.is_done(r.run_id) for r in added):
+            return [r for r in added if not store.is_done(r.run_id)], runs, tuned
+        runs = runs + added
+        tuned = choose_tuned(spec, profile, runs, store)
+    return [], runs, tuned
+
+
 def final_records(plan: Plan, store: Store) -> dict[str, list[dict | None]]:
     records: dict[str, list[dict | None]] = {}
     for r in plan.final_runs:
