@@ -23,7 +23,7 @@ import dataclasses
 import hashlib
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from labbench.ablation import plan as planning
 from labbench.ablation.execute import execute
 from labbench.ablation.metrics import metric_value, parse_metric, truncated
 from labbench.ablation.plan import merge_overrides, override_key
+from labbench.ablation.report import _f
 from labbench.ablation.engine import tune_arms
 from labbench.ablation.results import check_gates, metric_direction
 from labbench.ablation.spec import Spec, SpecError
@@ -166,10 +167,6 @@ def profile_agrees(spec: Spec, result: dict[str, Any]) -> list[str]:
     return problems
 
 
-def _f(x: Any) -> str:
-    return f"{x:.4g}" if isinstance(x, float) else str(x)
-
-
 def render(spec: Spec, result: dict[str, Any]) -> str:
     p = spec.pilot
     lines = [f"# {spec.name}: pilot for the `{p.profile}` budget", "",
@@ -200,11 +197,3 @@ def write_pilot(spec: Spec, result: dict[str, Any], out: Path) -> None:
     tmp = out / "pilot.md.tmp"
     tmp.write_text(render(spec, result))
     tmp.replace(out / "pilot.md")
-
-
-def load_committed(spec: Spec, results_dir: str | Path) -> dict[str, Any] | None:
-    path = Path(results_dir) / spec.name / "pilot" / "pilot.json"
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
-__all__: Sequence[str] = ("run_pilot", "profile_agrees", "pilot_fingerprint", "late_share", "load_committed")

@@ -19,12 +19,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from labbench.ablation.metrics import has_curve, metric_value, parse_metric, truncated
-from labbench.ablation.plan import Plan, PlannedRun, tuning_block
+from labbench.ablation.plan import Plan, PlannedRun, planned_run, tuning_block, tuning_runs, tuning_seeds
 from labbench.ablation.spec import Gate, Hypothesis, Spec, arms_of, fingerprint, is_pair, is_reference
 from labbench.ablation.stats import ALPHA, METHOD, can_decide, compare, decide, holm, seeds_needed, summarize
 from labbench.ablation.store import Store
 from labbench.directions import UnknownMetric, direction
-from labbench.tuning import best_setting, on_edge
+from labbench.tuning import best_setting, next_value, on_edge
 
 OK, DIVERGED = "completed", "diverged"
 OUTCOME = "diverged"  # the metric expression of divergence-rate hypotheses
@@ -193,10 +193,6 @@ def pending_tuning(spec: Spec, profile: str, extra, store: Store) -> tuple[list[
     every run of the steps completed so far; ``tuned``: the choices from them. ``reproduce``
     and ``labbench plan`` both walk it, so both run the same tuning runs.
     """
-    from labbench.ablation.plan import planned_run, tuning_runs
-    from labbench.ablation.plan import tuning_seeds as seeds_of_arm
-    from labbench.tuning import next_value
-
     runs = tuning_runs(spec, profile, extra)
     if not runs:
         return [], [], {}
@@ -208,7 +204,7 @@ def pending_tuning(spec: Spec, profile: str, extra, store: Store) -> tuple[list[
         for arm, info in tuned.items():
             value = next_value(info["value"], [r.tuned_value for r in runs if r.arm == arm]) if info["on_edge"] else None
             if value is not None:
-                added += [planned_run(spec, arm, profile, extra, seed, "tune", value) for seed in seeds_of_arm(spec, arm)]
+                added += [planned_run(spec, arm, profile, extra, seed, "tune", value) for seed in tuning_seeds(spec, arm)]
         if not added:
             break
         if not all(store.is_done(r.run_id) for r in added):
