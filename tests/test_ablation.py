@@ -55,6 +55,7 @@ def test_every_spec_validates_in_every_profile(name):
     assert spec.sources and spec.claim and spec.reference
 
 
+@pytest.mark.catalog
 @pytest.mark.parametrize("name", SHIPPED)
 def test_every_spec_smoke_profile_reproduces(name, tmp_path):
     spec = specs.load(name)

@@ -99,3 +99,34 @@ def test_tuning_extends_past_an_edge_on_the_arms_own_scores(tmp_path):
     rebuilt = engine.rebuild_report(spec, "smoke", root=tmp_path / "runs")
     assert rebuilt.plan.tuned == outcome.plan.tuned and len(rebuilt.plan.tuning_runs) == 8  # the plan on disk lists them all
     assert "also tried 0.001, 0.01" in rebuilt.report.read_text()
+
+
+def test_an_arm_the_grid_leaves_out_is_not_tuned_and_keeps_the_base_value(tmp_path):
+    """Keskar et al.'s protocol (fixed hyper-parameters) beside Shallue et al.'s (tuned) in one spec."""
+    import yaml
+
+    from labbench.ablation import engine
+    from labbench.ablation import spec as specs
+
+    raw = {"name": "part", "claim": "c", "factors": [], "base": ["data=synthetic", "optimizer.lr=0.004", "trainer.max_steps=4",
+                                                             "trainer.val_check_interval=2"],
+           "arms": {"fixed": [], "tuned": {"overrides": [], "seed_offset": 50}},
+           "hypotheses": [{"metric": "val/loss", "better": "fixed", "worse": "tuned", "direction": "lower"}],
+           "tuning": {"param": "optimizer.lr", "grid": {"tuned": [0.01, 0.1]}, "metric": "val/loss", "direction": "lower"},
+           "profiles": {"smoke": {"seeds": 2, "tuning_grid": [0.02, 0.2]}}}
+    (tmp_path / "part.yaml").write_text(yaml.safe_dump(raw))
+    spec = specs.load(str(tmp_path / "part.yaml"))
+    assert engine.count_runs(spec, "smoke") == 2 * 2 + 2  # two arms x two seeds, two tuning runs for one arm
+    outcome = engine.reproduce(spec, "smoke", root=tmp_path / "store", wandb=False)
+    assert {r.arm for r in outcome.plan.tuning_runs} == {"tuned"} and set(outcome.plan.tuned) == {"tuned"}
+    from labbench.ablation.store import Store
+
+    store = Store(tmp_path / "store", "part", "smoke")
+    lrs = {r.arm: store.record(r.run_id)["config"]["optimizer"]["lr"] for r in outcome.plan.final_runs}
+    assert lrs["fixed"] == 0.004 and lrs["tuned"] in (0.02, 0.2)
+    report = (tmp_path / "store" / "part" / "smoke" / "report.md").read_text()
+    assert "not tuned (the base value): `fixed`" in report
+    bad = {**raw, "name": "bad", "profiles": {"smoke": {"seeds": 2, "tuning_grid": {"fixed": [0.1], "tuned": [0.1]}}}}
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(bad))
+    with pytest.raises(specs.SpecError, match="the arms tuning.grid tunes"):
+        specs.load(str(tmp_path / "bad.yaml"))

@@ -28,8 +28,11 @@ class Outcome:
 
 def count_runs(spec: Spec, profile: str, seeds: int | None = None) -> int:
     n_seeds = seeds if seeds is not None else spec.profile(profile).seeds
-    tuning = 0 if spec.tuning is None else len(next(iter(spec.tuning_grid(profile).values()))) * spec.tuning.seeds * spec.tuning.repeats
-    return len(spec.arms) * (n_seeds + tuning)
+    if spec.tuning is None:
+        return len(spec.arms) * n_seeds
+    grid = spec.tuning_grid(profile)
+    tuning = sum(len(values) for values in grid.values()) * spec.tuning.seeds * spec.tuning.repeats
+    return len(spec.arms) * n_seeds + tuning
 
 
 def seed_warnings(spec: Spec, profile: str, seeds: int | None = None) -> list[str]:

@@ -4,8 +4,21 @@
     train/loss@100      the last value logged at or before step 100 (early training)
     train/loss@0:100    the mean of the values logged at steps 0 to 100 (an early window:
                         steadier than one minibatch's loss)
+    train/loss@0:200:noise  the step-to-step noise of the values logged in the window: the
+                        standard deviation of the successive differences over sqrt(2) (after
+                        von Neumann 1941), which is the noise's own std for white noise around
+                        a linear trend and ignores the trend a plain std would mix in (how
+                        noisy are the minibatch losses?)
     train/loss[-5:]     the mean of the last 5 logged values (smooths batch noise)
     val/loss:min        the best (min or max) value over the run
+    val/loss:rise       the last value minus the lowest one: how far the curve turned back up
+                        after its best point (0 when it never did; early stopping's signal)
+    val/acc:drop        the highest value minus the last one: what stopping at the best
+                        evaluation would have kept (for a score where higher is better)
+    val/acc>=0.9        the first logged step at which the value reached 0.9 (also <=, for a
+                        loss): steps to a threshold. A run that never reached it is censored at
+                        its budget (trainer.max_steps): it counts as no faster than the budget,
+                        which can only shrink a difference, never invent one
 """
 
 from __future__ import annotations
@@ -15,7 +28,11 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-_PATTERN = re.compile(r"^(?P<key>[\w/.\-]+?)(?:@(?P<lo>\d+):(?P<hi>\d+)|@(?P<step>\d+)|\[-(?P<last>\d+):\]|:(?P<agg>min|max))?$")
+_PATTERN = re.compile(
+    r"^(?P<key>[\w/.\-]+?)(?:@(?P<lo>\d+):(?P<hi>\d+)(?P<noise>:noise)?|@(?P<step>\d+)|\[-(?P<last>\d+):\]|:(?P<agg>min|max|rise|drop)"
+    r"|(?P<cmp>>=|<=)(?P<threshold>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?))?$"
+)
+FORMS = "'test/acc', 'train/loss@100', 'train/loss@0:100', 'train/loss@0:200:noise', 'train/loss[-5:]', 'val/loss:min', 'val/loss:rise', 'val/acc:drop', 'val/acc>=0.9'"
 
 
 @dataclass(frozen=True)
@@ -25,19 +42,38 @@ class MetricExpr:
     last: int | None = None
     agg: str | None = None
     window: tuple[int, int] | None = None  # steps lo..hi, both included
+    threshold: tuple[str, float] | None = None  # (">=" or "<=", value): the step at which it was reached
+    noise: bool = False  # with a window: the step-to-step noise in it, not the mean
+
+    @property
+    def derived(self) -> bool:
+        """A number about the curve's shape (a step count, a rise), not a value of the metric itself:
+        a diverged run is not the metric's failure value there."""
+        return self.threshold is not None or self.agg in ("rise", "drop") or self.noise
 
 
 def parse_metric(expr: str) -> MetricExpr:
     match = _PATTERN.match(str(expr))
     if not match:
         raise ValueError(
-            f"bad metric expression {expr!r}; valid forms: 'test/acc', 'train/loss@100', 'train/loss@0:100', 'train/loss[-5:]', 'val/loss:min'"
+            f"bad metric expression {expr!r}; valid forms: {FORMS}"
         )
     g = match.groupdict()
     window = (int(g["lo"]), int(g["hi"])) if g["lo"] is not None else None
     if window and window[0] > window[1]:
         raise ValueError(f"bad metric expression {expr!r}: the window's first step {window[0]} is after its last {window[1]}")
-    return MetricExpr(g["key"], int(g["step"]) if g["step"] else None, int(g["last"]) if g["last"] else None, g["agg"], window)
+    threshold = (g["cmp"], float(g["threshold"])) if g["cmp"] else None
+    return MetricExpr(g["key"], int(g["step"]) if g["step"] else None, int(g["last"]) if g["last"] else None, g["agg"], window, threshold,
+                      bool(g["noise"]))
+
+
+def budget_steps(record: dict[str, Any]) -> float:
+    """The run's step budget (``trainer.max_steps``), else the last step it logged anything at."""
+    budget = ((record.get("config") or {}).get("trainer") or {}).get("max_steps")
+    if isinstance(budget, int) and budget > 0:
+        return float(budget)
+    steps = [p[0] for pts in record.get("curves", {}).values() for p in pts]
+    return float(max(steps)) if steps else math.nan
 
 
 def _number(value: Any) -> float:
@@ -51,6 +87,12 @@ def metric_value(record: dict[str, Any], expr: str) -> float:
     points = record.get("curves", {}).get(m.key, [])
     if m.window is not None:
         inside = [_number(v) for s, v in points if m.window[0] <= s <= m.window[1]]
+        if m.noise:
+            steps = [b - a for a, b in zip(inside, inside[1:])]
+            if len(steps) < 2:
+                return math.nan
+            mean = sum(steps) / len(steps)
+            return math.sqrt(sum((d - mean) ** 2 for d in steps) / (len(steps) - 1) / 2)
         return sum(inside) / len(inside) if inside else math.nan
     if m.step is not None:
         before = [v for s, v in points if s <= m.step]
@@ -58,6 +100,18 @@ def metric_value(record: dict[str, Any], expr: str) -> float:
     if m.last is not None:
         tail = [_number(v) for _, v in points[-m.last :]]
         return sum(tail) / len(tail) if tail else math.nan
+    if m.threshold is not None:
+        cmp, bar = m.threshold
+        for step, v in points:
+            v = _number(v)
+            if math.isfinite(v) and (v >= bar if cmp == ">=" else v <= bar):
+                return float(step)
+        return budget_steps(record) if points or record.get("status") else math.nan
+    if m.agg in ("rise", "drop"):
+        finite = [_number(v) for _, v in points if math.isfinite(_number(v))]
+        if not finite or not math.isfinite(_number(points[-1][1])):
+            return math.nan
+        return finite[-1] - min(finite) if m.agg == "rise" else max(finite) - finite[-1]
     if m.agg is not None:
         values = [_number(v) for _, v in points if math.isfinite(_number(v))]
         return (min if m.agg == "min" else max)(values) if values else math.nan

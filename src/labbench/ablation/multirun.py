@@ -40,7 +40,7 @@ def multirun_commands(
             specific = [f"{spec.tuning.param}={_values(values)}", "evaluate_test=false"]
         else:
             seed_list = [s + arm.seed_offset for s in final_seeds(spec, profile, seeds)]
-            specific = [f"{spec.tuning.param}={format_value(tuned[arm.name]['value'])}"] if tuned else []
+            specific = [f"{spec.tuning.param}={format_value(tuned[arm.name]['value'])}"] if arm.name in tuned else []
         reporting = logging_overrides(spec.name, arm.name, tags, wandb)
         overrides = merge_overrides(arm_overrides(spec, arm.name, profile, extra), [f"seed={_values(seed_list)}", *specific], reporting)
         commands.append(["labbench-train", "-m", *overrides, *into_store(store)])

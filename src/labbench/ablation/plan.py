@@ -152,7 +152,7 @@ def tuning_runs(spec: Spec, profile: str, extra: Sequence[str]) -> list[PlannedR
     runs = []
     grid = spec.tuning_grid(profile)
     for arm in spec.arms:
-        for value in grid[arm.name]:
+        for value in grid.get(arm.name, ()):  # an arm the grid leaves out is not tuned
             for seed in tuning_seeds(spec, arm.name):
                 runs.append(planned_run(spec, arm.name, profile, extra, seed, "tune", value))
     return runs

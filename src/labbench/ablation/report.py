@@ -218,7 +218,9 @@ def _setup_rows(spec: Spec, plan: Plan, records: dict[str, list[dict | None]]) -
         rows.append(("data", f"`{cfg['data']['_target_'].rsplit('.', 1)[-1]}` splits {data.get('splits')} input {data.get('input_shape')}"))
         rows.append(("model", f"`{cfg['model']['_target_'].rsplit('.', 1)[-1]}` " + ", ".join(
             f"{k}={v}" for k, v in cfg["model"].items() if k not in ("_target_", "activation", "norm"))))
-        budget = f"{cfg['trainer']['max_steps']} steps, batch {cfg['data']['batch_size']}, precision {cfg['trainer']['precision']}"
+        trainer = cfg["trainer"]
+        length = f"{trainer['max_steps']} steps" if trainer.get("max_steps", -1) > 0 else f"{trainer.get('max_epochs')} epochs"
+        budget = f"{length}, batch {cfg['data']['batch_size']} (the first arm's), precision {trainer['precision']}"
         if spec.pilot is not None and spec.pilot.profile == plan.profile and not plan.extra_overrides:
             budget += (f"; sized before any comparison by the pilot on `{spec.pilot.arm}` alone "
                        f"(`labbench pilot {spec.name}`, docs/results/{spec.name}/pilot/pilot.md)")
@@ -230,7 +232,10 @@ def _setup_rows(spec: Spec, plan: Plan, records: dict[str, list[dict | None]]) -
     rows.append(("seeds", ", ".join(str(s) for s in plan.seeds) + " (shared by all arms: paired)"))
     if spec.tuning is not None:
         t = spec.tuning
-        rows.append(("tuning", f"`{t.param}` per arm on `{t.metric}` ({t.direction} is better), {len(next(iter(spec.tuning_grid(plan.profile).values())))} values x {t.seeds} seed(s) per arm, validation split only"))
+        grid = spec.tuning_grid(plan.profile)
+        fixed = [a.name for a in spec.arms if a.name not in grid]
+        untuned = f"; not tuned (the base value): {', '.join(f'`{a}`' for a in fixed)}" if fixed else ""
+        rows.append(("tuning", f"`{t.param}` per arm on `{t.metric}` ({t.direction} is better), {len(next(iter(grid.values())))} values x {t.seeds} seed(s) per arm, validation split only{untuned}"))
         for arm, info in plan.tuned.items():
             edge = " **on the edge of its grid: the optimum may lie outside it**" if info.get("on_edge") else ""
             scores = ", ".join(f"{k}: {_f(v)}" for k, v in info["scores"].items())

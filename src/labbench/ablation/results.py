@@ -32,7 +32,7 @@ OUTCOME = "diverged"  # the metric expression of divergence-rate hypotheses
 
 def metric_direction(records: list[dict | None], expr: str) -> str:
     """The declared direction of ``expr``'s metric: from the records, or their task's declaration."""
-    if expr == OUTCOME:
+    if expr == OUTCOME or parse_metric(expr).derived:  # fewer steps to a threshold, a smaller rise: better
         return "lower"
     key = parse_metric(expr).key
     for rec in records:
@@ -60,6 +60,10 @@ def run_value(record: dict | None, expr: str, declared: Mapping[str, float] = {}
     status = record.get("status")
     if expr == OUTCOME:
         return {OK: 0.0, DIVERGED: 1.0}.get(status, math.nan)
+    if parse_metric(expr).derived:  # a step count or a rise: read from the curve, whatever the outcome
+        if parse_metric(expr).threshold is not None and status in (OK, DIVERGED):
+            return metric_value(record, expr)  # never reached before it diverged: censored at the budget
+        return metric_value(record, expr) if status == OK else math.nan
     if status == OK:
         value = metric_value(record, expr)
         if math.isfinite(value):

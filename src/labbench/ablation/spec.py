@@ -264,12 +264,20 @@ def _direction(path: Path, where: str, value: Any) -> str:
     return value
 
 
-def _grid(path: Path, where: str, grid: Any, arm_names: list[str]) -> dict[str, tuple[Any, ...]]:
-    """One list for all arms, or arm -> list; every arm gets the same number of values."""
+def _grid(path: Path, where: str, grid: Any, arm_names: list[str], tuned: list[str] | None = None) -> dict[str, tuple[Any, ...]]:
+    """One list for every tuned arm, or arm -> list; every tuned arm gets the same number of values.
+
+    An arm -> list mapping may leave arms out: those are not tuned and keep the base value
+    (a protocol with fixed hyper-parameters beside a tuned one, as Keskar et al. vs Shallue
+    et al. compare batch sizes). ``tuned``: the arms a profile's grid must cover (the spec's).
+    """
+    tuned = tuned or arm_names
     if isinstance(grid, list):
-        grid = {a: grid for a in arm_names}
-    if not isinstance(grid, dict) or set(grid) != set(arm_names):
-        raise _fail(path, f"{where} must be a list, or give values for every arm ({', '.join(arm_names)})")
+        grid = {a: grid for a in tuned}
+    if not isinstance(grid, dict) or not grid or not set(grid) <= set(arm_names):
+        raise _fail(path, f"{where} must be a list, or map arms ({', '.join(arm_names)}) to lists; arms left out are not tuned")
+    if set(grid) != set(tuned):
+        raise _fail(path, f"{where} must give values for the arms tuning.grid tunes ({', '.join(tuned)}), got {', '.join(grid)}")
     grid = {a: tuple(v) for a, v in grid.items()}
     if len({len(v) for v in grid.values()}) != 1 or not next(iter(grid.values())):
         raise _fail(path, f"{where} must give every arm the same number of values (an equal tuning budget)")
@@ -344,7 +352,7 @@ def parse(raw: dict[str, Any], path: Path) -> Spec:
         for key in ("param", "grid", "metric", "direction"):
             if key not in t:
                 raise _fail(path, f"tuning is missing {key!r}")
-        grid = _grid(path, "tuning.grid", t["grid"], arm_names)
+        grid = _grid(path, "tuning.grid", t["grid"], arm_names, list(t["grid"]) if isinstance(t["grid"], dict) else None)
         if not t["metric"].startswith("val/"):
             raise _fail(path, f"tuning.metric must be a validation metric (val/...), got {t['metric']!r}: the test split is for final runs only")
         parse_metric(t["metric"])
@@ -366,7 +374,8 @@ def parse(raw: dict[str, Any], path: Path) -> Spec:
         est = body.get("estimated_minutes")
         if body.get("tuning_grid") is not None and not raw.get("tuning"):
             raise _fail(path, f"profile {name!r} sets tuning_grid but the spec has no tuning section")
-        profile_grid = _grid(path, f"profiles.{name}.tuning_grid", body["tuning_grid"], arm_names) if body.get("tuning_grid") is not None else None
+        profile_grid = (_grid(path, f"profiles.{name}.tuning_grid", body["tuning_grid"], arm_names, list(tuning.grid))
+                        if body.get("tuning_grid") is not None else None)
         profiles[name] = Profile(name, seeds, _strings(path, f"profiles.{name}.overrides", body.get("overrides")),
                                  float(est) if est is not None else None, str(body.get("description", "")), profile_grid)
     if "smoke" not in profiles:

@@ -136,6 +136,13 @@ class TensorDataModule(L.LightningDataModule):
     channel with statistics of the training split only. ``augment`` (image data only)
     transforms training batches; ``on_device`` keeps the splits on the training device
     when it is not the CPU (moved once; ``false`` moves each batch instead).
+
+    ``train_size`` keeps that many samples of the training split (a random subset fixed by
+    ``split_seed``, the same for every run seed; validation and test stay whole): the small
+    training sets of the overfitting claims. ``label_noise`` replaces exactly that share of
+    the training labels (after the subset) by a different class drawn uniformly from the
+    other K - 1 (symmetric noise, fixed by ``split_seed``); validation and test labels stay
+    clean, so they measure what the model learned about the true labels.
     """
 
     num_classes: int
@@ -150,10 +157,17 @@ class TensorDataModule(L.LightningDataModule):
         normalize: bool = True,
         augment: CropFlip | None = None,
         on_device: bool = True,
+        train_size: int | None = None,
+        label_noise: float = 0.0,
     ) -> None:
         super().__init__()
         if not 0.0 <= val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        if train_size is not None and train_size < 1:
+            raise ValueError(f"train_size must be a positive number of samples (or null: the whole split), got {train_size}")
+        if not 0.0 <= label_noise < 1.0:
+            raise ValueError(f"label_noise must be a share of the training labels in [0, 1), got {label_noise}")
+        self.train_size, self.label_noise = train_size, label_noise
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.val_fraction = val_fraction
@@ -178,8 +192,15 @@ class TensorDataModule(L.LightningDataModule):
         order = torch.randperm(len(x_train), generator=generator)
         n_val = int(round(self.val_fraction * len(x_train)))
         val_idx, train_idx = order[:n_val], order[n_val:]
+        if self.train_size is not None:
+            if self.train_size > len(train_idx):
+                raise ValueError(f"train_size={self.train_size} is more than the {len(train_idx)} samples of the training split")
+            train_idx = train_idx[: self.train_size]  # already in random order: a random subset
+        y_kept = y_train[train_idx]
+        if self.label_noise:
+            y_kept = flip_labels(y_kept, self.label_noise, self.num_classes, generator)
         splits = {
-            "train": (x_train[train_idx], y_train[train_idx]),
+            "train": (x_train[train_idx], y_kept),
             "val": (x_train[val_idx], y_train[val_idx]),
             "test": (x_test, y_test),
         }
@@ -261,6 +282,19 @@ class TensorDataModule(L.LightningDataModule):
     def _shard(self) -> dict[str, int]:
         rank, world = rank_and_world(self)
         return {"rank": rank, "world_size": world}
+
+
+def flip_labels(y: torch.Tensor, rate: float, num_classes: int, generator: torch.Generator) -> torch.Tensor:
+    """Symmetric label noise: exactly ``round(rate * len(y))`` labels, chosen at random, each
+    replaced by one of the other ``num_classes - 1`` classes, uniformly."""
+    if y.dtype.is_floating_point or num_classes < 2:
+        raise ValueError("label_noise needs integer class labels and at least 2 classes")
+    y = y.clone()
+    n = int(round(rate * len(y)))
+    chosen = torch.randperm(len(y), generator=generator)[:n]
+    shift = torch.randint(1, num_classes, (n,), generator=generator)  # 1..K-1: never the true class
+    y[chosen] = (y[chosen] + shift) % num_classes
+    return y
 
 
 def holdout(

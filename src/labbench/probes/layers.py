@@ -49,14 +49,20 @@ class _Every(L.Callback):
 
 
 class GradNorms(_Every):
-    """``probe/grad_norm/<layer>``: L2 norm of each weight's gradient, and ``/total``."""
+    """``probe/grad_norm/<layer>``: L2 norm of each weight's gradient, and ``/total``;
+    ``probe/grad_norm_log_ratio``: log10 of the first weight layer's norm over the last's
+    (in the model's parameter order, input to output): -3 means the first layer gets a
+    thousandth of the last one's gradient (Glorot & Bengio 2010's vanishing gradients)."""
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
         if not self.due(trainer):
             return
         norms = {f"probe/grad_norm/{name}": float(p.grad.norm()) for name, p in _weights(pl_module.model).items() if p.grad is not None}
         if norms:
+            first, last = list(norms.values())[0], list(norms.values())[-1]
             norms["probe/grad_norm/total"] = math.sqrt(sum(v * v for v in norms.values()))
+            if len(norms) >= 2 and first > 0 and last > 0:
+                norms["probe/grad_norm_log_ratio"] = math.log10(first / last)
         _emit(trainer, norms)
 
 
@@ -204,4 +210,11 @@ def make_probes(settings: dict) -> list[L.Callback]:
     callbacks: list[L.Callback] = [cls(interval) for key, cls in PROBES.items() if settings.get(key)]
     if settings.get("loss_spikes"):
         callbacks.append(LossSpikes(float(settings.get("spike_factor", 2.0))))
+    if settings.get("never_active") or settings.get("weight_structure"):
+        from labbench.probes.final import NeverActive, WeightStructure
+
+        if settings.get("never_active"):
+            callbacks.append(NeverActive())
+        if settings.get("weight_structure"):
+            callbacks.append(WeightStructure(float(settings.get("sparsity_tol", 1e-3))))
     return callbacks
