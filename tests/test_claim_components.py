@@ -240,3 +240,26 @@ def test_the_gradient_log_ratio_is_first_over_last_layer(tmp_path):
     first, last = curves["probe/grad_norm/hidden.0.0"][0][1], curves["probe/grad_norm/head"][0][1]
     assert curves["probe/grad_norm_log_ratio"][0][1] == pytest.approx(math.log10(first / last))
     assert curves["probe/grad_norm_log_ratio"][0][1] < 0  # sigmoid: the first layer gets less
+
+
+def test_decoupled_decay_shrinks_by_lambda_times_the_schedule_multiplier_whatever_the_rate():
+    """Loshchilov & Hutter's Algorithm 2: w <- w - eta_t (alpha * adam_step + lambda * w)."""
+    for lr in (0.1, 0.001):
+        w = torch.full((3,), 2.0, requires_grad=True)
+        opt = KingmaBaAdam([w], lr=lr, weight_decay=0.05, decoupled=True)
+        w.grad = torch.zeros(3)  # no data gradient: only the decay moves the weight
+        opt.step()
+        torch.testing.assert_close(w.detach(), torch.full((3,), 2.0 * 0.95))  # the same for both rates
+    w = torch.full((1,), 2.0, requires_grad=True)
+    opt = KingmaBaAdam([w], lr=0.1, weight_decay=0.05, decoupled=True)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 0.5)  # eta_t = 0.5
+    w.grad = torch.zeros(1)
+    opt.step()
+    assert float(w) == pytest.approx(2.0 * (1 - 0.5 * 0.05))
+    g = torch.tensor([0.3])
+    w = torch.tensor([1.0], requires_grad=True)
+    opt = KingmaBaAdam([w], lr=0.01, eps=0.0, weight_decay=0.1, decoupled=True)
+    w.grad = g.clone()
+    opt.step()
+    assert float(w) == pytest.approx(1.0 * 0.9 - 0.01 * 1.0)  # decay of the old weight, then Adam's first step lr * sign(g)
+    assert sched.get_last_lr() == [0.05]

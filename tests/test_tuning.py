@@ -130,3 +130,42 @@ def test_an_arm_the_grid_leaves_out_is_not_tuned_and_keeps_the_base_value(tmp_pa
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(bad))
     with pytest.raises(specs.SpecError, match="the arms tuning.grid tunes"):
         specs.load(str(tmp_path / "bad.yaml"))
+
+
+def test_two_keys_tuned_jointly_run_each_pair_and_the_report_shows_the_landscape(tmp_path):
+    """B5's protocol: learning rate x weight decay on one grid (Loshchilov & Hutter 2019, Fig. 2)."""
+    import yaml
+
+    from labbench.ablation import engine
+    from labbench.ablation import spec as specs
+    from labbench.ablation.multirun import multirun_commands
+    from labbench.ablation.store import Store
+    from labbench.tuning import on_edge
+
+    pairs = [[lr, wd] for lr in (0.001, 0.01) for wd in (0.0, 0.1)]
+    raw = {"name": "joint", "claim": "c", "factors": [], "base": ["data=synthetic", "trainer.max_steps=4", "trainer.val_check_interval=2"],
+           "arms": {"a": [], "b": {"overrides": [], "seed_offset": 50}},
+           "hypotheses": [{"metric": "val/loss", "better": "a", "worse": "b", "direction": "lower"}],
+           "tuning": {"param": ["optimizer.lr", "optimizer.weight_decay"], "grid": pairs, "metric": "val/loss", "direction": "lower"},
+           "profiles": {"smoke": {"seeds": 2}}}
+    (tmp_path / "joint.yaml").write_text(yaml.safe_dump(raw))
+    spec = specs.load(str(tmp_path / "joint.yaml"))
+    assert spec.tuning.assignments((0.01, 0.1)) == ["optimizer.lr=0.01", "optimizer.weight_decay=0.1"]
+    stage, commands = multirun_commands(spec, "smoke", Store(tmp_path / "store", "joint", "smoke"), wandb=False)
+    assert stage == "tune" and len(commands) == 2 * 4  # one command per pair and arm: a joint grid is not a product
+    outcome = engine.reproduce(spec, "smoke", root=tmp_path / "store", wandb=False)
+    store = Store(tmp_path / "store", "joint", "smoke")
+    tried = {(store.record(r.run_id)["config"]["optimizer"]["lr"], store.record(r.run_id)["config"]["optimizer"]["weight_decay"])
+             for r in outcome.plan.tuning_runs if r.arm == "a"}
+    assert tried == {tuple(p) for p in pairs}
+    chosen = outcome.plan.tuned["a"]["value"]
+    final = store.record(next(r.run_id for r in outcome.plan.final_runs if r.arm == "a"))["config"]["optimizer"]
+    assert (final["lr"], final["weight_decay"]) == tuple(chosen)
+    report = (tmp_path / "store" / "joint" / "smoke" / "report.md").read_text()
+    assert "### Tuning landscape" in report and "| `0.001` |" in report and "`optimizer.weight_decay` (columns)" in report
+    assert "`optimizer.lr x optimizer.weight_decay` per arm" in report
+    assert on_edge((0.01, 0.0), [tuple(p) for p in pairs]) and not on_edge((0.1, 0.5), [(0.01, 0.0), (0.1, 0.5), (1.0, 1.0)])
+    for bad, message in ((dict(raw["tuning"], extend=1), "must be 0"), (dict(raw["tuning"], grid=[[0.1]]), "a list of 2")):
+        (tmp_path / "bad.yaml").write_text(yaml.safe_dump({**raw, "name": "bad", "tuning": bad}))
+        with pytest.raises(specs.SpecError, match=message):
+            specs.load(str(tmp_path / "bad.yaml"))

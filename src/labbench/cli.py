@@ -57,7 +57,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     console.print(table if diffs else "none (arms differ only in their seeds)")
     console.print(f"declared factors: {', '.join(s.factors) or '-'}")
     if s.tuning is not None:
-        console.print(f"tuned per arm: {s.tuning.param} over {dict(s.tuning.grid)} on {s.tuning.metric}")
+        console.print(f"tuned per arm: {s.tuning.label} over {dict(s.tuning.grid)} on {s.tuning.metric}")
     return 0
 
 
@@ -83,7 +83,7 @@ def _summary(outcome, spec, elapsed: float | None = None) -> None:
     arms.add_column(f"{metric} mean ± std")
     for name, a in outcome.verdict["arms"].items():
         m = a["metrics"][metric]
-        tuned = f" ({spec.tuning.param}={a['tuned']['value']})" if a.get("tuned") else ""
+        tuned = f" ({spec.tuning.show(a['tuned']['value'])})" if a.get("tuned") else ""
         arms.add_row(name + tuned, ", ".join(f"{v} {k}" for k, v in a["status_counts"].items()), f"{m['mean']:.4g} ± {m['std']:.3g}")
     console.print(arms)
     if outcome.counts:

@@ -40,7 +40,15 @@ def best_setting(scores: dict[Hashable, list[float]], better: str) -> tuple[Hash
 
 
 def on_edge(best: Any, tried: Sequence[Any]) -> bool:
-    """Whether a numeric ``best`` is the smallest or largest of two or more numeric values tried."""
+    """Whether a numeric ``best`` is the smallest or largest of two or more numeric values tried.
+
+    A joint value (a tuple, one value per tuned key) is on the edge when any of its
+    coordinates is on the edge of that coordinate's values."""
+    if isinstance(best, tuple):
+        joint = [v for v in tried if isinstance(v, tuple) and len(v) == len(best)]
+        return any(on_edge(b, [v[i] for v in joint]) for i, b in enumerate(best))
+    if isinstance(best, list):
+        return False
     numbers = sorted({v for v in tried if isinstance(v, (int, float)) and not isinstance(v, bool)})
     return isinstance(best, (int, float)) and len(numbers) >= 2 and best in (numbers[0], numbers[-1])
 
@@ -52,9 +60,9 @@ def next_value(best: Any, tried: Sequence[Any]) -> float | None:
     values for a positive grid (half-decades stay half-decades), their difference otherwise.
     Rounded to 3 significant digits, as a person would write the value.
     """
-    numbers = sorted({float(v) for v in tried if isinstance(v, (int, float)) and not isinstance(v, bool)})
-    if not on_edge(best, tried):
+    if not isinstance(best, (int, float)) or not on_edge(best, tried):  # a joint value is not walked (tuning.extend: 0)
         return None
+    numbers = sorted({float(v) for v in tried if isinstance(v, (int, float)) and not isinstance(v, bool)})
     edge, inner = (numbers[0], numbers[1]) if best == numbers[0] else (numbers[-1], numbers[-2])
     value = edge * (edge / inner) if edge > 0 and inner > 0 else edge + (edge - inner)
     return float(f"{value:.3g}")

@@ -37,13 +37,18 @@ def multirun_commands(
             if not values:
                 continue  # this arm's tuning is complete; another's walks past its grid's edge
             seed_list = tuning_seeds(spec, arm.name)
-            specific = [f"{spec.tuning.param}={_values(values)}", "evaluate_test=false"]
+            if len(spec.tuning.params) == 1:
+                sweeps = [[f"{spec.tuning.param}={_values(values)}"]]
+            else:  # a joint grid is a list of value tuples, not a product: one command per tuple
+                sweeps = [spec.tuning.assignments(v) for v in values]
+            sweeps = [[*sweep, "evaluate_test=false"] for sweep in sweeps]
         else:
             seed_list = [s + arm.seed_offset for s in final_seeds(spec, profile, seeds)]
-            specific = [f"{spec.tuning.param}={format_value(tuned[arm.name]['value'])}"] if arm.name in tuned else []
+            sweeps = [spec.tuning.assignments(tuned[arm.name]["value"]) if arm.name in tuned else []]
         reporting = logging_overrides(spec.name, arm.name, tags, wandb)
-        overrides = merge_overrides(arm_overrides(spec, arm.name, profile, extra), [f"seed={_values(seed_list)}", *specific], reporting)
-        commands.append(["labbench-train", "-m", *overrides, *into_store(store)])
+        for specific in sweeps:
+            overrides = merge_overrides(arm_overrides(spec, arm.name, profile, extra), [f"seed={_values(seed_list)}", *specific], reporting)
+            commands.append(["labbench-train", "-m", *overrides, *into_store(store)])
     return stage, commands
 
 

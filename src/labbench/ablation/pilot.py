@@ -177,7 +177,7 @@ def render(spec: Spec, result: dict[str, Any]) -> str:
     lines += ["| # | overrides | tuned | gates (mean vs bar) | `" + p.metric + "` start / half / end (mean) | late share | met |",
               "|---|---|---|---|---|---|---|"]
     for c in result["candidates"]:
-        tuned = f"`{spec.tuning.param}={c['tuned']['value']}`" + (" (edge)" if c["tuned"].get("on_edge") else "") if c.get("tuned") else "-"
+        tuned = f"`{spec.tuning.show(c['tuned']['value'])}`" + (" (edge)" if c["tuned"].get("on_edge") else "") if c.get("tuned") else "-"
         gates = "; ".join(f"`{g['metric']}` {_f(g['mean'])} vs {_f(g['bar'])} {'pass' if g['passed'] else 'FAIL'}" for g in c["gates"]) or "-"
         done = [r for r in c["runs"] if "end" in r]
         mean = lambda k: sum(r[k] for r in done) / len(done) if done else math.nan  # noqa: E731

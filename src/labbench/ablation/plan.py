@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from labbench.ablation.spec import Spec, SpecError
+from labbench.ablation.spec import Spec, SpecError, as_setting, format_value  # noqa: F401 (format_value: re-exported)
 from labbench.config import compose, flatten, identity_config, run_id
 
 TUNING_SEED_BASE = 1000  # tuning runs use their own seeds, so final seeds are not the ones selected on
@@ -32,9 +32,6 @@ def merge_overrides(*groups: Iterable[str]) -> tuple[str, ...]:
     return tuple(merged.values())
 
 
-def format_value(value: Any) -> str:
-    """A value as a Hydra override writes it (quoted where it holds spaces, commas or brackets)."""
-    return repr(value) if isinstance(value, str) and any(c in value for c in " ,[]") else str(value)
 
 
 def logging_overrides(
@@ -98,9 +95,11 @@ class Plan:
     @classmethod
     def from_dict(cls, d: dict) -> Plan:
         def runs(items):
-            return [PlannedRun(r["arm"], r["seed"], r["stage"], tuple(r["overrides"]), r["run_id"], r.get("tuned_value")) for r in items]
+            return [PlannedRun(r["arm"], r["seed"], r["stage"], tuple(r["overrides"]), r["run_id"], as_setting(r.get("tuned_value")))
+                    for r in items]
 
-        return cls(d["name"], d["profile"], d["seeds"], d["extra_overrides"], runs(d["tuning_runs"]), runs(d["final_runs"]), d["tuned"])
+        tuned = {arm: {**info, "value": as_setting(info.get("value"))} for arm, info in d["tuned"].items()}
+        return cls(d["name"], d["profile"], d["seeds"], d["extra_overrides"], runs(d["tuning_runs"]), runs(d["final_runs"]), tuned)
 
 
 def arm_overrides(spec: Spec, arm: str, profile: str, extra: Sequence[str] = ()) -> tuple[str, ...]:
@@ -111,7 +110,7 @@ def arm_overrides(spec: Spec, arm: str, profile: str, extra: Sequence[str] = ())
 def planned_run(spec: Spec, arm: str, profile: str, extra: Sequence[str], seed: int, stage: str, tuned_value: Any = None) -> PlannedRun:
     specific = [f"seed={seed}"]
     if spec.tuning is not None and tuned_value is not None:
-        specific.append(f"{spec.tuning.param}={format_value(tuned_value)}")
+        specific += spec.tuning.assignments(tuned_value)
     if stage == "tune":
         specific.append("evaluate_test=false")
     overrides = merge_overrides(arm_overrides(spec, arm, profile, extra), specific)

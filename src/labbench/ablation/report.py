@@ -6,6 +6,7 @@ report from the same runs gives the same files, byte for byte.
 
 from __future__ import annotations
 
+import ast
 import math
 from pathlib import Path
 from typing import Any
@@ -235,14 +236,14 @@ def _setup_rows(spec: Spec, plan: Plan, records: dict[str, list[dict | None]]) -
         grid = spec.tuning_grid(plan.profile)
         fixed = [a.name for a in spec.arms if a.name not in grid]
         untuned = f"; not tuned (the base value): {', '.join(f'`{a}`' for a in fixed)}" if fixed else ""
-        rows.append(("tuning", f"`{t.param}` per arm on `{t.metric}` ({t.direction} is better), {len(next(iter(grid.values())))} values x {t.seeds} seed(s) per arm, validation split only{untuned}"))
+        rows.append(("tuning", f"`{t.label}` per arm on `{t.metric}` ({t.direction} is better), {len(next(iter(grid.values())))} values x {t.seeds} seed(s) per arm, validation split only{untuned}"))
         for arm, info in plan.tuned.items():
             edge = " **on the edge of its grid: the optimum may lie outside it**" if info.get("on_edge") else ""
             scores = ", ".join(f"{k}: {_f(v)}" for k, v in info["scores"].items())
             never = " **no value of its grid cleared the competence gate**" if info.get("cleared_gate") is False else ""
             added = (f"; beyond the declared grid's edge (tuning.extend: {t.extend}) also tried {', '.join(str(v) for v in info['extended'])}"
                      if info.get("extended") else "")
-            rows.append((f"tuned `{arm}`", f"`{t.param}={info['value']}`{edge}{never} (grid scores {scores}{added})"))
+            rows.append((f"tuned `{arm}`", f"`{t.show(info['value'])}`{edge}{never} (grid scores {scores}{added})"))
         if t.repeats > 1:
             choices = "; ".join(f"`{arm}`: {', '.join(str(v) for v in info.get('per_block', []))}"
                                 f"{'' if info.get('blocks_agree') else ' **(the blocks disagree)**'}" for arm, info in plan.tuned.items())
@@ -254,6 +255,33 @@ def _setup_rows(spec: Spec, plan: Plan, records: dict[str, list[dict | None]]) -
                          "the intervals above cover seed-to-seed variance of the final runs, not the variance of that choice "
                          "(tuning.repeats: k re-chooses on k disjoint seed blocks and shows whether they agree)"))
     return rows
+
+
+def _landscape_lines(spec: Spec, plan: Plan) -> list[str]:
+    """With two keys tuned jointly: each arm's validation scores as a table (rows: the first key,
+    columns: the second), the picture in which Loshchilov & Hutter read whether the best
+    setting of one key moves with the other."""
+    t = spec.tuning
+    if t is None or len(t.params) != 2 or not plan.tuned:
+        return []
+    lines = ["### Tuning landscape", "",
+             f"Mean `{t.metric}` on the validation split per `{t.params[0]}` (rows) and `{t.params[1]}` (columns); "
+             f"**bold**: the arm's choice.", ""]
+    for arm, info in plan.tuned.items():
+        values = [ast.literal_eval(k) for k in info["scores"]]
+        rows = sorted({v[0] for v in values})
+        cols = sorted({v[1] for v in values})
+        chosen = tuple(info["value"])
+        lines += [f"`{arm}`", "", "| | " + " | ".join(f"`{c}`" for c in cols) + " |", "|---|" + "---|" * len(cols)]
+        for r in rows:
+            cells = []
+            for c in cols:
+                score = info["scores"].get(repr((r, c)))
+                text = "-" if score is None else _f(score)
+                cells.append(f"**{text}**" if (r, c) == chosen else text)
+            lines.append(f"| `{r}` | " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines
 
 
 def _warnings(verdict: dict) -> list[str]:
@@ -349,6 +377,7 @@ def render(spec: Spec, plan: Plan, verdict: dict, records: dict[str, list[dict |
     lines += [f"| {k} | {v} |" for k, v in _setup_rows(spec, plan, records)]
     lines += [""]
 
+    lines += _landscape_lines(spec, plan)
     lines += ["## Plots", ""]
     if plots.get("curves"):
         lines += ["Learning curves (mean over seeds, band = ±1 std):", "", "![learning curves](curves.png)", ""]

@@ -92,13 +92,30 @@ class Gate:
 class Tuning:
     """Per-arm grid search of one nuisance parameter on the validation split."""
 
-    param: str
+    param: str | tuple[str, ...]  # one key, or several tuned jointly (a grid of value tuples: Loshchilov & Hutter's lr x wd)
     grid: dict[str, tuple[Any, ...]]  # arm -> values (equal length: equal budget)
     metric: str
     direction: str
     seeds: int = 1
     repeats: int = 1  # disjoint blocks of tuning seeds: does the choice survive other seeds?
     extend: int = 0  # a best value on the grid's edge: try up to this many more values beyond it, one grid step each
+
+    @property
+    def params(self) -> tuple[str, ...]:
+        return (self.param,) if isinstance(self.param, str) else tuple(self.param)
+
+    @property
+    def label(self) -> str:
+        """The tuned key(s) as a reader sees them: ``optimizer.lr`` or ``optimizer.lr x optimizer.weight_decay``."""
+        return " x ".join(self.params)
+
+    def assignments(self, value: Any) -> list[str]:
+        """The overrides that set ``value`` (one per key; a joint value is a tuple in the keys' order)."""
+        values = (value,) if len(self.params) == 1 else tuple(value)
+        return [f"{k}={format_value(v)}" for k, v in zip(self.params, values)]
+
+    def show(self, value: Any) -> str:
+        return ", ".join(self.assignments(value))
 
 
 @dataclass(frozen=True)
@@ -258,6 +275,16 @@ def _curves(path: Path, value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
+def format_value(value: Any) -> str:
+    """A value as a Hydra override writes it (quoted where it holds spaces, commas or brackets)."""
+    return repr(value) if isinstance(value, str) and any(c in value for c in " ,[]") else str(value)
+
+
+def as_setting(value: Any) -> Any:
+    """A tuned value as the code compares it: a joint value (a list after YAML or JSON) becomes a tuple."""
+    return tuple(value) if isinstance(value, list) else value
+
+
 def _direction(path: Path, where: str, value: Any) -> str:
     if value not in DIRECTIONS:
         raise _fail(path, f"{where}.direction must be one of {', '.join(DIRECTIONS)}, got {value!r}")
@@ -282,6 +309,18 @@ def _grid(path: Path, where: str, grid: Any, arm_names: list[str], tuned: list[s
     if len({len(v) for v in grid.values()}) != 1 or not next(iter(grid.values())):
         raise _fail(path, f"{where} must give every arm the same number of values (an equal tuning budget)")
     return grid
+
+
+def _joint(path: Path, where: str, grid: dict[str, tuple[Any, ...]], param: str | tuple[str, ...]) -> dict[str, tuple[Any, ...]]:
+    """With several tuned keys, every grid value is a list of one value per key (kept as a tuple)."""
+    if isinstance(param, str):
+        return grid
+    for arm, values in grid.items():
+        for v in values:
+            if not isinstance(v, (list, tuple)) or len(v) != len(param):
+                raise _fail(path, f"{where}: with tuning.param {list(param)} every value is a list of {len(param)} "
+                                  f"(one per key), got {v!r} for arm {arm!r}")
+    return {arm: tuple(tuple(v) for v in values) for arm, values in grid.items()}
 
 
 def parse(raw: dict[str, Any], path: Path) -> Spec:
@@ -352,14 +391,25 @@ def parse(raw: dict[str, Any], path: Path) -> Spec:
         for key in ("param", "grid", "metric", "direction"):
             if key not in t:
                 raise _fail(path, f"tuning is missing {key!r}")
+        param = t["param"]
+        if isinstance(param, list):
+            if len(param) < 2 or not all(isinstance(k, str) and k for k in param):
+                raise _fail(path, f"tuning.param must be a key or a list of two or more keys, got {param!r}")
+            param = tuple(param)
+            if int(t.get("extend", 0)):
+                raise _fail(path, "tuning.extend walks past the edge of one parameter's grid; with several keys (tuning.param) "
+                                  "it must be 0: widen the joint grid instead")
+        elif not isinstance(param, str) or not param:
+            raise _fail(path, f"tuning.param must be a key (e.g. optimizer.lr) or a list of keys, got {param!r}")
         grid = _grid(path, "tuning.grid", t["grid"], arm_names, list(t["grid"]) if isinstance(t["grid"], dict) else None)
+        grid = _joint(path, "tuning.grid", grid, param)
         if not t["metric"].startswith("val/"):
             raise _fail(path, f"tuning.metric must be a validation metric (val/...), got {t['metric']!r}: the test split is for final runs only")
         parse_metric(t["metric"])
         if int(t.get("seeds", 1)) < 1 or int(t.get("repeats", 1)) < 1 or int(t.get("extend", 0)) < 0:
             raise _fail(path, f"tuning.seeds and tuning.repeats must be at least 1 and tuning.extend at least 0, "
                               f"got {t.get('seeds', 1)}, {t.get('repeats', 1)} and {t.get('extend', 0)}")
-        tuning = Tuning(t["param"], grid, t["metric"], _direction(path, "tuning", t["direction"]), int(t.get("seeds", 1)),
+        tuning = Tuning(param, grid, t["metric"], _direction(path, "tuning", t["direction"]), int(t.get("seeds", 1)),
                         int(t.get("repeats", 1)), int(t.get("extend", 0)))
 
     profiles = {}
@@ -374,7 +424,8 @@ def parse(raw: dict[str, Any], path: Path) -> Spec:
         est = body.get("estimated_minutes")
         if body.get("tuning_grid") is not None and not raw.get("tuning"):
             raise _fail(path, f"profile {name!r} sets tuning_grid but the spec has no tuning section")
-        profile_grid = (_grid(path, f"profiles.{name}.tuning_grid", body["tuning_grid"], arm_names, list(tuning.grid))
+        profile_grid = (_joint(path, f"profiles.{name}.tuning_grid",
+                               _grid(path, f"profiles.{name}.tuning_grid", body["tuning_grid"], arm_names, list(tuning.grid)), tuning.param)
                         if body.get("tuning_grid") is not None else None)
         profiles[name] = Profile(name, seeds, _strings(path, f"profiles.{name}.overrides", body.get("overrides")),
                                  float(est) if est is not None else None, str(body.get("description", "")), profile_grid)

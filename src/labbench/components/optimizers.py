@@ -22,7 +22,12 @@ class KingmaBaAdam(torch.optim.Optimizer):
         m_hat = m / (1 - beta1^t)            v_hat = v / (1 - beta2^t)      (bias_correction only)
         w = w - lr m_hat / (sqrt(v_hat) + eps)
 
-    ``weight_decay`` is L2 added to the gradient, as in ``torch.optim.Adam``.
+    ``weight_decay`` (lambda) is L2 added to the gradient, as in ``torch.optim.Adam``; with
+    ``decoupled`` it is Loshchilov & Hutter's AdamW instead (their Algorithm 2):
+    ``w = w - eta_t * lambda * w`` beside the Adam step, where ``eta_t`` is the schedule's
+    multiplier (the current rate over the initial rate), not the rate itself. Torch's
+    ``AdamW`` multiplies the decay by the rate (``w = w - lr * wd * w``), which couples the
+    two again in the (lr, wd) plane; the B5 claim is about the paper's decoupling.
     """
 
     def __init__(
@@ -33,12 +38,13 @@ class KingmaBaAdam(torch.optim.Optimizer):
         eps: float = 1e-8,
         weight_decay: float = 0.0,
         bias_correction: bool = True,
+        decoupled: bool = False,
     ) -> None:
         if lr <= 0 or eps < 0 or weight_decay < 0 or not all(0.0 <= b < 1.0 for b in betas):
             raise ValueError(f"KingmaBaAdam needs lr > 0, eps >= 0, weight_decay >= 0 and betas in [0, 1); "
                              f"got lr={lr}, eps={eps}, weight_decay={weight_decay}, betas={tuple(betas)}")
         super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay,
-                                  "bias_correction": bias_correction})
+                                  "bias_correction": bias_correction, "decoupled": decoupled})
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -48,10 +54,12 @@ class KingmaBaAdam(torch.optim.Optimizer):
                 loss = closure()
         for group in self.param_groups:
             beta1, beta2 = group["betas"]
+            multiplier = group["lr"] / group.get("initial_lr", group["lr"])  # eta_t: what the schedule has made of the rate
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                g = p.grad if group["weight_decay"] == 0 else p.grad.add(p, alpha=group["weight_decay"])
+                coupled = group["weight_decay"] and not group["decoupled"]
+                g = p.grad.add(p, alpha=group["weight_decay"]) if coupled else p.grad
                 state = self.state[p]
                 if not state:
                     state["step"] = 0
@@ -67,6 +75,8 @@ class KingmaBaAdam(torch.optim.Optimizer):
                 else:
                     step_size = group["lr"]
                     denom = v.sqrt().add_(group["eps"])
+                if group["decoupled"] and group["weight_decay"]:
+                    p.mul_(1 - multiplier * group["weight_decay"])  # from the weight before this step's update
                 p.addcdiv_(m, denom, value=-step_size)
         return loss
 
