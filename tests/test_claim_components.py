@@ -238,7 +238,9 @@ def test_the_gradient_log_ratio_is_first_over_last_layer(tmp_path):
                           *fast_overrides(10)]), tmp_path)
     curves = record["curves"]
     first, last = curves["probe/grad_norm/hidden.0.0"][0][1], curves["probe/grad_norm/head"][0][1]
-    assert curves["probe/grad_norm_log_ratio"][0][1] == pytest.approx(math.log10(first / last))
+    n_first, n_last = 16 * 128, 128 * 4  # synthetic data: 16 features, 4 classes; width 128: the first and output layers
+    expected = math.log10((first / math.sqrt(n_first)) / (last / math.sqrt(n_last)))  # per weight, not per layer
+    assert curves["probe/grad_norm_log_ratio"][0][1] == pytest.approx(expected)
     assert curves["probe/grad_norm_log_ratio"][0][1] < 0  # sigmoid: the first layer gets less
 
 

@@ -27,7 +27,7 @@ PROBE_DIRECTIONS = {  # prefixes of keys the probes (labbench.probes) log
     "probe/act_std/": NEITHER,
     "probe/dead_fraction/": LOWER,
     "probe/attn_entropy/": NEITHER,
-    "probe/grad_norm_log_ratio": NEITHER,  # log10(first layer's / last layer's): 0 means no layer starves
+    "probe/grad_norm_log_ratio": NEITHER,  # log10(first layer's / last layer's gradient per weight): 0, no layer starves
     "test/never_active": LOWER,  # units that never fire on the training split (labbench.probes.final)
     "test/never_active/": LOWER,
     "test/hidden_rank": HIGHER,  # rank 1: every hidden unit a copy of the others

@@ -50,18 +50,22 @@ class _Every(L.Callback):
 
 class GradNorms(_Every):
     """``probe/grad_norm/<layer>``: L2 norm of each weight's gradient, and ``/total``;
-    ``probe/grad_norm_log_ratio``: log10 of the first weight layer's norm over the last's
-    (in the model's parameter order, input to output): -3 means the first layer gets a
-    thousandth of the last one's gradient (Glorot & Bengio 2010's vanishing gradients)."""
+    ``probe/grad_norm_log_ratio``: log10 of the first weight layer's gradient over the
+    last's, per weight (each norm over the square root of the layer's size, so that a
+    784 x 128 input layer and a 128 x 10 output layer compare weight for weight; in the
+    model's parameter order, input to output): -3 means a first-layer weight gets a
+    thousandth of an output weight's gradient (Glorot & Bengio 2010's vanishing gradients)."""
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
         if not self.due(trainer):
             return
-        norms = {f"probe/grad_norm/{name}": float(p.grad.norm()) for name, p in _weights(pl_module.model).items() if p.grad is not None}
+        weights = {name: p for name, p in _weights(pl_module.model).items() if p.grad is not None}
+        norms = {f"probe/grad_norm/{name}": float(p.grad.norm()) for name, p in weights.items()}
         if norms:
-            first, last = list(norms.values())[0], list(norms.values())[-1]
             norms["probe/grad_norm/total"] = math.sqrt(sum(v * v for v in norms.values()))
-            if len(norms) >= 2 and first > 0 and last > 0:
+            grads = list(weights.values())
+            first, last = (float(g.grad.norm()) / math.sqrt(g.numel()) for g in (grads[0], grads[-1]))
+            if len(grads) >= 2 and first > 0 and last > 0:
                 norms["probe/grad_norm_log_ratio"] = math.log10(first / last)
         _emit(trainer, norms)
 
