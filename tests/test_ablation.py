@@ -206,10 +206,16 @@ def test_report_without_runs_says_what_to_do(tmp_path):
 
 
 def test_list_and_show(tmp_path):
-    listing = cli("labbench", "list", cwd=tmp_path)
+    listing = cli("labbench", "list", cwd=tmp_path, env={"COLUMNS": "80"})  # piped, 80 columns: names still whole
     assert listing.returncode == 0
+    lines = listing.stdout.splitlines()
     for name in SHIPPED:
-        assert name in listing.stdout
+        assert any(name in line for line in lines), name  # `labbench list | grep NAME` finds every one
+    as_data = json.loads(cli("labbench", "list", "--json", cwd=tmp_path).stdout)
+    assert [e["name"] for e in as_data] == SHIPPED
+    assert all(e["claim"] and e["arms"] and "smoke" in e["profiles"] for e in as_data)
+    shown = json.loads(cli("labbench", "show", "adam-vs-sgd", "--profile", "smoke", "--json", cwd=tmp_path).stdout)
+    assert set(shown["arms"]) == {"sgd", "adam"} and "optimizer._target_" in shown["differences"]
     show = cli("labbench", "show", "xavier-vs-kaiming", "--profile", "smoke", cwd=tmp_path)
     assert show.returncode == 0, show.stderr
     diff_section = show.stdout.split("keys on which the arms differ")[1]

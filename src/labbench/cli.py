@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -18,20 +19,39 @@ console = Console()
 VERDICT_STYLE = {"supported": "bold green", "contradicted": "bold red", "inconclusive": "yellow", "undertrained": "magenta"}
 
 
-def cmd_list(args: argparse.Namespace) -> int:
+def catalog() -> list[dict]:
+    """Every named ablation as data: what ``labbench list`` shows, and ``--json`` prints."""
     from labbench.ablation.engine import count_runs
 
-    table = Table(title="named ablations", show_lines=True)
-    for col in ("name", "claim", "sources", "arms", "profiles: runs, est. minutes"):
-        table.add_column(col, overflow="fold")
+    out = []
     for name in specs.available():
         s = specs.load(name)
+        out.append({
+            "name": s.name, "claim_id": s.claim_id, "claim": s.claim, "sources": list(s.sources), "reference": s.reference,
+            "arms": [a.name for a in s.arms],
+            "profiles": {p.name: {"runs": count_runs(s, p.name), "estimated_minutes": p.estimated_minutes, "seeds": p.seeds,
+                                  "description": p.description} for p in s.profiles.values()},
+        })
+    return out
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    entries = catalog()
+    if args.json:
+        print(json.dumps(entries, indent=2))
+        return 0
+    table = Table(title="named ablations", show_lines=True)
+    width = max(len(e["name"]) for e in entries)
+    table.add_column("name", no_wrap=True, min_width=width)  # never wrapped: `labbench list | grep NAME` finds it
+    for col in ("claim", "sources", "arms", "profiles: runs, est. minutes"):
+        table.add_column(col, overflow="fold")
+    for e in entries:
         profiles = "\n".join(
-            f"{p.name}: {count_runs(s, p.name)} runs, ~{p.estimated_minutes:g} min" if p.estimated_minutes is not None
-            else f"{p.name}: {count_runs(s, p.name)} runs" for p in s.profiles.values()
+            f"{name}: {p['runs']} runs, ~{p['estimated_minutes']:g} min" if p["estimated_minutes"] is not None
+            else f"{name}: {p['runs']} runs" for name, p in e["profiles"].items()
         )
-        claim = f"[bold]{s.claim_id}[/] {s.claim}" if s.claim_id else s.claim
-        table.add_row(s.name, claim, "\n".join(s.sources), "\n".join(a.name for a in s.arms), profiles)
+        claim = f"[bold]{e['claim_id']}[/] {e['claim']}" if e["claim_id"] else e["claim"]
+        table.add_row(e["name"], claim, "\n".join(e["sources"]), "\n".join(e["arms"]), profiles)
     console.print(table)
     return 0
 
@@ -43,6 +63,13 @@ def cmd_show(args: argparse.Namespace) -> int:
     s = specs.load(args.name)
     profile = args.profile
     s.profile(profile)
+    if args.json:
+        resolved = {arm.name: identity_config(compose(merge_overrides(arm_overrides(s, arm.name, profile, args.overrides), ["seed=0"])))
+                    for arm in s.arms}
+        print(json.dumps({"name": s.name, "path": str(s.path), "profile": profile, "spec": s.raw, "arms": resolved,
+                          "differences": arm_differences(s, profile, args.overrides, resolve=True), "factors": list(s.factors)},
+                         indent=2, default=str))
+        return 0
     console.rule(f"[bold]{s.name}[/] spec ({s.path})")
     console.print(yaml.safe_dump(s.raw, sort_keys=False, allow_unicode=True))
     for arm in s.arms:
@@ -261,6 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="{list,show,validate,reproduce,pilot,plan,map,report}")
 
     p = sub.add_parser("list", help="every named ablation: claim, sources, arms, profiles, estimated time")
+    p.add_argument("--json", action="store_true", help="the same content as JSON, for scripts")
     p.set_defaults(func=cmd_list)
 
     def add(p: argparse.ArgumentParser, *names: str) -> None:
@@ -273,6 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("show", help="the spec, each arm's resolved config and the keys on which arms differ")
     add(p)
+    p.add_argument("--json", action="store_true", help="the spec, each arm's resolved config and the differences as JSON")
     p.add_argument("overrides", nargs="*", help="extra Hydra overrides applied to every arm")
     p.set_defaults(func=cmd_show)
 
