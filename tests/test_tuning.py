@@ -169,3 +169,35 @@ def test_two_keys_tuned_jointly_run_each_pair_and_the_report_shows_the_landscape
         (tmp_path / "bad.yaml").write_text(yaml.safe_dump({**raw, "name": "bad", "tuning": bad}))
         with pytest.raises(specs.SpecError, match=message):
             specs.load(str(tmp_path / "bad.yaml"))
+
+
+def test_a_grid_whose_values_all_tie_is_flagged_as_uninformative(tmp_path):
+    """Steps to a target that no rate reached: every value censored at the budget, the choice is arbitrary."""
+    import yaml
+
+    from labbench.ablation import spec as specs
+    from labbench.ablation.plan import tuning_runs
+    from labbench.ablation.results import choose_tuned
+
+    raw = {"name": "tie", "claim": "c", "factors": [], "base": ["data=synthetic", "trainer.max_steps=300"],
+           "arms": {"a": [], "b": {"overrides": [], "seed_offset": 50}},
+           "hypotheses": [{"metric": "val/loss", "better": "a", "worse": "b", "direction": "lower"}],
+           "tuning": {"param": "optimizer.lr", "grid": [0.01, 0.1, 1.0], "metric": "val/acc>=0.9", "direction": "lower"},
+           "profiles": {"smoke": {"seeds": 2}}}
+    (tmp_path / "tie.yaml").write_text(yaml.safe_dump(raw))
+    spec = specs.load(str(tmp_path / "tie.yaml"))
+    runs = tuning_runs(spec, "smoke", [])
+    never = {"status": "completed", "config": {"trainer": {"max_steps": 300}}, "curves": {"val/acc": [[100, 0.5], [300, 0.8]]}}
+    reached = {**never, "curves": {"val/acc": [[100, 0.95], [300, 0.97]]}}
+
+    class Store:
+        def __init__(self, records):
+            self.records = records
+
+        def record(self, run_id):
+            return self.records[run_id]
+
+    tied = choose_tuned(spec, "smoke", runs, Store({r.run_id: never for r in runs}))
+    assert tied["a"]["uninformative"] and tied["a"]["scores"] == {"0.01": 300.0, "0.1": 300.0, "1.0": 300.0}
+    told = choose_tuned(spec, "smoke", runs, Store({r.run_id: reached if r.tuned_value == 0.1 else never for r in runs}))
+    assert not told["a"]["uninformative"] and told["a"]["value"] == 0.1

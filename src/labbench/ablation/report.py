@@ -241,6 +241,8 @@ def _setup_rows(spec: Spec, plan: Plan, records: dict[str, list[dict | None]]) -
             edge = " **on the edge of its grid: the optimum may lie outside it**" if info.get("on_edge") else ""
             scores = ", ".join(f"{k}: {_f(v)}" for k, v in info["scores"].items())
             never = " **no value of its grid cleared the competence gate**" if info.get("cleared_gate") is False else ""
+            if info.get("uninformative"):
+                never += " **every value scored the same: the tuning could not choose (the first listed was kept)**"
             added = (f"; beyond the declared grid's edge (tuning.extend: {t.extend}) also tried {', '.join(str(v) for v in info['extended'])}"
                      if info.get("extended") else "")
             rows.append((f"tuned `{arm}`", f"`{t.show(info['value'])}`{edge}{never} (grid scores {scores}{added})"))

@@ -183,6 +183,7 @@ def choose_tuned(spec: Spec, profile: str, runs: list[PlannedRun], store: Store)
             "per_block": per_block_values,  # the choice on each disjoint block of tuning seeds
             "blocks_agree": len(set(map(repr, per_block_values))) == 1,
             "extended": extended,  # values added beyond the declared grid's edge
+            "uninformative": len(grid) > 1 and len({means[repr(v)] for v in grid}) == 1,  # every value scored the same
         }
     return tuned
 
@@ -236,7 +237,9 @@ def judge(spec: Spec, values: dict[str, dict[str, list[float]]], gates: dict[str
 
     A hypothesis on an arm that missed a gate is ``undertrained`` and leaves Holm's family:
     it was not tested. Divergence-rate hypotheses are about whether the arms train at all
-    and take no gate.
+    and take no gate; nor do steps-to-a-threshold hypotheses (``val/acc>=0.9``): a run that
+    never reaches the target counts as the budget, so the metric is defined for an arm that
+    learned slowly or not at all, and being slow is what such a hypothesis asks about.
     """
     out = []
     for h in spec.hypotheses:
@@ -246,7 +249,8 @@ def judge(spec: Spec, values: dict[str, dict[str, list[float]]], gates: dict[str
         better, worse = _side(per_arm, h.better, n_seeds), _side(per_arm, h.worse, n_seeds)
         pairs = [(b, w) for b, w in zip(better, worse) if math.isfinite(b) and math.isfinite(w)]
         c = compare([b for b, _ in pairs], [w for _, w in pairs], h.direction, h.margin, exact_only=kind == "rate")
-        missed = [] if kind == "rate" else [
+        outcome_measure = kind == "rate" or parse_metric(h.metric).threshold is not None
+        missed = [] if outcome_measure else [
             {"arm": arm, **g} for arm in arms_of(h) for g in gates.get(arm, []) if not g["passed"]
         ]
         out.append({"name": h.name, "kind": kind, "metric": h.metric, "better": h.better, "worse": h.worse,
