@@ -15,6 +15,10 @@ def test_every_subpackage_is_listed_in_pyproject():
     listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     src = REPO / "src"
     found = {".".join(p.parent.relative_to(src).parts) for p in src.rglob("__init__.py")}
+    found |= {".".join(("labbench", "data", *p.relative_to(src / "labbench" / "data").parts)) for p in (src / "labbench" / "data").iterdir()
+              if p.is_dir() and p.name != "__pycache__"}  # data folders (the corpus)
+    conf = REPO / "conf"
+    found |= {".".join(("labbench", "conf", *p.relative_to(conf).parts)) for p in conf.rglob("*") if p.is_dir() and p.name != "__pycache__"}
     assert found | {"labbench.conf", "labbench.experiments"} == listed
 
 
