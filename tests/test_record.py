@@ -18,6 +18,9 @@ def test_run_ids_of_existing_experiments_do_not_change():
     assert run_id(compose(["preset=char_lm"])) == "de8b0e448f44"
     assert run_id(compose(["data=mnist5k", "model=cnn", "seed=3"])) == "1361ce3cc56c"
     assert run_id(compose(["data.on_device=false", "divergence.check_every=5", "sweep.objective=val/acc:max"])) == "f7ec5e3f6e32"
+    # keys added later, at the value that reproduces the old runs, leave the id alone; another value changes it
+    assert run_id(compose(["data.label_noise=0.0", "task.l1=0", "probes.never_active=false"])) == "f7ec5e3f6e32"
+    assert run_id(compose(["data.label_noise=0.2"])) != "f7ec5e3f6e32" and run_id(compose(["task.train_pass=true"])) != "f7ec5e3f6e32"
 
 
 def test_run_id_ignores_where_and_how_a_run_reports():

@@ -30,6 +30,20 @@ NON_IDENTITY_KEYS = (
 )
 
 
+# Keys added after runs were stored, with the value that reproduces what those runs did: at that value a key
+# is left out of the identity, so a stored run keeps its id (tests/test_record.py pins ids); any other value
+# is part of it.
+NEUTRAL_WHEN_ADDED = {
+    "data.train_size": None,            # the whole training split
+    "data.label_noise": 0.0,            # clean labels
+    "task.l1": 0.0,                     # no L1 penalty
+    "task.train_pass": False,           # no pass over the training split after the test
+    "probes.never_active": False,
+    "probes.weight_structure": False,
+    "probes.sparsity_tol": 1.0e-3,
+}
+
+
 def identity_config(cfg: DictConfig, resolve: bool = True) -> dict[str, Any]:
     """The resolved config minus :data:`NON_IDENTITY_KEYS`, with paths replaced by their names.
 
@@ -45,6 +59,11 @@ def identity_config(cfg: DictConfig, resolve: bool = True) -> dict[str, Any]:
                 node.pop(leaf)
         if "paths" in copy:
             copy.paths = {key: f"<paths.{key}>" for key in copy.paths}
+        for dotted, neutral in NEUTRAL_WHEN_ADDED.items():
+            parent, _, leaf = dotted.rpartition(".")
+            node = OmegaConf.select(copy, parent)
+            if isinstance(node, DictConfig) and leaf in node and node[leaf] == neutral:
+                node.pop(leaf)
     return OmegaConf.to_container(copy, resolve=resolve)
 
 
