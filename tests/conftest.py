@@ -13,17 +13,22 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
+CI_TIERS = ("catalog", "integration")  # run by CI (CI=true, as .ci/run is called there) or when asked for with -m
+
+
 def pytest_collection_modifyitems(config, items):
-    """The catalog tier (a smoke reproduction of every named ablation) runs in CI (``CI=true``,
-    as .ci/run is called there) or when asked for (``-m catalog``); a plain local ``pytest``
-    leaves it out, so the default suite stays within its time budget as the catalog grows."""
-    in_ci = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-    if in_ci or "catalog" in (config.getoption("markexpr") or ""):
+    """The CI tiers (``catalog``: a smoke reproduction of every named ablation; ``integration``: the
+    slowest end-to-end runs) run in CI (``CI=true``) or when asked for (``-m catalog``, ``-m
+    integration``); a plain local ``pytest`` leaves them out, so the default suite stays within its
+    time budget as the catalog grows."""
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
         return
-    deselected = [item for item in items if item.get_closest_marker("catalog")]
+    asked = config.getoption("markexpr") or ""
+    skip = [tier for tier in CI_TIERS if tier not in asked]
+    deselected = [item for item in items if any(item.get_closest_marker(t) for t in skip)]
     if deselected:
         config.hook.pytest_deselected(items=deselected)
-        items[:] = [item for item in items if not item.get_closest_marker("catalog")]
+        items[:] = [item for item in items if item not in deselected]
 
 
 @pytest.fixture(autouse=True)

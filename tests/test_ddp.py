@@ -124,6 +124,7 @@ def test_gpu_run_keeps_data_and_augmentation_on_the_device(tmp_path):
     assert on_device["curves"]["train/loss"] == moved["curves"]["train/loss"]
 
 
+@pytest.mark.integration
 def test_ddp_spawn_inside_a_hydra_multirun(tmp_path):
     """The known trap: under a sweep, a re-launched rank would re-run the sweep. ddp_spawn does not."""
     result = cli("labbench-train", "-m", *SHORT, *DDP_CPU, "logger=csv", "seed=0,1", f"hydra.sweep.dir={tmp_path}",

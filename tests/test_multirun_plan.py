@@ -23,6 +23,7 @@ def _launch(commands, cwd):
         assert proc.returncode == 0, proc.stderr[-3000:]
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("name", ["aa-control", "adam-vs-sgd"])
 def test_multirun_commands_fill_the_store_that_reproduce_reads(name, tmp_path):
     spec = specs.load(name)
