@@ -130,6 +130,14 @@ def test_a_run_with_l1_and_the_training_pass_logs_the_penalty_and_the_gap(tmp_pa
     assert final["train/penalty"] > 0
     assert final["test/gap"] == pytest.approx(final["test/train_acc"] - final["test/acc"], abs=1e-6)
     assert 0.0 <= final["test/train_acc"] <= 1.0 and final["test/train_loss"] > 0
+    plain = run(compose(["data=synthetic", "probes.weight_structure=true", *fast_overrides(40)]), tmp_path / "plain")
+    pulled = run(compose(["data=synthetic", "probes.weight_structure=true", "task.l1=0.01", "optimizer=sgd", "optimizer.lr=0.1",
+                          *fast_overrides(40)]), tmp_path / "pulled")
+    unpulled = run(compose(["data=synthetic", "probes.weight_structure=true", "optimizer=sgd", "optimizer.lr=0.1", *fast_overrides(40)]),
+                   tmp_path / "unpulled")
+    assert "train/penalty" not in plain["metrics"]["final"]
+    # the penalty is in the loss the optimizer follows: the weights it pulls to 0 cross the sparsity bar
+    assert pulled["metrics"]["final"]["test/weight_sparsity"] > unpulled["metrics"]["final"]["test/weight_sparsity"] + 0.01
     with pytest.raises(ValueError, match="l1 is a penalty weight"):
         ClassificationTask(nn.Linear(2, 2), optimizer=None, loss=nn.CrossEntropyLoss(), num_classes=2, l1=-1.0)
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 import shlex
 from collections.abc import Sequence
 
-from labbench.ablation.plan import arm_overrides, final_seeds, format_value, logging_overrides, merge_overrides, tuning_seeds
+from labbench.ablation.plan import arm_overrides, final_seeds, logging_overrides, merge_overrides, tuning_seeds
 from labbench.ablation.results import pending_tuning
-from labbench.ablation.spec import Spec
+from labbench.ablation.spec import Spec, format_value
 from labbench.ablation.store import Store
 
 

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from labbench.ablation.spec import Spec, SpecError, as_setting, format_value  # noqa: F401 (format_value: re-exported)
+from labbench.ablation.spec import Spec, SpecError, as_setting
 from labbench.config import compose, flatten, identity_config, run_id
 
 TUNING_SEED_BASE = 1000  # tuning runs use their own seeds, so final seeds are not the ones selected on

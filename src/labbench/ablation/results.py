@@ -60,8 +60,9 @@ def run_value(record: dict | None, expr: str, declared: Mapping[str, float] = {}
     status = record.get("status")
     if expr == OUTCOME:
         return {OK: 0.0, DIVERGED: 1.0}.get(status, math.nan)
-    if parse_metric(expr).derived:  # a step count or a rise: read from the curve, whatever the outcome
-        if parse_metric(expr).threshold is not None and status in (OK, DIVERGED):
+    m = parse_metric(expr)
+    if m.derived:  # a step count or a rise: read from the curve, whatever the outcome
+        if m.threshold is not None and status in (OK, DIVERGED):
             return metric_value(record, expr)  # never reached before it diverged: censored at the budget
         return metric_value(record, expr) if status == OK else math.nan
     if status == OK:
