@@ -15,8 +15,22 @@ BIN = Path(sys.executable).parent
 
 CI_TIERS = ("catalog", "integration")  # run by CI (CI=true, as .ci/run is called there) or when asked for with -m
 
+# The unit tier (`pytest -m unit`, about 2 minutes on 2 cores): modules of component tests against hand
+# computations, no training run among them; single tests elsewhere carry @pytest.mark.unit themselves.
+UNIT_MODULES = {
+    "test_augment", "test_components", "test_configs", "test_data", "test_diffusion", "test_directions", "test_measures",
+    "test_method_study", "test_metrics", "test_models", "test_resnet", "test_stats", "test_transformer",
+}
+
 
 def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.module is not None and item.module.__name__.rsplit(".", 1)[-1] in UNIT_MODULES:
+            item.add_marker(pytest.mark.unit)
+    _deselect_ci_tiers(config, items)
+
+
+def _deselect_ci_tiers(config, items):
     """The CI tiers (``catalog``: a smoke reproduction of every named ablation; ``integration``: the
     slowest end-to-end runs) run in CI (``CI=true``) or when asked for (``-m catalog``, ``-m
     integration``); a plain local ``pytest`` leaves them out, so the default suite stays within its

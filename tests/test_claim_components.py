@@ -4,6 +4,8 @@ Steps to a threshold and a curve's rise (metric expressions), a training subset 
 symmetric label noise (data), the L1 penalty and the training-split pass (the classifier),
 Adam with and without bias correction (Kingma & Ba's Algorithm 1), units that never fire,
 the rank of hidden weights, weight sparsity, and the first-to-last gradient ratio (probes).
+For C6 (cnn-vs-mlp): test images shifted by k pixels (the classifier's ``test_shift``) and
+each arm's parameter count in the report.
 """
 
 from __future__ import annotations
@@ -20,10 +22,11 @@ from labbench.ablation.metrics import metric_value, parse_metric
 from labbench.ablation.results import metric_direction, run_value
 from labbench.components.optimizers import KingmaBaAdam
 from labbench.config import compose
-from labbench.data.base import flip_labels
+from labbench.data.augment import CropFlip, translate
+from labbench.data.base import TensorDataModule, flip_labels
 from labbench.data.embedded import Digits
 from labbench.probes.final import NeverActive, WeightStructure, hidden_weights, numerical_rank
-from labbench.tasks.classify import ClassificationTask, l1_norm
+from labbench.tasks.classify import ClassificationTask, check_shift, l1_norm
 from labbench.train import run
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -273,3 +276,139 @@ def test_decoupled_decay_shrinks_by_lambda_times_the_schedule_multiplier_whateve
     opt.step()
     assert float(w) == pytest.approx(1.0 * 0.9 - 0.01 * 1.0)  # decay of the old weight, then Adam's first step lr * sign(g)
     assert sched.get_last_lr() == [0.05]
+
+
+# -- C6: shifted test images, parameter counts in the report --------------------------
+
+def test_a_shift_moves_the_image_and_fills_the_vacated_border_without_wrapping():
+    x = torch.arange(1.0, 13.0).reshape(1, 1, 3, 4)  # rows [1 2 3 4], [5 6 7 8], [9 10 11 12]
+    f = torch.tensor([-1.0])
+    assert translate(x, -1, 0, f)[0, 0].tolist() == [[5, 6, 7, 8], [9, 10, 11, 12], [-1, -1, -1, -1]]  # up
+    assert translate(x, 1, 0, f)[0, 0].tolist() == [[-1, -1, -1, -1], [1, 2, 3, 4], [5, 6, 7, 8]]     # down
+    assert translate(x, 0, -2, f)[0, 0].tolist() == [[3, 4, -1, -1], [7, 8, -1, -1], [11, 12, -1, -1]]  # left
+    assert translate(x, 0, 2, f)[0, 0].tolist() == [[-1, -1, 1, 2], [-1, -1, 5, 6], [-1, -1, 9, 10]]    # right
+    assert translate(x, 0, 1)[0, 0, :, 0].tolist() == [0, 0, 0]  # no fill given: 0
+    assert (translate(x, 3, 0, f) == -1).all()  # moved out of the frame: only fill
+    two = torch.stack([x[0, 0], 10 * x[0, 0]]).unsqueeze(0)  # 2 channels, each filled with its own value
+    moved = translate(two, 1, 0, torch.tensor([-1.0, -2.0]))
+    assert moved[0, :, 0].tolist() == [[-1] * 4, [-2] * 4] and moved[0, 1, 1].tolist() == [10, 20, 30, 40]
+    with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
+        translate(x.flatten(1), 1, 0)
+
+
+def test_a_shift_is_the_augmentation_crop_at_its_extreme_offsets():
+    torch.manual_seed(0)
+    x, fill = torch.randn(3, 2, 6, 5), torch.tensor([0.3, -0.7])
+    crop = CropFlip(padding=2, flip=0.0)
+    for dy, dx in ((-2, 0), (2, 0), (0, -2), (0, 2), (2, -2)):
+        offsets = torch.tensor([[2 - dy, 2 - dx]] * 3)  # (top, left) in the padded image
+        expected = crop.apply(x, {"offsets": offsets, "flips": torch.zeros(3, dtype=torch.bool)}, fill)
+        assert torch.equal(translate(x, dy, dx, fill), expected)
+
+
+class _Spots(TensorDataModule):
+    """8x8 images on a black background: class 1 a 2x2 blob at rows and columns 3-4, class 0 one
+    pixel at (4, 4); ink at least 3 pixels from every edge, so a 2-pixel shift loses none."""
+
+    num_classes = 2
+
+    def load(self):
+        x = torch.zeros(6, 1, 8, 8)
+        for i, ink in enumerate((1.0, 0.8, 0.9)):
+            x[2 * i, 0, 3:5, 3:5] = ink
+            x[2 * i + 1, 0, 4, 4] = ink
+        y = torch.tensor([1, 0] * 3)
+        return x, y, x.clone(), y.clone()
+
+
+class _PixelSum(nn.Module):
+    """Class 1 when the image's pixels sum above ``threshold``: the same answer wherever the ink
+    lies, as long as what the shift brings in is background."""
+
+    def __init__(self, threshold: float) -> None:
+        super().__init__()
+        self.threshold = threshold
+
+    def forward(self, x):
+        s = x.sum(dim=(1, 2, 3)) - self.threshold
+        return torch.stack([-s, s], dim=1)
+
+
+class _CenterPixel(nn.Module):
+    """Class 1 when pixel (3, 3) is brighter than the corner: right on centred images, blind to a moved blob."""
+
+    def forward(self, x):
+        v = x[:, 0, 3, 3] - x[:, 0, 0, 0] - 1e-3
+        return torch.stack([torch.zeros_like(v), v], dim=1)
+
+
+def _shift_test(model, data, shift=2):
+    import lightning as L
+
+    task = ClassificationTask(model, optimizer=None, loss=nn.CrossEntropyLoss(), num_classes=2, test_shift=shift)
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
+    return trainer.test(task, datamodule=data, verbose=False)[0]
+
+
+def test_shifted_accuracy_of_a_translation_invariant_model_is_its_plain_accuracy():
+    data = _Spots(val_fraction=0.0, eval_batch_size=4)  # normalized: black is -mean/std, not 0
+    data.setup()
+    x, y = data.splits["test"]
+    assert float(data.fill) == pytest.approx(float(x[0, 0, 0, 0])) and float(data.fill) < 0  # the fill is the background
+    sums = x.sum(dim=(1, 2, 3))
+    threshold = (float(sums[y == 0].max()) + float(sums[y == 1].min())) / 2
+    logged = _shift_test(_PixelSum(threshold), data)
+    assert logged["test/acc"] == 1.0 and logged["test/shift_acc"] == 1.0 and logged["test/shift_drop"] == 0.0
+    assert logged["test/shift_loss"] == pytest.approx(logged["test/loss"], rel=1e-5)
+
+
+def test_a_model_that_reads_one_pixel_loses_what_the_shift_moves_away():
+    data = _Spots(val_fraction=0.0, eval_batch_size=4)  # batches of 4 and 2: the pooled mean over both
+    logged = _shift_test(_CenterPixel(), data)
+    assert logged["test/acc"] == 1.0
+    # every shift moves the blob off (3, 3): class 1 reads as 0, class 0 stays right; half of all (a no-op shift gives 1)
+    assert logged["test/shift_acc"] == 0.5 and logged["test/shift_drop"] == 0.5
+    assert logged["test/shift_loss"] > logged["test/loss"]
+    assert _shift_test(_CenterPixel(), data, shift=1)["test/shift_acc"] == 0.75  # 1 pixel up or left keeps (3, 3) inked: 6 of 8
+
+
+def test_shifts_need_images_and_are_off_by_default(tmp_path):
+    with pytest.raises(ValueError, match="moves images"):
+        check_shift(2, (1, 16))
+    with pytest.raises(ValueError, match="out of its frame"):
+        check_shift(8, (1, 8, 8))
+    with pytest.raises(ValueError, match="whole number of pixels"):
+        ClassificationTask(nn.Linear(2, 2), optimizer=None, loss=nn.CrossEntropyLoss(), num_classes=2, test_shift=-1)
+    with pytest.raises(ValueError, match="moves images"):  # refused before any training step
+        run(compose(["data=synthetic", "task.test_shift=2", *fast_overrides(4)]), tmp_path / "flat")
+    record = run(compose(["data=digits", "model=mlp", "model.width=16", "task.test_shift=1", *fast_overrides(6)]), tmp_path / "mlp")
+    final = record["metrics"]["final"]  # an MLP takes the images and flattens them itself
+    assert final["test/shift_drop"] == pytest.approx(final["test/acc"] - final["test/shift_acc"], abs=1e-6)
+    assert record["metrics"]["directions"]["test/shift_drop"] == "lower" and record["failure_values"]["test/shift_acc"] == 0.1
+    assert "test/shift_acc" not in run(compose(["data=digits", "model=mlp", "model.width=16", *fast_overrides(6)]),
+                                       tmp_path / "off")["metrics"]["final"]
+
+
+def test_the_arms_table_shows_each_arms_parameter_count(tmp_path):
+    import yaml
+
+    from labbench.ablation import engine
+    from labbench.ablation import spec as specs
+    from labbench.ablation.report import parameters_text
+
+    raw = {"name": "widths", "claim": "test claim", "factors": ["model.width"],
+           "base": ["data=synthetic", "model.depth=1", "trainer.max_steps=4", "trainer.val_check_interval=2"],
+           "arms": {"narrow": ["model.width=8"], "wide": ["model.width=32"]}, "metrics": ["test/acc"],
+           "hypotheses": [{"metric": "val/loss", "better": "wide", "worse": "narrow", "direction": "lower"}],
+           "profiles": {"smoke": {"seeds": 2}}}
+    (tmp_path / "widths.yaml").write_text(yaml.safe_dump(raw))
+    engine.reproduce(specs.load(tmp_path / "widths.yaml"), "smoke", root=tmp_path / "runs", wandb=False)
+    report = (tmp_path / "runs" / "widths" / "smoke" / "report.md").read_text()
+    assert "| arm | overrides | runs | parameters | `val/loss` mean" in report
+    # synthetic data: 16 features, 4 classes; one hidden layer: 16 w + w + 4 w + 4
+    assert "| `narrow` | `model.width=8` | 2 completed | 172 |" in report
+    assert "| `wide` | `model.width=32` | 2 completed | 676 |" in report
+    one = {"model": {"parameters": 1234567}}
+    assert parameters_text([one, one]) == "1,234,567"
+    assert parameters_text([one, None, {"model": {"parameters": 19466}}]) == "19,466 to 1,234,567"
+    assert parameters_text([None, {"status": "failed"}]) == "-"

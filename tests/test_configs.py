@@ -102,10 +102,13 @@ def test_option_composes_and_instantiates(group, option, tmp_path):
         loggers = [instantiate(node, save_dir=str(tmp_path)) for node in cfg.logger.values()]
         assert loggers and all(hasattr(lg, "log_metrics") for lg in loggers)
     elif group == "task":
-        if option == "language_model":
-            cfg = compose(["preset=char_lm", f"paths.output_dir={tmp_path}"])
+        if option in ("language_model", "sequence"):  # the token tasks come with their data and model
+            cfg = compose([f"preset={'char_lm' if option == 'language_model' else 'sequence'}", f"paths.output_dir={tmp_path}"])
         model = _tiny_model(cfg)
-        data_kwargs = {"vocab": [chr(65 + i) for i in range(20)]} if option == "language_model" else {"num_classes": 10}
+        data_kwargs = {
+            "language_model": {"vocab": [chr(65 + i) for i in range(20)]},
+            "sequence": {"symbols": 18},
+        }.get(option, {"num_classes": 10})
         task = instantiate(cfg.task, model=model, optimizer=instantiate(cfg.optimizer), loss=instantiate(cfg.loss), **data_kwargs)
         assert task.configure_optimizers is not None and task.model is model
     elif group == "preset" and cfg.model._target_.rsplit(".", 1)[-1] in ("VAE", "GAN", "DDPM"):

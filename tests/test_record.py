@@ -21,6 +21,7 @@ def test_run_ids_of_existing_experiments_do_not_change():
     # keys added later, at the value that reproduces the old runs, leave the id alone; another value changes it
     assert run_id(compose(["data.label_noise=0.0", "task.l1=0", "probes.never_active=false"])) == "f7ec5e3f6e32"
     assert run_id(compose(["data.label_noise=0.2"])) != "f7ec5e3f6e32" and run_id(compose(["task.train_pass=true"])) != "f7ec5e3f6e32"
+    assert run_id(compose(["task.test_shift=0"])) == "f7ec5e3f6e32" and run_id(compose(["task.test_shift=2"])) != "f7ec5e3f6e32"
 
 
 def test_run_id_ignores_where_and_how_a_run_reports():

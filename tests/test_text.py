@@ -1,14 +1,16 @@
-"""Tiny Shakespeare and user text files: contiguous splits, windows, and a real LM run."""
+"""Tiny Shakespeare and user text files: contiguous splits, windows, BPE tokens, and a real LM run."""
 
 from __future__ import annotations
+
+import math
 
 import pytest
 import torch
 
 from conftest import fast_overrides
-from labbench.config import compose
+from labbench.config import compose, run_id
 from labbench.data.base import DatasetNotFoundError
-from labbench.data.text import CharText
+from labbench.data.text import CharText, train_bpe
 from labbench.train import run
 
 
@@ -67,3 +69,96 @@ def test_char_lm_run_end_to_end(tmp_path):
     assert last < first
     assert isinstance(record["sample"], str) and len(record["sample"]) == 41
     assert "test/bpc" in final
+
+
+@pytest.fixture(scope="module")
+def bpe500():
+    data = CharText(tokenizer="bpe", vocab_size=500)
+    data.setup()
+    return data
+
+
+def split_text(data: CharText, split: str) -> str:
+    """The characters of ``split``, cut as the module cuts them (contiguously, on characters)."""
+    text = data.path.read_text(encoding="utf-8")
+    n_val, n_test = int(len(text) * data.val_fraction), int(len(text) * data.test_fraction)
+    n_train = len(text) - n_val - n_test
+    return {"train": text[:n_train], "val": text[n_train : n_train + n_val], "test": text[n_train + n_val :]}[split]
+
+
+def test_bpe_round_trips_the_validation_text_exactly(bpe500):
+    val = split_text(bpe500, "val")
+    ids = bpe500.splits["val"]
+    assert bpe500.vocab_size == len(bpe500.vocab) == 500  # the size asked for
+    assert len(ids) < len(val) / 1.5  # pieces longer than characters
+    assert bpe500.decode(ids) == val
+    assert "".join(bpe500.vocab[i] for i in ids.tolist()) == val  # how the LM task writes its sample
+    assert bpe500.encode(val) == ids.tolist()
+    assert all(isinstance(v, str) for v in bpe500.vocab) and "\n" in bpe500.vocab  # the task's sample prompt is one token
+
+
+def test_bpe_is_deterministic(bpe500):
+    train = split_text(bpe500, "train")
+    first, second = train_bpe(train, 500), train_bpe(train, 500)  # trained afresh, no cache
+    assert first.to_str() == second.to_str()
+    sample = split_text(bpe500, "test")[:5000]
+    assert first.encode(sample).ids == second.encode(sample).ids
+    again = CharText(tokenizer="bpe", vocab_size=500)
+    again.setup()
+    assert again.vocab == bpe500.vocab and all(torch.equal(again.splits[k], bpe500.splits[k]) for k in bpe500.splits)
+
+
+def test_bpe_vocabulary_is_learnt_from_the_training_split_only(tmp_path):
+    """A word that fills the test split would be one token if the test text were seen; it is not."""
+    train = "the cat sat on the mat and the dog sat on the log\n" * 160  # 8,000 characters
+    text = train + "the cat and the dog\n" * 50 + " quixotic" * 111 + " " # 8,000 + 1,000 + 1,000 characters
+    path = tmp_path / "corpus.txt"
+    path.write_text(text)
+    data = CharText(path=str(path), tokenizer="bpe", vocab_size=400, val_fraction=0.1, test_fraction=0.1)
+    data.setup()
+    assert split_text(data, "train") == train
+    assert data._bpe.to_str() == train_bpe(train, 400).to_str()
+    assert " cat" in data.vocab and " quixotic" not in data.vocab and len(data.encode(" quixotic")) > 2
+    assert data.vocab_size < 400  # a small text runs out of pairs to merge: at most vocab_size tokens
+    assert data.decode(data.splits["test"]) == split_text(data, "test")  # unseen words still round-trip (bytes)
+
+
+def test_bpe_baselines_are_finite_and_bigram_beats_unigram(bpe500):
+    baselines = bpe500.baselines()
+    assert all(math.isfinite(v) for v in baselines.values())
+    assert baselines["val/bigram"] < baselines["val/unigram"] < math.log(500)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"tokenizer": "wordpiece"}, "unknown tokenizer 'wordpiece'; choose one of: char, bpe"),
+        ({"tokenizer": "bpe"}, "tokenizer=bpe needs an integer vocab_size"),
+        ({"tokenizer": "bpe", "vocab_size": 100}, "too small for byte-level BPE.*256 byte values"),
+        ({"tokenizer": "char", "vocab_size": 500}, "applies to tokenizer=bpe only"),
+    ],
+)
+def test_bad_tokenizer_settings_fail_clearly(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        CharText(**kwargs)
+
+
+def test_the_tokenizer_is_part_of_a_run_id():
+    char = run_id(compose(["preset=char_lm"]))
+    assert run_id(compose(["preset=char_lm", "data.tokenizer=char", "data.vocab_size=null"])) == char
+    bpe = run_id(compose(["preset=char_lm", "data.tokenizer=bpe", "data.vocab_size=500"]))
+    assert bpe != char and bpe != run_id(compose(["preset=char_lm", "data.tokenizer=bpe", "data.vocab_size=2000"]))
+
+
+def test_bpe_lm_run_end_to_end(tmp_path, one_thread):
+    """preset=char_lm on BPE tokens trains ten steps, below the uniform guess, and writes a sample."""
+    cfg = compose(["preset=char_lm", "data.tokenizer=bpe", "data.vocab_size=500", "model.n_layers=1", "model.d_model=32",
+                   "data.context_length=32", "data.eval_windows=8", "schedule.warmup_steps=2", "optimizer.lr=0.01",
+                   "task.sample_length=20", *fast_overrides(10)])
+    record = run(cfg, tmp_path)
+    assert record["status"] == "completed"
+    final = record["metrics"]["final"]
+    assert final["val/loss"] < math.log(500)  # nats per token, below the uniform guess over 500 tokens
+    assert record["model"]["parameters"] < 2 * 500 * 32  # tied (the default): the 500 x 32 matrix counted once, the rest ~14k
+    assert math.isfinite(record["baselines"]["val/bigram"])
+    assert isinstance(record["sample"], str) and record["sample"].startswith("\n") and len(record["sample"]) > 20

@@ -186,3 +186,14 @@ def test_record_is_valid_json_even_with_nan_metrics(tmp_path):
     on_disk = json.loads((tmp_path / "run.json").read_text(), parse_constant=reject)  # strict JSON: NaN stored as "nan"
     assert on_disk["status"] == record["status"] == "diverged"
     assert "nan" in [v for _, v in on_disk["curves"]["train/loss"]]
+
+
+@pytest.mark.unit
+def test_wandb_logger_does_not_pass_the_removed_anonymous_setting(tmp_path):
+    """Lightning passes ``anonymous=None`` and wandb warns "The anonymous setting has no effect" for
+    any value, at every run: labbench's logger drops the key (the warning's cause, not its text)."""
+    from labbench.loggers import wandb_logger
+
+    logger = wandb_logger(str(tmp_path), mode="offline")
+    assert "anonymous" not in logger._wandb_init
+    assert logger._wandb_init["project"] == "labbench" and logger._wandb_init["dir"] == str(tmp_path)

@@ -38,9 +38,15 @@ NEUTRAL_WHEN_ADDED = {
     "data.label_noise": 0.0,            # clean labels
     "task.l1": 0.0,                     # no L1 penalty
     "task.train_pass": False,           # no pass over the training split after the test
+    "task.test_shift": 0,               # no shifted test images
     "probes.never_active": False,
     "probes.weight_structure": False,
     "probes.sparsity_tol": 1.0e-3,
+    "model.head_dim": None,             # d_model // n_heads
+    "task.causal_eval": False,          # no evaluation under a forced causal mask
+    "probes.batch_stats": False,
+    "data.tokenizer": "char",           # one token per character
+    "data.vocab_size": None,            # (BPE only) no vocabulary size
 }
 
 

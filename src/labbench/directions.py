@@ -27,6 +27,8 @@ PROBE_DIRECTIONS = {  # prefixes of keys the probes (labbench.probes) log
     "probe/act_std/": NEITHER,
     "probe/dead_fraction/": LOWER,
     "probe/attn_entropy/": NEITHER,
+    "probe/bn_mean_dev/": NEITHER,  # batch statistics' distance from the running ones (Shen et al. 2020)
+    "probe/bn_var_dev/": NEITHER,
     "probe/grad_norm_log_ratio": NEITHER,  # log10(first layer's / last layer's gradient per weight): 0, no layer starves
     "test/never_active": LOWER,  # units that never fire on the training split (labbench.probes.final)
     "test/never_active/": LOWER,

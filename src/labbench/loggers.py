@@ -53,7 +53,7 @@ def wandb_logger(
     from lightning.pytorch.loggers import WandbLogger
 
     Path(save_dir).mkdir(parents=True, exist_ok=True)
-    return WandbLogger(
+    logger = WandbLogger(
         save_dir=save_dir,
         project=project,
         name=name,
@@ -65,6 +65,10 @@ def wandb_logger(
         # No system-metrics sampler and no console capture: labbench runs are short and many.
         settings=wandb.Settings(x_disable_stats=True, console="off", silent=True),
     )
+    # Lightning always passes ``anonymous`` (None unless asked for) to wandb.init, and wandb >= 0.19 warns
+    # "The anonymous setting has no effect" for any value, at every run: the setting is gone, so drop it.
+    logger._wandb_init.pop("anonymous", None)
+    return logger
 
 
 def finish_wandb(loggers: Sequence[object], failed: bool) -> None:

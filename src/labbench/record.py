@@ -134,7 +134,7 @@ def provenance(accelerator: str, precision: str, seed: int) -> dict[str, Any]:
         "git_dirty": dirty,
         "versions": {
             "python": platform.python_version(),
-            **{name: _version(name) for name in ("labbench", "torch", "lightning", "hydra-core", "omegaconf", "wandb", "numpy")},
+            **{name: _version(name) for name in ("labbench", "torch", "lightning", "hydra-core", "omegaconf", "wandb", "numpy", "tokenizers")},
         },
         "platform": platform.platform(),
         "hostname": platform.node(),

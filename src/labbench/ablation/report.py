@@ -58,6 +58,15 @@ def difference_text(h: dict) -> str:
     return f"{_f(h['mean_diff'])} [{_f(h['ci_low'])}, {_f(h['ci_high'])}]"
 
 
+def parameters_text(records: list[dict | None]) -> str:
+    """The model's parameter count in an arm's runs, ``19,466``; ``19,466 to 19,690`` where they
+    differ; ``-`` where no run recorded one (every run failed before its model was built)."""
+    counts = sorted({int(r["model"]["parameters"]) for r in records if r and (r.get("model") or {}).get("parameters") is not None})
+    if not counts:
+        return "-"
+    return f"{counts[0]:,}" if len(counts) == 1 else f"{counts[0]:,} to {counts[-1]:,}"
+
+
 def verdict_text(h: dict) -> str:
     """The adjusted verdict, with the raw one beside it where Holm changed it."""
     text = f"**{h['verdict']}**"
@@ -365,15 +374,17 @@ def render(spec: Spec, plan: Plan, verdict: dict, records: dict[str, list[dict |
     lines += _trajectory_lines(verdict)
 
     metric_names = list(next(iter(verdict["arms"].values()))["metrics"])
-    lines += ["## Arms", "", "| arm | overrides | runs | " + " | ".join(f"`{m}` mean ± std [95% CI]" for m in metric_names) + " |",
-              "|---|---|---|" + "---|" * len(metric_names)]
+    lines += ["## Arms", "", "| arm | overrides | runs | parameters | " + " | ".join(f"`{m}` mean ± std [95% CI]" for m in metric_names) + " |",
+              "|---|---|---|---|" + "---|" * len(metric_names)]
     for arm, a in verdict["arms"].items():
         counts = ", ".join(f"{v} {k}" for k, v in a["status_counts"].items())
         cells = [f"{_f(m['mean'])} ± {_f(m['std'])} {_ci(m)}" for m in a["metrics"].values()]
-        lines.append(f"| `{arm}` | {' '.join(f'`{o}`' for o in a['overrides']) or '-'} | {counts} | " + " | ".join(cells) + " |")
+        lines.append(f"| `{arm}` | {' '.join(f'`{o}`' for o in a['overrides']) or '-'} | {counts} | {parameters_text(records.get(arm, []))} | "
+                     + " | ".join(cells) + " |")
     lines += ["", "Diverged and failed runs are kept and counted in `runs`. A diverged run counts at its metric's declared "
               "failure value (what a model that learned nothing scores, e.g. ln K for a classifier's loss, chance accuracy); "
-              "a failed run, or a diverged one on a metric without a failure value, has no value there.", ""]
+              "a failed run, or a diverged one on a metric without a failure value, has no value there. `parameters`: the "
+              "model's parameter count in the arm's final runs (a range where its seeds differ).", ""]
 
     lines += ["## Setup", "", "| | |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in _setup_rows(spec, plan, records)]

@@ -4,9 +4,30 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
 KINDS = ("none", "batch", "group", "layer", "rms", "instance")
+TOKEN_NORMS = ("layer", "rms", "batch", "none")  # what a Transformer's (N, T, C) token features take
+
+
+class TokenBatchNorm(nn.BatchNorm1d):
+    """BatchNorm for token features ``(N, T, C)``: each channel is normalized over batch *and*
+    time (N x T values), as in Shen et al. 2020's "BN in Transformers" baseline.
+
+    In a causal language model this lets a position's normalization see statistics of later
+    positions of the batch during training (evaluation uses the running statistics): a small
+    leak that a claim about BatchNorm in sequence models inherits from BatchNorm itself.
+    ``reduce_dims`` tells probes which axes the batch statistics average over.
+    """
+
+    reduce_dims = (0, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 3:
+            raise ValueError(f"TokenBatchNorm takes (batch, time, channels) features; got shape {tuple(x.shape)}")
+        n, t, c = x.shape
+        return super().forward(x.reshape(n * t, c)).reshape(n, t, c)
 
 
 @dataclass(frozen=True)
@@ -59,3 +80,12 @@ class Norm:
             )
         cls = nn.InstanceNorm1d if spatial_dims == 1 else nn.InstanceNorm2d
         return cls(channels, eps=self.eps, affine=self.affine)
+
+    def make_for_tokens(self, channels: int) -> nn.Module:
+        """A norm for token features ``(N, T, C)`` (a Transformer): layer and RMS norm act on the last
+        axis as for feature vectors; batch norm averages each channel over batch and time."""
+        if self.kind not in TOKEN_NORMS:
+            raise ValueError(f"a Transformer takes norm kind {', '.join(TOKEN_NORMS)}; got {self.kind!r}")
+        if self.kind == "batch":
+            return TokenBatchNorm(channels, eps=self.eps, momentum=self.momentum, affine=self.affine)
+        return self.make(channels)

@@ -61,3 +61,21 @@ def take(params: dict[str, torch.Tensor], index) -> dict[str, torch.Tensor]:
 
 def to_device(params: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
     return {k: v.to(device) for k, v in params.items()}
+
+
+def translate(x: torch.Tensor, dy: int, dx: int, fill: torch.Tensor | None = None) -> torch.Tensor:
+    """Images ``(N, C, H, W)`` moved ``dy`` pixels down and ``dx`` right (negative: up, left).
+
+    Nothing wraps around: the ``|dy|`` rows and ``|dx|`` columns the image leaves take
+    ``fill`` (one value per channel; 0 without one), and what moves past the far edge is
+    lost. It is :class:`CropFlip`'s crop with a fixed offset (``padding`` at least the shift,
+    no flip), as one slice copy: deterministic (``tests/test_claim_components.py`` checks both).
+    """
+    if x.dim() != 4:
+        raise ValueError(f"translate moves images (N, C, H, W); got a tensor of shape {tuple(x.shape)}")
+    n, c, h, w = x.shape
+    out = x.new_empty(x.shape)
+    out[:] = 0.0 if fill is None else fill.to(x).reshape(1, c, 1, 1)
+    if abs(dy) < h and abs(dx) < w:
+        out[:, :, max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = x[:, :, max(-dy, 0) : h + min(-dy, 0), max(-dx, 0) : w + min(-dx, 0)]
+    return out

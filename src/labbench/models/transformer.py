@@ -1,7 +1,8 @@
 """A decoder-only Transformer for character language modelling (GPT-style, plain nn.Module).
 
 Every choice a claim is about is a constructor argument: norm position (pre / post) and
-kind, positional encoding, causal mask, attention scaling, weight tying, heads, depth.
+kind (BatchNorm too, over batch and time), positional encoding, causal mask, attention
+scaling, head count and width, weight tying, depth.
 Attention uses ``scaled_dot_product_attention``; with ``keep_attention`` set it takes an
 explicit path that keeps the attention weights for probes.
 """
@@ -9,33 +10,43 @@ explicit path that keeps the attention weights for probes.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from labbench.components.activations import Activation
-from labbench.components.norms import Norm
+from labbench.components.norms import TOKEN_NORMS, Norm
 
 NORM_POSITIONS = ("pre", "post")
 POSITIONAL = ("none", "sinusoidal", "learned")
 
 
 class SelfAttention(nn.Module):
-    def __init__(self, d_model: int, n_heads: int, dropout: float, causal: bool, scaled: bool) -> None:
+    """Multi-head self-attention; ``head_dim`` (None: ``d_model // n_heads``) sets each head's
+    query/key width apart from the model's, so a claim can vary it at a fixed width and head count."""
+
+    def __init__(self, d_model: int, n_heads: int, dropout: float, causal: bool, scaled: bool, head_dim: int | None = None) -> None:
         super().__init__()
-        if d_model % n_heads:
-            raise ValueError(f"d_model={d_model} must be divisible by n_heads={n_heads}")
-        self.n_heads, self.head_dim = n_heads, d_model // n_heads
-        self.qkv = nn.Linear(d_model, 3 * d_model)
-        self.proj = nn.Linear(d_model, d_model)
+        if head_dim is None:
+            if d_model % n_heads:
+                raise ValueError(f"d_model={d_model} must be divisible by n_heads={n_heads} (or give model.head_dim)")
+            head_dim = d_model // n_heads
+        if head_dim < 1:
+            raise ValueError(f"head_dim must be a positive integer; got {head_dim}")
+        self.n_heads, self.head_dim = n_heads, head_dim
+        inner = n_heads * head_dim
+        self.qkv = nn.Linear(d_model, 3 * inner)
+        self.proj = nn.Linear(inner, d_model)
         self.dropout = dropout
         self.causal, self.scaled = causal, scaled
         self.keep_attention = False
         self.attention: torch.Tensor | None = None  # (N, heads, T, T) when keep_attention
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, t, c = x.shape
+        n, t, _ = x.shape
         q, k, v = self.qkv(x).view(n, t, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         scale = 1.0 / math.sqrt(self.head_dim) if self.scaled else 1.0
         p = self.dropout if self.training else 0.0
@@ -49,17 +60,17 @@ class SelfAttention(nn.Module):
             out = F.dropout(weights, p, self.training) @ v
         else:
             out = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=self.causal, scale=scale)
-        return self.proj(out.transpose(1, 2).reshape(n, t, c))
+        return self.proj(out.transpose(1, 2).reshape(n, t, self.n_heads * self.head_dim))
 
 
 class Block(nn.Module):
     """Attention and feed-forward sublayers, each with a residual and a norm (pre or post)."""
 
-    def __init__(self, d_model, n_heads, ffn_mult, activation: Activation, norm: Norm, position, dropout, causal, scaled):
+    def __init__(self, d_model, n_heads, ffn_mult, activation: Activation, norm: Norm, position, dropout, causal, scaled, head_dim=None):
         super().__init__()
         self.position = position
-        self.norm1, self.norm2 = norm.make(d_model), norm.make(d_model)
-        self.attn = SelfAttention(d_model, n_heads, dropout, causal, scaled)
+        self.norm1, self.norm2 = norm.make_for_tokens(d_model), norm.make_for_tokens(d_model)
+        self.attn = SelfAttention(d_model, n_heads, dropout, causal, scaled, head_dim)
         self.ffn = nn.Sequential(
             nn.Linear(d_model, ffn_mult * d_model), activation.make(), nn.Linear(ffn_mult * d_model, d_model), nn.Dropout(dropout)
         )
@@ -103,6 +114,7 @@ class Transformer(nn.Module):
         scaled_attention: bool = True,
         tie_weights: bool = True,
         dropout: float = 0.0,
+        head_dim: int | None = None,
     ) -> None:
         super().__init__()
         if norm_position not in NORM_POSITIONS:
@@ -111,25 +123,46 @@ class Transformer(nn.Module):
             raise ValueError(f"unknown positional encoding {positional!r}; valid: {', '.join(POSITIONAL)}")
         self.activation = activation if isinstance(activation, Activation) else Activation(activation)
         norm = norm if isinstance(norm, Norm) else Norm(norm)
-        if norm.kind not in ("layer", "rms", "none"):
-            raise ValueError(f"a Transformer takes norm kind layer, rms or none; got {norm.kind!r}")
+        if norm.kind not in TOKEN_NORMS:
+            raise ValueError(f"a Transformer takes norm kind {', '.join(TOKEN_NORMS)}; got {norm.kind!r}")
         self.context_length, self.positional = context_length, positional
         self.embed = nn.Embedding(vocab_size, d_model)
         if positional == "learned":
-            self.pos = nn.Parameter(torch.zeros(context_length, d_model))
-            nn.init.normal_(self.pos, std=0.02)
+            # a learned position table is an embedding and starts like the token embedding: nn.Embedding's N(0, 1)
+            # under init=default, the init group's draw otherwise (GPT-2: 0.02 for both), so that positions and
+            # tokens enter the residual stream at one scale (the sinusoidal table has amplitude 1: it matches
+            # unit-scale token embeddings, as in Vaswani et al., whose embeddings are scaled to unit size)
+            self.pos = nn.Parameter(torch.randn(context_length, d_model))
         elif positional == "sinusoidal":
             self.register_buffer("pos", sinusoidal_table(context_length, d_model), persistent=False)
         self.drop = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(
-            Block(d_model, n_heads, ffn_mult, self.activation, norm, norm_position, dropout, causal, scaled_attention)
+            Block(d_model, n_heads, ffn_mult, self.activation, norm, norm_position, dropout, causal, scaled_attention, head_dim)
             for _ in range(n_layers)
         )
         # Pre-norm stacks end with a norm (GPT-2); post-norm blocks already end with one.
-        self.final_norm = norm.make(d_model) if norm_position == "pre" else nn.Identity()
+        self.final_norm = norm.make_for_tokens(d_model) if norm_position == "pre" else nn.Identity()
         self.head = nn.Linear(d_model, vocab_size, bias=False)
         if tie_weights:
             self.head.weight = self.embed.weight
+
+    @property
+    def causal(self) -> bool:
+        """Whether attention is masked to past positions (every layer alike)."""
+        return self.blocks[0].attn.causal if len(self.blocks) else True
+
+    @contextmanager
+    def attention_mask(self, causal: bool) -> Iterator[None]:
+        """Evaluate with the causal mask on or off whatever the model was trained with (C2:
+        a model trained without the mask, read under it, shows what it learned to predict)."""
+        before = self.causal
+        for block in self.blocks:
+            block.attn.causal = causal
+        try:
+            yield
+        finally:
+            for block in self.blocks:
+                block.attn.causal = before
 
     def keep_attention(self, keep: bool = True) -> None:
         """Switch every layer to the explicit attention path that stores its weights."""

@@ -115,11 +115,25 @@ class _Hooked(_Every):
         for handle in self.handles:
             handle.remove()
         self.handles = []
-        _emit(trainer, self.values, trainer.global_step - 1)
+        _emit(trainer, self.summarize(self.values), trainer.global_step - 1)
         self.detach(pl_module.model)
 
     def detach(self, model: nn.Module) -> None:
         pass
+
+    def summarize(self, values: dict[str, float]) -> dict[str, float]:
+        """The values to log (a probe may add a mean over its layers)."""
+        return values
+
+
+def _with_means(values: dict[str, float], prefixes: tuple[str, ...]) -> dict[str, float]:
+    """``values`` plus ``<prefix>mean``: the mean over the layers logged under each prefix."""
+    out = dict(values)
+    for prefix in prefixes:
+        layer_values = [v for k, v in values.items() if k.startswith(prefix)]
+        if layer_values:
+            out[f"{prefix}mean"] = sum(layer_values) / len(layer_values)
+    return out
 
 
 class ActivationStats(_Hooked):
@@ -153,7 +167,12 @@ class DeadUnits(_Hooked):
 
 class AttentionEntropy(_Hooked):
     """``probe/attn_entropy/<layer>``: mean entropy (nats) of the attention distributions,
-    over batch, heads and query positions. Needs a model with ``keep_attention``."""
+    over batch, heads and query positions, and ``probe/attn_entropy/mean`` over the layers
+    (the value at step 0 is the entropy at initialization: a saturated softmax has entropy
+    near 0, a uniform one ln T). Needs a model with ``keep_attention``."""
+
+    def summarize(self, values: dict[str, float]) -> dict[str, float]:
+        return _with_means(values, ("probe/attn_entropy/",))
 
     def attach(self, model: nn.Module) -> None:
         if not hasattr(model, "keep_attention"):
@@ -169,6 +188,31 @@ class AttentionEntropy(_Hooked):
     def detach(self, model: nn.Module) -> None:
         if hasattr(model, "keep_attention"):
             model.keep_attention(False)
+
+
+class BatchStats(_Hooked):
+    """How far one training batch's statistics are from the running estimates every BatchNorm
+    layer evaluates with (Shen et al. 2020, "PowerNorm", Fig. 2: in Transformers these
+    fluctuate far more than in CNNs): ``probe/bn_mean_dev/<layer>``, the mean over channels of
+    ``|mu_B - mu_running| / sqrt(var_running)``, and ``probe/bn_var_dev/<layer>``, of
+    ``|var_B / var_running - 1|``; ``.../mean`` over the layers. Measured on the batch entering
+    the layer, before it updates the running estimates. Models without BatchNorm log nothing.
+    """
+
+    def attach(self, model: nn.Module) -> None:
+        for name, module in model.named_modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.track_running_stats:
+                def hook(m, inputs, name=name):
+                    x = inputs[0].detach().float()
+                    dims = getattr(m, "reduce_dims", None) or tuple(d for d in range(x.dim()) if d != 1)
+                    mean, var = x.mean(dim=dims), x.var(dim=dims, unbiased=False)
+                    running_mean, running_var = m.running_mean.float(), m.running_var.float().clamp_min(m.eps)
+                    self.values[f"probe/bn_mean_dev/{name}"] = float(((mean - running_mean).abs() / running_var.sqrt()).mean())
+                    self.values[f"probe/bn_var_dev/{name}"] = float((var / running_var - 1).abs().mean())
+                self.handles.append(module.register_forward_pre_hook(hook))
+
+    def summarize(self, values: dict[str, float]) -> dict[str, float]:
+        return _with_means(values, ("probe/bn_mean_dev/", "probe/bn_var_dev/"))
 
 
 class LossSpikes(L.Callback):
@@ -205,6 +249,7 @@ PROBES = {
     "activations": ActivationStats,
     "dead_units": DeadUnits,
     "attention_entropy": AttentionEntropy,
+    "batch_stats": BatchStats,
 }
 
 

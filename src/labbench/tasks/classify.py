@@ -8,7 +8,10 @@ import torch
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
+from labbench.data.augment import translate
 from labbench.tasks.base import OptimizerFactory, ScheduleFactory, Task
+
+SHIFTS = ((-1, 0), (1, 0), (0, -1), (0, 1))  # up, down, left, right: (rows, columns) per pixel of shift
 
 
 class ClassificationTask(Task):
@@ -22,9 +25,23 @@ class ClassificationTask(Task):
     ``test/train_acc`` and ``test/gap`` = train accuracy minus test accuracy (the per-batch
     ``train/acc`` of the last steps is not the training split's accuracy: dropout is on and a
     batch is a sample of the split).
+
+    ``test_shift`` (k pixels, 0: off): every test batch is also classified moved by k pixels
+    up, down, left and right (:func:`labbench.data.augment.translate`: no wrap-around, the
+    vacated border filled with black in the data's own scale, the data module's ``fill``:
+    ``-mean / std`` per channel when standardized, the value ``augment=crop`` pads with;
+    0 where the data module has none). On MNIST and the digits black is the background, so
+    a shifted digit lies on the same background as the original; on CIFAR-10 the border is
+    black, as in torchvision's padded crops. Deterministic, no randomness. Logs
+    ``test/shift_acc`` (the mean accuracy over the four shifts), ``test/shift_loss`` (their
+    mean loss) and ``test/shift_drop`` = ``test/acc`` minus ``test/shift_acc``: the accuracy
+    a shift costs the model (how robust it is, apart from how accurate). Images only.
     """
 
-    metric_directions = {"acc": "higher", "penalty": "neither", "train_acc": "higher", "train_loss": "lower", "gap": "lower"}
+    metric_directions = {
+        "acc": "higher", "penalty": "neither", "train_acc": "higher", "train_loss": "lower", "gap": "lower",
+        "shift_acc": "higher", "shift_loss": "lower", "shift_drop": "lower",
+    }
 
     def __init__(
         self,
@@ -35,16 +52,30 @@ class ClassificationTask(Task):
         schedule: ScheduleFactory | None = None,
         l1: float = 0.0,
         train_pass: bool = False,
+        test_shift: int = 0,
     ) -> None:
         super().__init__(model, optimizer, loss, schedule)
         if l1 < 0:
             raise ValueError(f"l1 is a penalty weight and must be >= 0, got {l1}")
-        self.num_classes, self.l1, self.train_pass = num_classes, l1, train_pass
-        self.acc = nn.ModuleDict({f"{split}_acc": MulticlassAccuracy(num_classes, average="micro") for split in ("val", "test")})
+        if not isinstance(test_shift, int) or isinstance(test_shift, bool) or test_shift < 0:
+            raise ValueError(f"test_shift is a whole number of pixels >= 0 (0: off), got {test_shift!r}")
+        self.num_classes, self.l1, self.train_pass, self.test_shift = num_classes, l1, train_pass, test_shift
+        splits = ("val", "test", "test_shift") if test_shift else ("val", "test")
+        self.acc = nn.ModuleDict({f"{split}_acc": MulticlassAccuracy(num_classes, average="micro") for split in splits})
 
     def failure_values(self) -> dict[str, float]:
-        """A uniform prediction: cross-entropy ln K, accuracy 1/K."""
-        return {"loss": math.log(self.num_classes), "acc": 1.0 / self.num_classes}
+        """A uniform prediction: cross-entropy ln K, accuracy 1/K (shifted or not; a diverged
+        run has no ``shift_drop``)."""
+        values = {"loss": math.log(self.num_classes), "acc": 1.0 / self.num_classes}
+        if self.test_shift:
+            values.update(shift_loss=values["loss"], shift_acc=values["acc"])
+        return values
+
+    def setup(self, stage: str) -> None:
+        """Refuse ``test_shift`` on data that are not images before any training step."""
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if self.test_shift and datamodule is not None and hasattr(datamodule, "input_shape"):
+            check_shift(self.test_shift, tuple(datamodule.input_shape))
 
     def shared_step(self, batch: tuple[torch.Tensor, torch.Tensor], split: str) -> torch.Tensor:
         x, y = batch
@@ -62,9 +93,30 @@ class ClassificationTask(Task):
         # mean over all of it, as in one process (the accuracy metric syncs its counts).
         self.log(f"{split}/loss", loss, on_epoch=True, prog_bar=True, batch_size=len(y), sync_dist=True)
         self.log(f"{split}/acc", accuracy, on_epoch=True, prog_bar=True, batch_size=len(y))
+        if split == "test" and self.test_shift:
+            self.shifted_step(x, y)
         return loss
 
+    def shifted_step(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """The test batch moved ``test_shift`` pixels each way: ``test/shift_acc`` and ``test/shift_loss``.
+
+        The four shifts hold the same images, so the accuracy over all four pooled (one
+        metric updated four times) is the mean of the four accuracies.
+        """
+        check_shift(self.test_shift, tuple(x.shape[1:]))
+        fill = getattr(self.trainer.datamodule, "fill", None)
+        accuracy = self.acc["test_shift_acc"]
+        losses = []
+        for dy, dx in SHIFTS:
+            logits = self.model(translate(x, dy * self.test_shift, dx * self.test_shift, fill))
+            accuracy(logits.detach(), y)
+            losses.append(self.loss(logits, y))
+        self.log("test/shift_loss", torch.stack(losses).mean(), on_epoch=True, batch_size=len(y), sync_dist=True)
+        self.log("test/shift_acc", accuracy, on_epoch=True, batch_size=len(y))
+
     def on_test_epoch_end(self) -> None:
+        if self.test_shift:
+            self.log("test/shift_drop", float(self.acc["test_acc"].compute()) - float(self.acc["test_shift_acc"].compute()))
         if not self.train_pass:
             return
         x_all, y_all = self.trainer.datamodule.placed("train")
@@ -83,6 +135,17 @@ class ClassificationTask(Task):
         test_acc = float(self.acc["test_acc"].compute())
         for name, value in {"train_loss": loss_sum / len(y_all), "train_acc": train_acc, "gap": train_acc - test_acc}.items():
             self.log(f"test/{name}", value)
+
+
+def check_shift(pixels: int, shape: tuple[int, ...]) -> None:
+    """``test_shift`` needs images ``(C, H, W)`` larger than the shift."""
+    if len(shape) != 3:
+        raise ValueError(
+            f"task.test_shift={pixels} moves images (C, H, W), but this data set's inputs have shape {shape}: "
+            "use it with data=digits, mnist5k, mnist or cifar10 (an MLP flattens the images itself), or set task.test_shift=0"
+        )
+    if pixels >= min(shape[1:]):
+        raise ValueError(f"task.test_shift={pixels} moves the whole {shape[1]}x{shape[2]} image out of its frame; use fewer pixels")
 
 
 def l1_norm(model: nn.Module) -> torch.Tensor:
