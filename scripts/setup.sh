@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Create (or refresh) the project's virtual environment in .venv: torch + torchvision,
-# then labbench itself (editable) with its test tools. Idempotent and quick when nothing
-# changed: a stamp of pyproject.toml skips the pip step.
+# then labbench itself (editable) with its test tools, and (as root) the Chromium that the
+# site's browser test drives. Idempotent and quick when nothing changed: a stamp of
+# pyproject.toml skips the pip step.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,4 +27,17 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     echo "[setup] installing labbench and its dependencies"
     "$VENV/bin/python" -m pip install --quiet -e ".[dev]"
     echo "$want" > "$stamp"
+fi
+
+# The site's browser test (tests/test_site.py) drives Debian's Chromium headless through
+# chromium-driver. Best effort: installed quietly where apt-get may run (root); anywhere
+# else, or when apt fails, the test says the browser is missing and skips. Never fails the set-up.
+if ! command -v chromedriver >/dev/null 2>&1 || ! command -v chromium >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "[setup] installing chromium and chromium-driver (apt-get) for the site's browser test"
+        export DEBIAN_FRONTEND=noninteractive
+        { apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1 \
+            || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1; }; } \
+            || echo "[setup] chromium could not be installed: tests/test_site.py's browser test will skip"
+    fi
 fi

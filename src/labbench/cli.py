@@ -272,6 +272,21 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_site(args: argparse.Namespace) -> int:
+    """``labbench site``: every claim, hypothesis and verdict on one static site (opens from file://)."""
+    from labbench.site import SiteError, build
+
+    try:
+        built = build(args.source, args.out)
+    except SiteError as err:
+        console.print(f"[bold red]error:[/] {err}")
+        return 2
+    console.print(f"site: {built.claims} claims, {built.hypotheses} hypotheses from {args.source}; "
+                  f"{built.written} files written, {built.removed} stale removed", soft_wrap=True)
+    console.print(f"open: {(built.out / 'index.html').resolve().as_uri()}", soft_wrap=True)
+    return 0
+
+
 SHARED_OPTIONS = {
     "seeds": (["--seeds"], {"type": int, "default": None, "help": "number of seeds per arm (default: the profile's)"}),
     "jobs": (["--jobs"], {"type": int, "default": 1, "help": "parallel worker processes (default 1: in this process)"}),
@@ -285,7 +300,7 @@ SHARED_OPTIONS = {
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="labbench", description="Named ablations: test a claim about deep learning with seeds, statistics and a verdict.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{list,show,validate,reproduce,pilot,plan,map,report}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{list,show,validate,reproduce,pilot,plan,map,report,site}")
 
     p = sub.add_parser("list", help="every named ablation: claim, sources, arms, profiles, estimated time")
     p.add_argument("--json", action="store_true", help="the same content as JSON, for scripts")
@@ -338,6 +353,11 @@ def build_parser() -> argparse.ArgumentParser:
     add(p, "out", "report_dir")
     p.add_argument("overrides", nargs="*", help="the overrides the reproduction was run with, if any")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("site", help="a static site of every claim and verdict (index, forest plot, a page per claim); no server needed")
+    p.add_argument("--source", default="docs/results", help="committed results (default: docs/results) or a store (outputs/ablations)")
+    p.add_argument("--out", default="outputs/site", help="the site's folder (default: outputs/site); the committed copy is docs/site")
+    p.set_defaults(func=cmd_site)
     return parser
 
 

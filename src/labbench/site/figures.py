@@ -1,0 +1,96 @@
+"""The one picture of the whole catalog: a forest plot of every hypothesis's standardized effect.
+
+Raw effects live on different scales (a loss gap, an accuracy gap, a ratio), so the plot puts
+each on the seed-to-seed spread of its own paired differences (d = mean_diff / sd_diff, the
+interval divided by the same sd). The x axis is linear within +-1 and logarithmic beyond it: the
+catalog spans d from about 0.02 to several hundred. The SVG is deterministic (fixed hash salt,
+no date), so a rebuild from the same results gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+COLOURS = {"supported": "#1b7a34", "contradicted": "#c0262d", "inconclusive": "#8a8a8a", "undertrained": "#7b3fa0"}
+LINTHRESH = 1.0  # |d| below this is drawn on a linear scale
+
+
+def _label(text: str, width: int = 58) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _padded(end: float, side: int) -> float:
+    """An axis end a little beyond the farthest interval, on the symlog scale (at least +-1)."""
+    end = min(end, -1.0) if side < 0 else max(end, 1.0)
+    return end * 1.6 if abs(end) > LINTHRESH else end + 0.5 * side
+
+
+def forest_rows(claims: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per hypothesis of every report, in the index's order, with its claim's label."""
+    rows = []
+    for c in claims:
+        for r in c["reports"]:
+            head = f"{c['claim_id'] + ' ' if c['claim_id'] else ''}{c['name']}" + (f" ({r['profile']})" if r["profile"] != "quick" else "")
+            for h in r["hypotheses"]:
+                rows.append({"group": head, "label": _label(h["name"]), **{k: h[k] for k in ("d", "d_low", "d_high", "verdict")}})
+    return rows
+
+
+def forest_svg(claims: list[dict[str, Any]]) -> str:
+    """The forest plot as SVG text (empty string when there is no hypothesis to draw)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    rows = forest_rows(claims)
+    if not rows:
+        return ""
+    rc = {"svg.hashsalt": "labbench-site", "svg.fonttype": "none", "font.size": 8, "font.family": "DejaVu Sans"}
+    with plt.rc_context(rc):
+        height = 0.8 + 0.19 * (len(rows) + len({r["group"] for r in rows}))
+        fig, ax = plt.subplots(figsize=(12.0, height))
+        y, ticks, labels, spans = 0.0, [], [], []
+        group = None
+        for r in rows:
+            if r["group"] != group:  # a claim's header line, then its hypotheses
+                group = r["group"]
+                y -= 1
+                ticks.append(y)
+                labels.append(group)
+                spans.append([y, y])
+            y -= 1
+            spans[-1][1] = y
+            ticks.append(y)
+            labels.append("    " + r["label"])
+            colour = COLOURS.get(r["verdict"], "#333333")
+            if r["d"] is None:
+                ax.text(0, y, "no spread across seeds: not standardized", va="center", ha="center", fontsize=7, color=colour, style="italic")
+            else:
+                ax.plot([r["d_low"], r["d_high"]], [y, y], color=colour, linewidth=1.6, solid_capstyle="butt")
+                ax.plot([r["d"]], [y], marker="o", markersize=3.6, color=colour)
+        for top, bottom in spans[::2]:  # every other claim on a grey band
+            ax.axhspan(bottom - 0.5, top + 0.5, color="#f0f0f0", zorder=-2, linewidth=0)
+        ax.axvline(0, color="black", linewidth=0.8)
+        ax.set_xscale("symlog", linthresh=LINTHRESH)
+        ends = [x for r in rows if r["d"] is not None for x in (r["d_low"], r["d_high"])]
+        ax.set_xlim(_padded(min(ends, default=-1.0), -1), _padded(max(ends, default=1.0), 1))
+        ax.set_yticks(ticks, labels)
+        for tick, text in zip(ax.get_yticklabels(), labels):
+            if not text.startswith("    "):
+                tick.set_fontweight("bold")
+        ax.set_ylim(y - 0.7, -0.3)
+        ax.set_xlabel("standardized effect d = mean paired difference / its sd across seeds (positive = as predicted)")
+        ax.grid(axis="x", alpha=0.3)
+        ax.tick_params(axis="y", length=0)
+        ax.xaxis.set_ticks_position("both")
+        ax.tick_params(axis="x", labeltop=True)
+        handles = [Line2D([], [], color=c, marker="o", markersize=4, linewidth=1.6, label=v) for v, c in COLOURS.items()]
+        ax.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 1.0 + 0.5 / height), ncol=len(handles), fontsize=8, frameon=False)
+        fig.tight_layout()
+        buf = io.StringIO()
+        fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": "labbench site (matplotlib)"})
+        plt.close(fig)
+    return buf.getvalue()

@@ -1,0 +1,149 @@
+"""Plain dicts -> HTML pages (Jinja2 templates shipped in ``labbench/site/templates``).
+
+Each report, map and pilot keeps its own Markdown (``report.md``, ``map.md``, ``pilot.md``) as
+the one description of its content; here it becomes HTML with markdown-it-py, and every image
+or file it links to is copied next to the page, so the site opens from ``file://`` and nothing
+on it points outside it.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from pathlib import Path, PurePosixPath
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from markdown_it import MarkdownIt
+from markupsafe import Markup
+
+from labbench.ablation.report import _f
+
+_MD = MarkdownIt("commonmark", {"html": False}).enable("table")  # raw HTML in a report stays text
+
+
+def _is_local(url: str) -> bool:
+    """A relative link to a file: no scheme, no host, not a bare #fragment."""
+    parts = urlsplit(url)
+    return not (parts.scheme or parts.netloc or url.startswith(("/", "#")) or not parts.path)
+
+
+class Assets:
+    """Files the pages link to, as ``{path in the site: source file}``; the writer copies them."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, Path] = {}
+
+    def add(self, site_path: str, source: Path) -> None:
+        self.files[site_path] = source
+
+
+def markdown_html(path: Path, folder: str, page_dir: str, assets: Assets, drop_preamble: bool = False) -> Markup:
+    """``path`` (a report, map or pilot) as HTML for a page in ``page_dir`` of the site.
+
+    Its title goes (the page has its own heading), headings move one level down, and with
+    ``drop_preamble`` everything before the first section goes too (the claim, its sources and
+    reference: the page shows them once from the spec). Local images and files are copied to
+    ``folder`` in the site; a link to something that is not there becomes plain text, so
+    every link on the site resolves.
+    """
+    tokens = _MD.parse(path.read_text())
+    if drop_preamble:
+        first = next((i for i, t in enumerate(tokens) if t.type == "heading_open" and t.tag == "h2"), 0)
+        tokens = tokens[first:]
+    kept = []
+    skip = False
+    for t in tokens:
+        if t.type == "heading_open" and t.tag == "h1":
+            skip = True
+            continue
+        if skip:
+            skip = t.type != "heading_close"
+            continue
+        if t.type in ("heading_open", "heading_close"):
+            t.tag = f"h{min(6, int(t.tag[1]) + 1)}"
+        if t.type == "table_open":
+            t.attrSet("class", "md-table")
+        if t.children:
+            t.children = _local_links(t.children, path.parent, folder, page_dir, assets)
+        kept.append(t)
+    return Markup(_MD.renderer.render(kept, _MD.options, {}))
+
+
+def _local_links(children: list, source_dir: Path, folder: str, page_dir: str, assets: Assets) -> list:
+    """Rewrite image sources and links that point to files beside the Markdown."""
+    out, dropping = [], 0
+    for t in children:
+        if t.type == "image":
+            src = str(t.attrGet("src") or "")
+            if _is_local(src):
+                target = _copy(src, source_dir, folder, page_dir, assets)
+                if target is None:
+                    t = t.__class__(type="text", tag="", nesting=0, content=f"[{t.content} missing]")
+                else:
+                    t.attrSet("src", target)
+        elif t.type == "link_open":
+            href = str(t.attrGet("href") or "")
+            if _is_local(href):
+                target = None if href.endswith(".md") else _copy(href, source_dir, folder, page_dir, assets)
+                if target is None:  # another Markdown file or a missing one: keep the words only
+                    dropping += 1
+                    continue
+                t.attrSet("href", target)
+        elif t.type == "link_close" and dropping:
+            dropping -= 1
+            continue
+        out.append(t)
+    return out
+
+
+def _copy(url: str, source_dir: Path, folder: str, page_dir: str, assets: Assets) -> str | None:
+    rel = urlsplit(url).path
+    source = (source_dir / rel).resolve()
+    if not source.is_file() or not source.is_relative_to(source_dir.resolve()):
+        return None
+    site_path = posixpath.normpath(posixpath.join(folder, PurePosixPath(*source.relative_to(source_dir.resolve()).parts).as_posix()))
+    assets.add(site_path, source)
+    return quote(posixpath.relpath(site_path, page_dir))
+
+
+def number(x: Any, digits: int = 3) -> str:
+    return "-" if x is None else _f(float(x), digits)
+
+
+def environment() -> Environment:
+    env = Environment(loader=PackageLoader("labbench.site", "templates"), autoescape=select_autoescape(["html"]),
+                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+    env.filters["md_inline"] = lambda text: Markup(_MD.renderInline(str(text)))
+    env.filters["num"] = number
+    env.filters["url"] = lambda path: quote(str(path))
+    return env
+
+
+def render_site(data: dict[str, Any], source_label: str, forest: bool) -> tuple[dict[str, str], Assets]:
+    """Every page as text, by its path in the site, and the files they link to."""
+    env = environment()
+    assets = Assets()
+    pages: dict[str, str] = {}
+    counts = {v: 0 for v in data["verdicts"]}
+    for c in data["claims"]:
+        for r in c["reports"]:
+            for h in r["hypotheses"]:
+                counts[h["verdict"]] = counts.get(h["verdict"], 0) + 1
+    counts["none"] = sum(1 for c in data["claims"] if not c["reports"])
+    sections = [s for s in data["sections"] if any(c["section"] == s for c in data["claims"])]
+
+    for c in data["claims"]:
+        name = c["name"]
+        for kind, items, md_key in (("reports", c["reports"], "report_md"), ("maps", c["maps"], "map_md"), ("pilots", c["pilots"], "pilot_md")):
+            for item in items:
+                rel = item["folder"].relative_to(data["source"] / name).as_posix()
+                item["source_label"] = f"{source_label}/{name}/{rel}"
+                item["html"] = (markdown_html(item[md_key], f"claims/{name}/{rel}", "claims", assets, drop_preamble=kind == "reports")
+                                if item[md_key] is not None else Markup(""))
+        pages[c["page"]] = env.get_template("claim.html").render(
+            c=c, root="../", section_title=data["sections"].get(c["section"], c["section"]), source_label=source_label)
+    pages["index.html"] = env.get_template("index.html").render(
+        claims=data["claims"], verdicts=data["verdicts"], counts=counts, total=data["hypotheses"],
+        sections=sections, section_titles=data["sections"], source_label=source_label, forest=forest, root="")
+    return pages, assets
