@@ -11,7 +11,7 @@ import yaml
 
 from labbench.ablation import spec as specs
 from labbench.ablation.metrics import has_curve, metric_value, parse_metric
-from labbench.ablation.pilot import late_share, one_arm, pilot_fingerprint, profile_agrees, run_pilot
+from labbench.ablation.pilot import late_share, one_arm, pilot_fingerprint, profile_agrees, run_pilot, write_budget
 from labbench.directions import direction
 
 
@@ -100,6 +100,59 @@ def test_the_profile_must_carry_the_committed_pilots_budget(tmp_path):
     assert pilot_fingerprint(moved) == pilot_fingerprint(spec)
     changed = write_spec(tmp_path, base=["data=synthetic", "model=mlp", "model.width=32", "trainer.log_every_n_steps=1"])
     assert "another version of the spec" in profile_agrees(changed, result)[0]
+
+
+SPEC_TEXT = """\
+# a comment that must survive
+name: piloted
+claim: planted
+factors: [optimizer.lr]
+base: [data=synthetic, model=mlp]
+arms:
+  standard: [optimizer.lr=0.1]
+  other: [optimizer.lr=0.01]
+metrics: [val/loss]
+hypotheses:
+  - {metric: val/loss, better: standard, worse: other, direction: lower}
+profiles:
+  smoke:
+    seeds: 2
+  quick:
+    description: the piloted one
+    seeds: 8
+    overrides:                  # a block list, as several specs write theirs
+      - "trainer.max_steps='${labbench.div:400,${data.batch_size}}'"
+      - trainer.val_check_interval=2
+    estimated_minutes: 1        # kept
+pilot:
+  arm: standard
+  seeds: 2
+  metric: val/loss
+  candidates:
+    - [trainer.max_steps=4, trainer.val_check_interval=2]
+    - ["trainer.max_steps='${labbench.div:1200,${data.batch_size}}'", trainer.val_check_interval=6]
+"""
+
+
+@pytest.mark.unit
+def test_write_profile_puts_the_chosen_budget_into_the_spec_and_keeps_the_rest(tmp_path):
+    path = tmp_path / "piloted.yaml"
+    path.write_text(SPEC_TEXT)
+    spec = specs.load(str(path))
+    chosen = ["trainer.max_steps='${labbench.div:1200,${data.batch_size}}'", "trainer.val_check_interval=6"]
+    result = {"pilot_hash": pilot_fingerprint(spec), "chosen": 1,
+              "candidates": [{"overrides": ["trainer.max_steps=4", "trainer.val_check_interval=2"]}, {"overrides": chosen}]}
+    assert profile_agrees(spec, result)  # the profile still holds the old budget
+    write_budget(spec, result)
+    text = path.read_text()
+    written = specs.load(str(path))
+    assert written.profile("quick").overrides == tuple(chosen) and profile_agrees(written, result) == []
+    assert "# a comment that must survive" in text and "estimated_minutes: 1        # kept" in text
+    assert "description: the piloted one" in text and written.profile("smoke").seeds == 2
+    write_budget(written, {**result, "pilot_hash": pilot_fingerprint(written)})  # a second write changes nothing
+    assert path.read_text() == text
+    with pytest.raises(specs.SpecError, match="chose no budget"):
+        write_budget(written, {**result, "chosen": None})
 
 
 def test_a_reports_spec_hash_follows_what_the_report_depends_on(tmp_path):

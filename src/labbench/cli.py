@@ -228,7 +228,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_pilot(args: argparse.Namespace) -> int:
     """``labbench pilot NAME``: size the profile's budget from the standard-practice arm alone."""
-    from labbench.ablation.pilot import chosen_overrides, run_pilot
+    from labbench.ablation.pilot import chosen_overrides, run_pilot, write_budget
 
     s = specs.load(args.name)
     if s.pilot is None:
@@ -247,6 +247,9 @@ def cmd_pilot(args: argparse.Namespace) -> int:
     console.print(table)
     chosen = chosen_overrides(result)
     console.print(f"chosen budget: {' '.join(chosen)}" if chosen else "[bold red]no candidate met the rule[/]")
+    if chosen and args.write_profile:
+        path = write_budget(s, result)
+        console.print(f"wrote it into profile {s.pilot.profile!r} of {path}", soft_wrap=True)
     return 0 if chosen else 1
 
 
@@ -335,6 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("pilot", help="size a profile's budget from the standard-practice arm alone (the spec's pilot section)")
     add(p, "out", "report_dir", "no_wandb")
     p.add_argument("--all", action="store_true", help="run every candidate, not only up to the first that meets the rule")
+    p.add_argument("--write-profile", action="store_true",
+                   help="write the chosen budget into the piloted profile's overrides in the spec file (comments kept)")
     p.set_defaults(func=cmd_pilot)
 
     p = sub.add_parser("plan", help="print the plan as Hydra multirun commands (for any Hydra launcher)")

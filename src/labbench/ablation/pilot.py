@@ -167,6 +167,52 @@ def profile_agrees(spec: Spec, result: dict[str, Any]) -> list[str]:
     return problems
 
 
+def write_budget(spec: Spec, result: dict[str, Any]) -> Path:
+    """Set the piloted profile's ``overrides`` in the spec file to the chosen candidate; returns the file.
+
+    A text edit of that one entry (a one-line ``overrides: [...]`` or a block of ``- item`` lines),
+    so the file's comments and layout stay; the spec is loaded again afterwards and must then agree
+    with the pilot (:func:`profile_agrees`), or the file is restored and the error raised. Until now
+    this step was a hand edit after every pilot: written by the tool, the budget is the pilot's.
+    """
+    import yaml
+
+    from labbench.ablation import spec as specs
+
+    chosen = chosen_overrides(result)
+    if chosen is None:
+        raise specs.SpecError(f"{spec.name}: the pilot chose no budget; nothing to write")
+    path = spec.path
+    original = path.read_text()
+    lines = original.splitlines(keepends=True)
+    profile = spec.pilot.profile
+    try:
+        start = lines.index(f"  {profile}:\n", next(i for i, line in enumerate(lines) if line.startswith("profiles:")))
+    except (StopIteration, ValueError):
+        raise specs.SpecError(f"{path}: no `  {profile}:` entry under `profiles:` to write the budget into") from None
+    end = next((i for i in range(start + 1, len(lines)) if not lines[i].startswith("    ") and lines[i].strip()), len(lines))
+    entry = next((i for i in range(start + 1, end) if lines[i].startswith("    overrides:")), None)
+    flow = yaml.safe_dump(list(chosen), default_flow_style=True, width=1_000_000).strip()
+    text = f"    overrides: {flow}   # the pilot's choice (labbench pilot {spec.name} --write-profile)\n"
+    if entry is None:
+        lines.insert(start + 1, text)
+    else:
+        stop = entry + 1
+        if lines[entry].split("#")[0].strip() == "overrides:":  # a block of "- item" lines follows
+            while stop < end and lines[stop].lstrip().startswith(("- ", "#")) and lines[stop].startswith("      "):
+                stop += 1
+        lines[entry:stop] = [text]
+    path.write_text("".join(lines))
+    try:
+        problems = profile_agrees(specs.load(str(path)), result)
+        if problems:
+            raise specs.SpecError(f"{path}: after writing the budget the spec still disagrees with its pilot: {'; '.join(problems)}")
+    except Exception:
+        path.write_text(original)
+        raise
+    return path
+
+
 def render(spec: Spec, result: dict[str, Any]) -> str:
     p = spec.pilot
     lines = [f"# {spec.name}: pilot for the `{p.profile}` budget", "",
