@@ -1,9 +1,16 @@
 #!/usr/bin/env bash
 # Create (or refresh) the project's virtual environment in .venv: torch + torchvision,
-# then labbench itself (editable) with its test tools, and (as root) the Chromium that the
-# site's browser test drives. Idempotent and quick when nothing changed: a stamp of
-# pyproject.toml skips the pip step.
+# then labbench itself (editable) with its test tools; with --browser (the test command) also,
+# as root, the Chromium that the site's browser test drives. Idempotent and quick when nothing
+# changed: a stamp of pyproject.toml skips the pip step.
 set -euo pipefail
+BROWSER=0
+for arg in "$@"; do
+    case "$arg" in
+        --browser) BROWSER=1 ;;
+        *) echo "[setup] unknown option $arg (valid: --browser)" >&2; exit 2 ;;
+    esac
+done
 cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
@@ -27,12 +34,13 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     echo "[setup] installing labbench and its dependencies"
     "$VENV/bin/python" -m pip install --quiet -e ".[dev]"
     echo "$want" > "$stamp"
+    echo "[setup] done in ${SECONDS} s"
 fi
 
 # The site's browser test (tests/test_site.py) drives Debian's Chromium headless through
 # chromium-driver. Best effort: installed quietly where apt-get may run (root); anywhere
 # else, or when apt fails, the test says the browser is missing and skips. Never fails the set-up.
-if ! command -v chromedriver >/dev/null 2>&1 || ! command -v chromium >/dev/null 2>&1; then
+if [ "$BROWSER" = 1 ] && { ! command -v chromedriver >/dev/null 2>&1 || ! command -v chromium >/dev/null 2>&1; }; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         echo "[setup] installing chromium and chromium-driver (apt-get) for the site's browser test"
         export DEBIAN_FRONTEND=noninteractive

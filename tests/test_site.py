@@ -199,7 +199,7 @@ def browser_or_skip():
     driver = shutil.which("chromedriver") or ("/usr/bin/chromedriver" if Path("/usr/bin/chromedriver").is_file() else None)
     if not chromium or not driver:
         pytest.skip("the browser test needs Debian's chromium and chromium-driver (apt-get install -y chromium chromium-driver; "
-                    "scripts/setup.sh installs them when run as root); not found on this machine")
+                    "scripts/setup.sh --browser installs them when run as root); not found on this machine")
     try:
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service
