@@ -25,7 +25,7 @@ from collections.abc import Iterator
 import lightning as L
 import torch
 
-from labbench.data.base import check_global_batch, eval_block, rank_and_world, training_device
+from labbench.data.base import IndexBatches, check_global_batch, rank_and_world, training_device
 
 KINDS = ("copy", "reverse", "sort")
 IGNORE = -100  # cross-entropy's ignore_index: no loss on the source and separator positions
@@ -71,20 +71,6 @@ class FreshExamples:
         x, y = x.to(self.device), y.to(self.device)
         for lo in range(0, len(x), self.batch_size):
             yield x[lo : lo + self.batch_size][self.share], y[lo : lo + self.batch_size][self.share]
-
-
-class FixedBatches:
-    """The fixed evaluation examples in order, ``batch_size`` at a time (one loader, not a list of them)."""
-
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> None:
-        self.x, self.y, self.batch_size = x, y, batch_size
-
-    def __len__(self) -> int:
-        return -(-len(self.x) // self.batch_size)
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for lo in range(0, len(self.x), self.batch_size):
-            yield self.x[lo : lo + self.batch_size], self.y[lo : lo + self.batch_size]
 
 
 class SequenceTasks(L.LightningDataModule):
@@ -153,12 +139,12 @@ class SequenceTasks(L.LightningDataModule):
             self.kind, self.length, self.symbols, self.batch_size, self.batches_per_pass, self.order_seed, training_device(self), *rank_and_world(self)
         )
 
-    def _eval(self, split: str) -> FixedBatches:
+    def _eval(self, split: str) -> IndexBatches:
+        """The fixed examples in order; under data parallelism each rank takes a contiguous block."""
         self.setup()
         x, y = self.splits[split]
-        lo, hi = eval_block(len(x), *rank_and_world(self))
-        device = training_device(self)
-        return FixedBatches(x[lo:hi].to(device), y[lo:hi].to(device), self.eval_batch_size)
+        device, (rank, world_size) = training_device(self), rank_and_world(self)
+        return IndexBatches(x.to(device), y.to(device), self.eval_batch_size, rank=rank, world_size=world_size)
 
     def val_dataloader(self):
         return self._eval("val")
