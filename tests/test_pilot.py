@@ -87,6 +87,21 @@ def test_the_pilot_runs_the_standard_arm_alone_and_picks_the_first_budget_that_m
         assert len(result["candidates"]) == result["chosen"] + 1  # stops at the first that meets the rule
 
 
+def test_a_capped_pilot_falls_back_to_its_largest_candidate_and_says_so(tmp_path):
+    unmeetable = {"arm": "standard", "seeds": 1, "metric": "val/loss", "late_progress": 1e-9, "fallback": "largest",
+                  "candidates": [["trainer.max_steps=4", "trainer.val_check_interval=2"], ["trainer.max_steps=6", "trainer.val_check_interval=3"]]}
+    spec = write_spec(tmp_path, pilot=unmeetable, gates=[{"metric": "val/loss", "threshold": 0.0}])  # a gate no run passes
+    result = run_pilot(spec, root=tmp_path / "runs", out_dir=tmp_path / "pilot")
+    assert not any(c["met"] for c in result["candidates"]) and len(result["candidates"]) == 2
+    assert result["chosen"] == 1 and result["capped"] is True
+    assert "capped budget:** `trainer.max_steps=6`" in (tmp_path / "pilot" / "pilot.md").read_text()
+    assert "lacks the chosen candidate" in profile_agrees(spec, result)[0]  # the quick profile still says 12 steps
+    plain = write_spec(tmp_path, pilot={**unmeetable, "fallback": "none"}, gates=[{"metric": "val/loss", "threshold": 0.0}])
+    assert run_pilot(plain, root=tmp_path / "runs", out_dir=tmp_path / "plain")["chosen"] is None  # same runs, no budget
+    with pytest.raises(specs.SpecError, match="pilot.fallback 'max' is not one of none, largest"):
+        write_spec(tmp_path, pilot={**unmeetable, "fallback": "max"})
+
+
 def test_the_profile_must_carry_the_committed_pilots_budget(tmp_path):
     spec = write_spec(tmp_path)
     result = {"pilot_hash": pilot_fingerprint(spec), "chosen": 1,

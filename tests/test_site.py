@@ -22,7 +22,7 @@ from labbench.ablation import spec as specs
 from labbench.cli import main
 from labbench.site import MANIFEST, SiteError, build
 from labbench.site.figures import forest_svg
-from labbench.site.gather import gather, standardized
+from labbench.site.gather import gate_status, gather, standardized
 
 RESULTS = REPO / "docs" / "results"
 
@@ -137,6 +137,15 @@ def store_from_committed(root: Path, name: str = "bn-vs-gn") -> Path:
     shutil.copytree(RESULTS / name / "pilot", store / name / "quick" / "pilot")
     (store / name / "quick" / "runs").mkdir()  # the runs themselves are not read
     return store
+
+
+def test_gate_status_says_when_a_hypothesis_takes_no_gate_and_whose_miss_it_waived():
+    verdict = {"arms": {"a": {"gates": [{"passed": True}]}, "b": {"gates": [{"passed": False}]}}}
+    assert gate_status({"undertrained": [{"arm": "b"}]}, verdict) == "missed: b"
+    assert gate_status({"undertrained": [], "gate_free": "init", "gates_waived": [{"arm": "b"}]}, verdict) == \
+        "not gated (at initialization); missed by b"
+    assert gate_status({"undertrained": [], "gate_free": "rate", "gates_waived": []}, verdict) == "not gated (a divergence rate)"
+    assert gate_status({"undertrained": []}, verdict) == "passed"  # reports from before gate_free existed
 
 
 def test_a_store_is_a_source_too(tmp_path):

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import yaml
 
+from labbench.ablation import report
 from labbench.ablation import spec as specs
 from labbench.ablation.plan import Plan, PlannedRun
 from labbench.ablation.results import analyze, check_gates, judge, values_by_arm
@@ -55,6 +56,33 @@ def test_an_arm_below_its_gate_makes_its_hypotheses_undertrained(tmp_path):
     assert first["undertrained"][0]["gap"] == pytest.approx(0.12 - 0.15)
     assert second["verdict"] == "supported"
     assert math.isnan(first["p_holm"]) and second["p_holm"] == second["p_value"]  # undertrained leaves Holm's family
+
+
+def test_a_value_at_initialization_takes_no_gate_but_the_same_metric_later_does(tmp_path):
+    """Entropy at step 0 is read before any update: an arm that later fails to learn does not undo it."""
+    spec = make_spec(tmp_path, ["scaled", "unscaled"], [
+        {"name": "scaled has more entropy at init", "metric": "probe/h@0", "better": "scaled", "worse": "unscaled", "direction": "higher"},
+        {"name": "scaled has more entropy at the end", "metric": "probe/h", "better": "scaled", "worse": "unscaled", "direction": "higher"},
+        {"name": "scaled has more entropy after 10 steps", "metric": "probe/h@10", "better": "scaled", "worse": "unscaled", "direction": "higher"},
+    ], gates=[{"metric": "test/acc", "threshold": "chance", "fraction": 1.5}])
+    rng = np.random.default_rng(3)
+
+    def run(h0, acc):
+        rec = record(1.0, acc)
+        rec["curves"]["probe/h"] = [[0, h0 + 0.01 * rng.normal()], [10, 2.0 + 0.01 * rng.normal()], [20, 1.0 + 0.01 * rng.normal()]]
+        rec["metrics"]["directions"]["probe/h"] = "higher"
+        return rec
+
+    records = {"scaled": [run(3.0, 0.9) for _ in range(SEEDS)], "unscaled": [run(0.8, 0.12) for _ in range(SEEDS)]}  # unscaled at chance
+    at_init, at_end, later = verdicts(spec, records)
+    assert at_init["gate_free"] == "init" and at_init["undertrained"] == []
+    assert [m["arm"] for m in at_init["gates_waived"]] == ["unscaled"]  # said in the report, not hidden
+    assert at_init["verdict"] == "supported" and at_init["mean_diff"] == pytest.approx(2.2, abs=0.05)
+    assert at_end["verdict"] == later["verdict"] == "undertrained"  # trained values keep the gate
+    assert at_end["gate_free"] is None and later["gates_waived"] == []
+    lines = report._warnings({"hypotheses": [at_init, at_end], "seeds_needed": 7})
+    assert "takes no competence gate (measured at initialization (step 0), before any update)" in lines[0]
+    assert "`unscaled` missed one" in lines[0] and "**undertrained**" in lines[1]
 
 
 def test_planted_divergence_gives_a_rate_verdict_and_the_declared_failure_value(tmp_path):

@@ -46,6 +46,13 @@ class MetricExpr:
     noise: bool = False  # with a window: the step-to-step noise in it, not the mean
 
     @property
+    def at_init(self) -> bool:
+        """The value logged at step 0: the untrained model (a probe's first reading, the first batch's loss).
+
+        Every step-0 hook fires before the first optimizer step, so no training has touched it."""
+        return self.step == 0
+
+    @property
     def derived(self) -> bool:
         """A number about the curve's shape (a step count, a rise), not a value of the metric itself:
         a diverged run is not the metric's failure value there."""

@@ -11,7 +11,9 @@ candidate at which
   nothing scores, or from its first logged value when there is none)
 
 is the budget: the model has learned and its curve has levelled off. No other arm runs, so
-no comparison can steer the choice. The profile then carries that candidate's overrides;
+no comparison can steer the choice. When none does, a pilot with ``fallback: largest`` takes
+the largest candidate (its candidates being what the profile's time cap affords) and marks
+the result ``capped``: the verdicts then say ``undertrained`` for arms that miss a gate there. The profile then carries that candidate's overrides;
 ``pilot.json`` records every candidate's figures and a test checks that the profile and the
 committed pilot agree. The runs go into the ablation's store: the chosen candidate's tuning
 and seeds are the very runs ``reproduce`` then reuses.
@@ -108,7 +110,7 @@ def run_pilot(
     result: dict[str, Any] = {
         "name": spec.name, "profile": p.profile, "arm": p.arm, "metric": p.metric, "seeds": p.seeds,
         "late_progress": p.late_progress, "gates": [dataclasses.asdict(g) for g in sub.gates],
-        "pilot_hash": pilot_fingerprint(spec), "candidates": [], "chosen": None,
+        "pilot_hash": pilot_fingerprint(spec), "candidates": [], "chosen": None, "capped": False,
     }
     for index, candidate in enumerate(p.candidates):
         planning.validate(sub, p.profile, list(candidate))
@@ -139,6 +141,8 @@ def run_pilot(
             result["chosen"] = index
             if stop_at_first:
                 break
+    if result["chosen"] is None and p.fallback == "largest":
+        result["chosen"], result["capped"] = len(p.candidates) - 1, True
     out = Path(out_dir) if out_dir else store.dir / "pilot"
     write_pilot(spec, result, out)
     return result
@@ -231,8 +235,14 @@ def render(spec: Spec, result: dict[str, Any]) -> str:
         lines.append(f"| {c['index']} | {' '.join(f'`{o}`' for o in c['overrides'])} | {tuned} | {gates} | {curve} | "
                      f"{_f(c['late_share_mean'])} | {'**yes**' if c['met'] else 'no'} |")
     chosen = chosen_overrides(result)
-    lines += ["", f"**Chosen budget:** {' '.join(f'`{o}`' for o in chosen)}" if chosen else
-              "**No candidate met the rule**: the largest budget tried is not enough for the standard arm.", ""]
+    if result.get("capped"):
+        lines += ["", f"**No candidate met the rule; capped budget:** {' '.join(f'`{o}`' for o in chosen)}: the largest "
+                  f"candidate, the most the `{p.profile}` profile's time cap affords (the spec's `fallback: largest`). "
+                  "Where an arm misses a competence gate at this budget its hypotheses are `undertrained`; where it passes "
+                  "but was still improving, the verdicts hold at this budget only.", ""]
+    else:
+        lines += ["", f"**Chosen budget:** {' '.join(f'`{o}`' for o in chosen)}" if chosen else
+                  "**No candidate met the rule**: the largest budget tried is not enough for the standard arm.", ""]
     lines += [f"Pilot hash `{result['pilot_hash']}`. Reproduce: `labbench pilot {spec.name}`.", ""]
     return "\n".join(lines)
 

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from labbench.ablation.plan import Plan
-from labbench.ablation.results import final_records
+from labbench.ablation.results import GATE_FREE, final_records
 from labbench.ablation.spec import Spec
 from labbench.ablation.store import Store
 from labbench.record import write_json_atomic
@@ -234,6 +234,9 @@ def _setup_rows(spec: Spec, plan: Plan, records: dict[str, list[dict | None]]) -
         if spec.pilot is not None and spec.pilot.profile == plan.profile and not plan.extra_overrides:
             budget += (f"; sized before any comparison by the pilot on `{spec.pilot.arm}` alone "
                        f"(`labbench pilot {spec.name}`, docs/results/{spec.name}/pilot/pilot.md)")
+            if spec.pilot.fallback == "largest":
+                budget += ("; when no candidate meets the pilot's rule it takes the largest, the most this profile's time "
+                           "cap affords (the pilot says whether it did)")
         rows.append(("budget", budget))
     rows.append(("base overrides", " ".join(f"`{o}`" for o in spec.base) or "-"))
     rows.append(("profile overrides", " ".join(f"`{o}`" for o in spec.profile(plan.profile).overrides) or "-"))
@@ -305,6 +308,10 @@ def _warnings(verdict: dict) -> list[str]:
         if h["verdict"] == "undertrained":
             arms = ", ".join(sorted({f"`{m['arm']}`" for m in h["undertrained"]}))
             out.append(f"- \"{h['name']}\" is **undertrained**: {arms} missed a competence gate (below); no direction is read from it.")
+        if h.get("gates_waived"):
+            arms = ", ".join(sorted({f"`{m['arm']}`" for m in h["gates_waived"]}))
+            out.append(f"- \"{h['name']}\" takes no competence gate ({GATE_FREE[h['gate_free']]}): its verdict stands "
+                       f"although {arms} missed one (below); it says nothing about the trained models.")
     return out
 
 

@@ -233,14 +233,33 @@ def hypothesis_kind(h: Hypothesis) -> str:
     return "interaction" if is_pair(h.better) or is_pair(h.worse) else "difference"
 
 
+GATE_FREE = {
+    "rate": "a divergence rate: whether the arms train at all",
+    "threshold": "steps to a threshold: a run that never reaches it counts as its budget",
+    "init": "measured at initialization (step 0), before any update",
+}
+
+
+def gate_free(h: Hypothesis) -> str | None:
+    """Why the hypothesis takes no competence gate (a key of ``GATE_FREE``), or None when it takes them."""
+    if hypothesis_kind(h) == "rate":
+        return "rate"
+    m = parse_metric(h.metric)
+    if m.threshold is not None:
+        return "threshold"
+    return "init" if m.at_init else None
+
+
 def judge(spec: Spec, values: dict[str, dict[str, list[float]]], gates: dict[str, list[dict]]) -> list[dict[str, Any]]:
     """Every hypothesis's comparison and verdicts (raw and after Holm across the ablation's hypotheses).
 
     A hypothesis on an arm that missed a gate is ``undertrained`` and leaves Holm's family:
-    it was not tested. Divergence-rate hypotheses are about whether the arms train at all
-    and take no gate; nor do steps-to-a-threshold hypotheses (``val/acc>=0.9``): a run that
-    never reaches the target counts as the budget, so the metric is defined for an arm that
-    learned slowly or not at all, and being slow is what such a hypothesis asks about.
+    it was not tested. Three kinds take no gate (``gate_free`` says which): divergence rates
+    are about whether the arms train at all; steps to a threshold (``val/acc>=0.9``) count a
+    run that never reaches the target as the budget, so the metric is defined for an arm that
+    learned slowly or not at all, and being slow is what such a hypothesis asks about; and a
+    value at initialization (``probe/attn_entropy/mean@0``) is read before the first update,
+    so it describes the untrained model whatever training does afterwards.
     """
     out = []
     for h in spec.hypotheses:
@@ -250,13 +269,12 @@ def judge(spec: Spec, values: dict[str, dict[str, list[float]]], gates: dict[str
         better, worse = _side(per_arm, h.better, n_seeds), _side(per_arm, h.worse, n_seeds)
         pairs = [(b, w) for b, w in zip(better, worse) if math.isfinite(b) and math.isfinite(w)]
         c = compare([b for b, _ in pairs], [w for _, w in pairs], h.direction, h.margin, exact_only=kind == "rate")
-        outcome_measure = kind == "rate" or parse_metric(h.metric).threshold is not None
-        missed = [] if outcome_measure else [
-            {"arm": arm, **g} for arm in arms_of(h) for g in gates.get(arm, []) if not g["passed"]
-        ]
+        free = gate_free(h)
+        missed = [{"arm": arm, **g} for arm in arms_of(h) for g in gates.get(arm, []) if not g["passed"]]
         out.append({"name": h.name, "kind": kind, "metric": h.metric, "better": h.better, "worse": h.worse,
                     "direction": h.direction, "margin": h.margin, "note": h.note, **c.as_dict(),
-                    "verdict_raw": c.verdict, "undertrained": missed})
+                    "verdict_raw": c.verdict, "undertrained": [] if free else missed,
+                    "gate_free": free, "gates_waived": missed if free else []})
     tested = [i for i, h in enumerate(out) if not h["undertrained"]]
     adjusted = holm([out[i]["p_value"] for i in tested])
     for h in out:

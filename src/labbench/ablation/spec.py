@@ -38,7 +38,8 @@ HYPOTHESIS_KEYS = {"name", "metric", "better", "worse", "direction", "margin", "
 TUNING_KEYS = {"param", "grid", "metric", "direction", "seeds", "repeats", "extend"}
 GATE_KEYS = {"metric", "threshold", "fraction", "arms"}
 BASELINES = ("chance", "unigram", "bigram", "modes", "hq_share", "confidence")  # what the data modules and tasks record (baselines())
-PILOT_KEYS = {"arm", "candidates", "seeds", "metric", "late_progress", "profile"}
+PILOT_KEYS = {"arm", "candidates", "seeds", "metric", "late_progress", "profile", "fallback"}
+PILOT_FALLBACKS = ("none", "largest")
 PROFILE_KEYS = {"seeds", "overrides", "estimated_minutes", "description", "tuning_grid"}
 DIRECTIONS = ("lower", "higher")
 PROFILES = ("smoke", "quick", "full")
@@ -126,6 +127,11 @@ class Pilot:
     as the spec tunes it) passes every gate that applies to it and makes at most
     ``late_progress`` of its progress on ``metric`` in the last half of the budget is the
     budget (labbench.ablation.pilot). The profile then carries that candidate's overrides.
+    ``fallback``: what happens when no candidate meets the rule. ``none``: no budget, so no
+    report of that profile may stand. ``largest``: the candidates are every budget that fits
+    the profile's time cap, and the largest is the budget, marked ``capped`` in the pilot:
+    the arms that miss a gate there make their hypotheses ``undertrained``, and an arm that
+    passes its gates but still improves is answered at the cap, which the pilot says.
     """
 
     arm: str
@@ -134,6 +140,7 @@ class Pilot:
     seeds: int = 3
     late_progress: float = 0.1
     profile: str = "quick"
+    fallback: str = "none"
 
 
 @dataclass(frozen=True)
@@ -500,4 +507,8 @@ def _pilot(path: Path, body: Any, arm_names: list[str], profiles: dict[str, Prof
     seeds = int(body.get("seeds", 3))
     if not 0 < late < 1 or seeds < 1:
         raise _fail(path, f"pilot.late_progress must lie in (0, 1) and pilot.seeds be at least 1, got {late} and {seeds}")
-    return Pilot(body["arm"], parsed, metric, seeds, late, profile)
+    fallback = str(body.get("fallback", "none"))
+    if fallback not in PILOT_FALLBACKS:
+        raise _fail(path, f"pilot.fallback {fallback!r} is not one of {', '.join(PILOT_FALLBACKS)} (none: no budget when no "
+                          "candidate meets the rule; largest: the largest candidate, the most the profile's time cap affords)")
+    return Pilot(body["arm"], parsed, metric, seeds, late, profile, fallback)

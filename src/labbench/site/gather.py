@@ -52,8 +52,15 @@ def standardized(h: dict[str, Any]) -> tuple[float, float, float] | None:
     return h["mean_diff"] / sd, h["ci_low"] / sd, h["ci_high"] / sd
 
 
+GATE_FREE_SHORT = {"rate": "a divergence rate", "threshold": "steps to a threshold", "init": "at initialization"}
+
+
 def gate_status(h: dict[str, Any], verdict: dict[str, Any]) -> str:
-    """``passed``, ``missed: ARM, ...`` (the hypothesis is undertrained), or ``none declared``."""
+    """``passed``, ``missed: ARM, ...`` (the hypothesis is undertrained), ``none declared``, or ``not gated
+    (WHY)`` for a hypothesis that takes no gate (a rate, steps to a threshold, a value at initialization)."""
+    if h.get("gate_free"):
+        waived = sorted({m["arm"] for m in h.get("gates_waived") or []})
+        return f"not gated ({GATE_FREE_SHORT[h['gate_free']]})" + (f"; missed by {', '.join(waived)}" if waived else "")
     if h.get("undertrained"):
         return "missed: " + ", ".join(sorted({m["arm"] for m in h["undertrained"]}))
     if any(a.get("gates") for a in verdict.get("arms", {}).values()):
