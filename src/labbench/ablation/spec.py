@@ -32,7 +32,7 @@ SPEC_KEYS = {
     "map": "optional suggested map axes {axes: {key: [values]}, minutes_per_cell: {profile: minutes}}",
     "gates": "what 'learned' means: [{metric, threshold (a number or a baseline: chance, unigram, bigram, modes, hq_share, confidence), fraction, arms}]",
     "failure": "optional {metric key: value} a diverged run counts as, where the task declares none (or to replace it)",
-    "pilot": "how a profile's budget was sized before any comparison: {arm, candidates, seeds, metric, late_progress, profile}",
+    "pilot": "how a profile's budget was sized before any comparison: {arm, candidates, seeds, metric, late_progress, profile, fallback (none | largest)}",
 }
 HYPOTHESIS_KEYS = {"name", "metric", "better", "worse", "direction", "margin", "note"}
 TUNING_KEYS = {"param", "grid", "metric", "direction", "seeds", "repeats", "extend"}
