@@ -92,6 +92,10 @@ def test_the_results_table_says_how_an_answer_differs_from_the_claim():
     assert "Too few seeds (4)" in plain_sentence({**base, "verdict": "inconclusive", "n": 4, "decidable": False})
     assert "Non-inferiority not shown" in plain_sentence({**base, "verdict": "inconclusive", "margin": -0.01})
     assert "noise" in plain_sentence({**base, "verdict": "inconclusive"})
+    waived = {**base, "verdict": "supported", "gate_free": "init", "gates_waived": [gap]}
+    assert plain_sentence(waived) == ("Measured at initialization, before any update: `post` then missed the competence gate, "
+                                      "so this says nothing about the trained models.")
+    assert plain_sentence({**waived, "verdict": "inconclusive"}).endswith("No difference the runs can tell from noise at this scale.")
 
 
 def test_a_claim_whose_pilot_found_no_budget_gets_a_row_that_says_so(tmp_path):

@@ -47,6 +47,16 @@ def claim_order(claim_id: str | None, name: str) -> tuple:
 def plain_sentence(h: dict[str, Any]) -> str:
     """How the answer differs from the prediction, in one sentence ('' when it is as predicted)."""
     verdict = h["verdict"]
+    if h.get("gates_waived"):  # a value at initialization (or a rate) whose arms later missed a gate: say what it covers
+        arms = sorted({m["arm"] for m in h["gates_waived"]})
+        said = ("Measured at initialization, before any update" if h.get("gate_free") == "init" else "Takes no competence gate")
+        return (f"{said}: {', '.join(f'`{a}`' for a in arms)} then missed the competence gate, "
+                "so this says nothing about the trained models." + (" " + _verdict_sentence(h) if verdict != "supported" else ""))
+    return _verdict_sentence(h)
+
+
+def _verdict_sentence(h: dict[str, Any]) -> str:
+    verdict = h["verdict"]
     if verdict == "supported":
         return ""
     if verdict == "undertrained":
