@@ -99,3 +99,13 @@ def test_map_is_logged_to_wandb_as_a_table(tmp_path, monkeypatch):
     summary = json.loads(subprocess.run([str(BIN / "wandb"), "leet", "inspect", "--summary", "--json", str(run_dir)],
                                         capture_output=True, text=True, timeout=120).stdout)
     assert "verdict_map" in json.dumps(summary) and summary["exit_code"] == 0
+
+
+@pytest.mark.unit
+def test_the_maps_reproduce_line_names_its_own_axes_and_overrides():
+    from labbench.ablation.maps import reproduce_command
+
+    result = {"name": "prenorm-vs-postnorm", "profile": "quick", "axes": {"model.n_layers": ["6"], "optimizer.lr": ["0.001", "0.003"]},
+              "extra_overrides": ["data.batch_size=16"]}
+    assert reproduce_command(result) == ("labbench map prenorm-vs-postnorm --profile quick --axis model.n_layers=6 "
+                                         "--axis optimizer.lr=0.001,0.003 data.batch_size=16")

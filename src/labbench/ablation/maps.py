@@ -185,8 +185,15 @@ def render_markdown(result: dict[str, Any]) -> str:
         lines.append("")
     lines += ["Each cell's own report (runs, curves, provenance) is under `cells/`.", ""]
     if result.get("spec_hash"):
-        lines += [f"Spec hash `{result['spec_hash']}`. Reproduce: `labbench map {result['name']} --profile {result['profile']}`.", ""]
+        lines += [f"Spec hash `{result['spec_hash']}`. Reproduce: `{reproduce_command(result)}`.", ""]
     return "\n".join(lines)
+
+
+def reproduce_command(result: dict[str, Any]) -> str:
+    """The command that runs this very map: its axes (which may not be the spec's suggested ones) and overrides."""
+    axes = " ".join(f"--axis {k}={','.join(v)}" for k, v in result["axes"].items())
+    extra = "".join(f" {o}" for o in result.get("extra_overrides") or [])
+    return f"labbench map {result['name']} --profile {result['profile']} {axes}{extra}"
 
 
 def plot_heatmap(result: dict[str, Any], hypothesis: int, path: Path) -> None:
