@@ -13,9 +13,9 @@ candidate at which
 is the budget: the model has learned and its curve has levelled off. No other arm runs, so
 no comparison can steer the choice. When none does, a pilot with ``fallback: largest`` takes
 the largest candidate (its candidates being what the profile's time cap affords) and marks
-the result ``capped``: the verdicts then say ``undertrained`` for arms that miss a gate there. The profile then carries that candidate's overrides;
-``pilot.json`` records every candidate's figures and a test checks that the profile and the
-committed pilot agree. The runs go into the ablation's store: the chosen candidate's tuning
+the result ``capped``: the verdicts then say ``undertrained`` for arms that miss a gate
+there. The profile then carries the chosen candidate's overrides; ``pilot.json`` records
+every candidate's figures and a test checks that the profile and the committed pilot agree. The runs go into the ablation's store: the chosen candidate's tuning
 and seeds are the very runs ``reproduce`` then reuses.
 """
 

@@ -238,6 +238,7 @@ GATE_FREE = {
     "threshold": "steps to a threshold: a run that never reaches it counts as its budget",
     "init": "measured at initialization (step 0), before any update",
 }
+GATE_FREE_SHORT = {"rate": "a divergence rate", "threshold": "steps to a threshold", "init": "at initialization"}  # a table cell
 
 
 def gate_free(h: Hypothesis) -> str | None:

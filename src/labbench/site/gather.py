@@ -20,6 +20,7 @@ from typing import Any
 from labbench.ablation import spec as specs
 from labbench.ablation.board import _numbers, claim_order, load_reports, plain_sentence
 from labbench.ablation.report import difference_text, predicted_text
+from labbench.ablation.results import GATE_FREE_SHORT
 
 SECTIONS = {  # claims.md's sections; anything without a registry id (the A/A control) goes under "other"
     "A": "A. The four ablations of the design card",
@@ -50,9 +51,6 @@ def standardized(h: dict[str, Any]) -> tuple[float, float, float] | None:
     if not _finite(sd) or sd <= 0 or not all(_finite(h.get(k)) for k in ("mean_diff", "ci_low", "ci_high")):
         return None
     return h["mean_diff"] / sd, h["ci_low"] / sd, h["ci_high"] / sd
-
-
-GATE_FREE_SHORT = {"rate": "a divergence rate", "threshold": "steps to a threshold", "init": "at initialization"}
 
 
 def gate_status(h: dict[str, Any], verdict: dict[str, Any]) -> str:
