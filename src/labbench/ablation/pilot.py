@@ -15,8 +15,9 @@ no comparison can steer the choice. When none does, a pilot with ``fallback: lar
 the largest candidate (its candidates being what the profile's time cap affords) and marks
 the result ``capped``: the verdicts then say ``undertrained`` for arms that miss a gate
 there. The profile then carries the chosen candidate's overrides; ``pilot.json`` records
-every candidate's figures and a test checks that the profile and the committed pilot agree. The runs go into the ablation's store: the chosen candidate's tuning
-and seeds are the very runs ``reproduce`` then reuses.
+every candidate's figures and a test checks that the profile and the committed pilot agree.
+The runs go into the ablation's store: the chosen candidate's tuning and seeds are the very
+runs ``reproduce`` then reuses.
 """
 
 from __future__ import annotations
