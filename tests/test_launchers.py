@@ -80,6 +80,8 @@ def test_cli_reproduce_keeps_launcher_overrides_out_of_the_plan(tmp_path):
                  "--launcher", "local", "hydra.launcher.n_jobs=2", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     assert (tmp_path / "out" / "cli-packed" / "smoke" / "plan.json").is_file()  # no override-specific plan
+    again = cli("labbench", "reproduce", str(path), "--profile", "smoke", "--out", str(tmp_path / "out"), "--no-wandb", cwd=tmp_path)
+    assert again.returncode == 0 and "all already stored (reused): nothing to train" in again.stdout, again.stdout[-2000:]
     result = cli("labbench", "reproduce", str(path), "--profile", "smoke", "--out", str(tmp_path / "out"),
                  "hydra.launcher.n_jobs=2", cwd=tmp_path)
     assert result.returncode != 0 and "need --launcher NAME" in (result.stderr + result.stdout)

@@ -24,6 +24,9 @@ def test_smoke_map_end_to_end_and_cell_reuse(tmp_path):
     runs = [json.loads(p.read_text()) for p in (tmp_path / "aa-control" / "smoke" / "runs").glob("*/run.json")]
     assert sorted({r["config"]["trainer"]["max_steps"] for r in runs}) == [4, 6]
 
+    from labbench.ablation.engine import stored_runs
+
+    assert [stored_runs(spec, "smoke", extra=[f"trainer.max_steps={n}"], root=tmp_path) for n in (4, 6, 8)] == [6, 6, 0]
     second = run_map(spec, "smoke", {"trainer.max_steps": ["6", "8"]}, root=tmp_path, wandb=False, out_dir=tmp_path / "m2")
     assert second["counts"]["skipped"] == 6 and second["counts"]["completed"] == 6  # only the new cell ran
     saved2 = json.loads((tmp_path / "m2" / "map.json").read_text())
@@ -79,7 +82,10 @@ def test_map_cli_prints_the_plan_and_rejects_bad_axes(tmp_path):
 
     ok = cli("labbench", "map", "aa-control", "--profile", "smoke", "--axis", "trainer.max_steps=4", "--no-wandb", "--out", str(tmp_path), cwd=tmp_path)
     assert ok.returncode == 0, ok.stdout + ok.stderr
-    assert "1 cells x 6 runs = 6 runs" in ok.stdout and "map.md" in ok.stdout
+    assert "1 cells x 6 runs = 6 runs" in ok.stdout and "map.md" in ok.stdout and "already stored" not in ok.stdout
+    again = cli("labbench", "map", "aa-control", "--profile", "smoke", "--axis", "trainer.max_steps=4,6", "--no-wandb", "--out", str(tmp_path), cwd=tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "2 cells x 6 runs = 12 runs, 6 already stored (reused); about 0.1 min on a 2-core CPU for the rest" in again.stdout
     bad = cli("labbench", "map", "aa-control", "--profile", "smoke", "--axis", "model.dept=2,4", "--out", str(tmp_path / "b"), cwd=tmp_path)
     assert bad.returncode == 2 and "model.dept" in bad.stdout
     assert not (tmp_path / "b").exists()

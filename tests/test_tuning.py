@@ -117,7 +117,11 @@ def test_an_arm_the_grid_leaves_out_is_not_tuned_and_keeps_the_base_value(tmp_pa
     (tmp_path / "part.yaml").write_text(yaml.safe_dump(raw))
     spec = specs.load(str(tmp_path / "part.yaml"))
     assert engine.count_runs(spec, "smoke") == 2 * 2 + 2  # two arms x two seeds, two tuning runs for one arm
+    assert engine.stored_runs(spec, "smoke", root=tmp_path / "store") == 0
     outcome = engine.reproduce(spec, "smoke", root=tmp_path / "store", wandb=False)
+    # a tuned arm's final runs are known from the stored plan: all six count as reusable, with other seeds none do
+    assert engine.stored_runs(spec, "smoke", root=tmp_path / "store") == 6
+    assert engine.stored_runs(spec, "smoke", seeds=3, root=tmp_path / "store") == 2  # only the tuning runs
     assert {r.arm for r in outcome.plan.tuning_runs} == {"tuned"} and set(outcome.plan.tuned) == {"tuned"}
     from labbench.ablation.store import Store
 

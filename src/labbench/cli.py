@@ -139,7 +139,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_reproduce(args: argparse.Namespace) -> int:
     import time
 
-    from labbench.ablation.engine import reproduce, seed_warnings
+    from labbench.ablation.engine import remaining_minutes, reproduce, seed_warnings, stored_runs
 
     s = specs.load(args.name)
     s.profile(args.profile)
@@ -150,8 +150,9 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
     def on_start(total: int) -> None:
         nonlocal task
-        est = s.profile(args.profile).estimated_minutes
-        console.print(f"[bold]{s.name}[/] ({args.profile}): {total} runs planned" + (f", about {est:g} min on a 2-core CPU" if est else ""))
+        stored = stored_runs(s, args.profile, args.seeds, args.overrides, args.out)
+        est = remaining_minutes(s.profile(args.profile).estimated_minutes, total, stored)
+        console.print(f"[bold]{s.name}[/] ({args.profile}): {total} runs planned" + _time_line(total, stored, est))
         for line in seed_warnings(s, args.profile, args.seeds):
             console.print(f"[bold yellow]warning:[/] {line}")
         task = progress.add_task("runs", total=total)
@@ -169,6 +170,16 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
+def _time_line(total: int, stored: int, minutes: float | None) -> str:
+    """What is left to train: ", 64 already stored (reused); about 120 min on a 2-core CPU for the rest"."""
+    if total and stored >= total:
+        return ", all already stored (reused): nothing to train"
+    line = f", {stored} already stored (reused)" if stored else ""
+    if minutes is not None:
+        line += f"; about {minutes:.3g} min on a 2-core CPU" + (" for the rest" if stored else "")
+    return line
+
+
 def _split_launcher(args: argparse.Namespace) -> list[str]:
     """``--launcher NAME`` plus the ``hydra.launcher.*`` overrides, which leave ``args.overrides``.
 
@@ -182,18 +193,19 @@ def _split_launcher(args: argparse.Namespace) -> list[str]:
 
 
 def cmd_map(args: argparse.Namespace) -> int:
-    from labbench.ablation.engine import count_runs
-    from labbench.ablation.maps import cells, estimated_minutes, parse_axes, run_map, suggested_axes, validate_axes
+    from labbench.ablation.engine import count_runs, remaining_minutes, stored_runs
+    from labbench.ablation.maps import cell_overrides, cells, estimated_minutes, parse_axes, run_map, suggested_axes, validate_axes
 
     s = specs.load(args.name)
     s.profile(args.profile)
     axes = parse_axes(args.axis) if args.axis else suggested_axes(s)
     validate_axes(s, args.profile, axes, args.overrides)  # before anything runs
     n_cells = len(cells(axes))
-    est = estimated_minutes(s, args.profile, n_cells)
-    total = n_cells * count_runs(s, args.profile, args.seeds)
-    console.print(f"[bold]{s.name}[/] map ({args.profile}): {n_cells} cells x {count_runs(s, args.profile, args.seeds)} runs = {total} runs"
-                  + (f", about {est:g} min on a 2-core CPU (stored runs are reused)" if est else ""))
+    per_cell = count_runs(s, args.profile, args.seeds)
+    total = n_cells * per_cell
+    stored = sum(stored_runs(s, args.profile, args.seeds, [*args.overrides, *cell_overrides(cell)], args.out) for cell in cells(axes))
+    est = remaining_minutes(estimated_minutes(s, args.profile, n_cells), total, stored)
+    console.print(f"[bold]{s.name}[/] map ({args.profile}): {n_cells} cells x {per_cell} runs = {total} runs" + _time_line(total, stored, est))
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console)
     with progress:
         task = progress.add_task("runs", total=total)

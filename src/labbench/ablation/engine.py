@@ -35,6 +35,33 @@ def count_runs(spec: Spec, profile: str, seeds: int | None = None) -> int:
     return len(spec.arms) * n_seeds + tuning
 
 
+def stored_runs(spec: Spec, profile: str, seeds: int | None = None, extra: Sequence[str] = (),
+                root: str | Path | None = None) -> int:
+    """How many of the runs :func:`count_runs` counts are already done in the store (a re-run reuses them).
+
+    Tuning runs and an untuned spec's final runs are known before anything runs; a tuned spec's final runs depend on
+    the tuned values, so they count only once a stored plan with the same seeds names them.
+    """
+    from labbench.ablation.store import default_root
+
+    extra = list(extra)
+    store = Store(root or default_root(), spec.name, profile)
+    final_seeds = planning.final_seeds(spec, profile, seeds)
+    ids = {r.run_id for r in planning.tuning_runs(spec, profile, extra)}
+    if spec.tuning is None:
+        ids |= {r.run_id for r in planning.final_runs(spec, profile, extra, final_seeds, {})}
+    elif store.plan_path(extra).is_file():
+        saved = Plan.from_dict(store.load_plan(extra))
+        if saved.seeds == final_seeds:
+            ids |= {r.run_id for r in saved.final_runs}
+    return sum(store.is_done(run_id) for run_id in ids)
+
+
+def remaining_minutes(estimate: float | None, total: int, stored: int) -> float | None:
+    """A profile's estimate scaled to the runs still to train (stored ones cost nothing)."""
+    return None if estimate is None or total <= 0 else estimate * (total - stored) / total
+
+
 def seed_warnings(spec: Spec, profile: str, seeds: int | None = None) -> list[str]:
     """What to tell the user before running: hypotheses that no outcome could decide with these seeds."""
     from labbench.ablation.stats import RECOMMENDED_SEEDS, can_decide, seeds_needed
