@@ -47,7 +47,7 @@ def test_bad_axis_fails_before_anything_runs(tmp_path):
 
 
 def _cell(depth: str, lr: str, diff: float, verdict: str) -> dict:
-    h = {"name": "h", "metric": "val/loss", "better": "a", "worse": "b", "direction": "lower", "mean_diff": diff,
+    h = {"name": "h", "metric": "val/loss", "better": "a", "worse": "b", "direction": "lower", "mean_diff": diff, "n": 8,
          "ci_low": diff - 0.1, "ci_high": diff + 0.1, "prob_improvement": 0.5, "verdict": verdict}
     return {"cell": {"model.depth": depth, "optimizer.lr": lr}, "hypotheses": [h], "status_counts": {}}
 
@@ -86,6 +86,7 @@ def test_map_cli_prints_the_plan_and_rejects_bad_axes(tmp_path):
     again = cli("labbench", "map", "aa-control", "--profile", "smoke", "--axis", "trainer.max_steps=4,6", "--no-wandb", "--out", str(tmp_path), cwd=tmp_path)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "2 cells x 6 runs = 12 runs, 6 already stored (reused); about 0.1 min on a 2-core CPU for the rest" in again.stdout
+    assert "with 3 seeds the map's 'across cells' column cannot reach a verdict" in again.stdout  # warned before running
     bad = cli("labbench", "map", "aa-control", "--profile", "smoke", "--axis", "model.dept=2,4", "--out", str(tmp_path / "b"), cwd=tmp_path)
     assert bad.returncode == 2 and "model.dept" in bad.stdout
     assert not (tmp_path / "b").exists()
@@ -115,3 +116,49 @@ def test_the_maps_reproduce_line_names_its_own_axes_and_overrides():
               "extra_overrides": ["data.batch_size=16"]}
     assert reproduce_command(result) == ("labbench map prenorm-vs-postnorm --profile quick --axis model.n_layers=6 "
                                          "--axis optimizer.lr=0.001,0.003 data.batch_size=16")
+
+
+def _tested_cell(n: int, p_holm: float, hypotheses: int, undertrained: int = 0) -> dict:
+    hyps = [{"n": n, "p_holm": p_holm, "mean_diff": 0.5, "margin": 0.0, "verdict": "supported"} for _ in range(hypotheses - undertrained)]
+    hyps += [{"n": n, "p_holm": float("nan"), "mean_diff": 0.5, "margin": 0.0, "verdict": "undertrained"} for _ in range(undertrained)]
+    return {"cell": {}, "hypotheses": hyps}
+
+
+def test_the_across_cells_column_says_when_no_outcome_could_pass_its_double_correction():
+    """Holm within the cell (m tested hypotheses), then across the k tested cells: with 8 seeds the sign-flip floor
+    2/2^8 = 0.0078 times m*k = 4*2 is 0.0625 > 0.05, so even all-one-sign cells cannot be 'supported' there."""
+    from labbench.ablation.maps import across_cells, across_cells_limit, map_seed_warnings
+
+    mute = [_tested_cell(8, 0.03125, 4), _tested_cell(8, 0.03125, 4)]  # every seed one way, in both cells
+    assert across_cells(mute, 0) == ["cannot decide", "cannot decide"]
+    limit = across_cells_limit(mute, 0)
+    assert "8 seeds" in limit and "multiplying by 8 (0.062)" in limit and "9 seeds would allow it" in limit
+    # nine seeds: floor 2/512 * 8 = 0.031, so the same clear cells pass (Holm across 2 cells: 2 x 0.0156 <= 0.05)
+    assert across_cells([_tested_cell(9, 0.015625, 4), _tested_cell(9, 0.015625, 4)], 0) == ["supported", "supported"]
+    # undertrained hypotheses leave the family: one tested hypothesis per cell, 0.0078 x 1 x 2 cells = 0.0156
+    assert across_cells_limit([_tested_cell(8, 0.0078125, 4, undertrained=3)] * 2, 0) is None
+    # a lone tested cell: the column is the cell's own verdict
+    assert across_cells([_tested_cell(8, 0.03125, 4), _tested_cell(8, 0.0, 4, undertrained=4)], 0) == ["supported", "undertrained"]
+    text = render_markdown({"name": "d", "profile": "quick", "seeds": 8, "extra_overrides": [], "correction": "c",
+                            "axes": {"x": ["1", "2"]},
+                            "cells": [{**_cell("1", "", 0.5, "supported"), "cell": {"x": "1"}},
+                                      {**_cell("2", "", 0.5, "supported"), "cell": {"x": "2"}}]})
+    assert "Across cells:" not in text  # one hypothesis on two cells with 8 seeds: 0.0078 x 2 can pass
+    assert map_seed_warnings(8, 4, 4) and "--seeds 10" in map_seed_warnings(8, 4, 4)[0]  # 0.05 / 16 needs 2/2^n <= 0.0031
+    assert map_seed_warnings(10, 4, 4) == [] and map_seed_warnings(8, 4, 1) == []
+
+
+def test_a_map_renders_again_from_its_json_with_non_finite_numbers(tmp_path):
+    """map.json stores NaN as "nan" (strict JSON): rendering from the file must give the same page as from memory."""
+    from labbench.ablation.maps import rewrite_map
+
+    undefined = {**_cell("2", "0.001", 0.0, "inconclusive"), "cell": {"model.depth": "2"}}
+    undefined["hypotheses"][0].update(ci_low=float("nan"), ci_high=float("nan"))
+    result = {"name": "demo", "profile": "quick", "seeds": 8, "extra_overrides": [], "correction": "none",
+              "axes": {"model.depth": ["2", "6"]}, "cells": [undefined, {**_cell("6", "", 0.3, "supported"), "cell": {"model.depth": "6"}}]}
+    write_map(result, tmp_path)
+    first = (tmp_path / "map.md").read_text()
+    assert "| 2 | 0 [n/a, n/a] |" in first
+    (tmp_path / "map.md").unlink()
+    rewrite_map(tmp_path)
+    assert (tmp_path / "map.md").read_text() == first

@@ -8,12 +8,14 @@ Each cell's verdicts carry Holm's correction across the ablation's hypotheses. A
 map's K cells the map states K and gives, beside each cell's verdict, the verdict after
 Holm's correction across the cells as well (the cell's Holm-adjusted p, corrected again
 across the K cells of that hypothesis): the reading that keeps the family-wise error rate
-of the whole map at alpha.
+of the whole map at alpha. Where the seeds cannot pay for that double correction at all, the
+column says so (``cannot decide``) instead of passing for an inconclusive result.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import re
 from collections.abc import Callable, Sequence
@@ -37,13 +39,65 @@ CORRECTION = (
 SYMBOL = {"supported": "S", "contradicted": "C", "inconclusive": "-", "undertrained": "U"}
 
 
+CANNOT_DECIDE = "cannot decide"
+
+
 def across_cells(cells: list[dict[str, Any]], hypothesis: int) -> list[str]:
-    """Each cell's verdict on ``hypothesis`` after Holm's correction across all the map's cells."""
+    """Each cell's verdict on ``hypothesis`` after Holm's correction across all the map's cells.
+
+    Where no outcome of the runs could have passed that correction (:func:`across_cells_limit`), a
+    tested cell says ``cannot decide`` rather than ``inconclusive``: the data did not fail to show an
+    effect, the design could not have shown one.
+    """
     from labbench.ablation.stats import decide, holm
 
     hyps = [c["hypotheses"][hypothesis] for c in cells]
     adjusted = holm([h.get("p_holm", math.nan) if h["verdict"] != "undertrained" else math.nan for h in hyps])
-    return ["undertrained" if h["verdict"] == "undertrained" else decide(p, h["mean_diff"], h.get("margin", 0.0)) for h, p in zip(hyps, adjusted)]
+    possible = across_cells_limit(cells, hypothesis) is None
+    return ["undertrained" if h["verdict"] == "undertrained"
+            else decide(p, h["mean_diff"], h.get("margin", 0.0)) if possible else CANNOT_DECIDE
+            for h, p in zip(hyps, adjusted)]
+
+
+def _tested(hypothesis: dict[str, Any]) -> bool:
+    return hypothesis["verdict"] != "undertrained"  # an undertrained hypothesis leaves both Holm families
+
+
+def across_cells_limit(cells: list[dict[str, Any]], hypothesis: int) -> str | None:
+    """Why no cell's across-cells verdict on ``hypothesis`` could be anything but inconclusive (None: one could).
+
+    The column corrects twice: Holm within the cell over its m tested hypotheses, then Holm over the
+    k cells where this hypothesis was tested. The smallest p it can reach is the sign-flip test's
+    floor for n seeds, 2 / 2^n, times m times k; with 8 seeds (floor 0.0078) four hypotheses on two
+    cells already give 0.0625 > alpha. A reader should know the column was mute by design.
+    """
+    from labbench.ablation.stats import ALPHA, seeds_needed, smallest_p
+
+    tested = [c for c in cells if _tested(c["hypotheses"][hypothesis])]
+    if len(tested) < 2:
+        return None  # one tested cell: the column equals the cell's verdict
+    k = len(tested)
+    def floor(c: dict[str, Any]) -> float:
+        return smallest_p(c["hypotheses"][hypothesis]["n"]) * sum(map(_tested, c["hypotheses"])) * k
+
+    cell = min(tested, key=floor)
+    if floor(cell) <= ALPHA:
+        return None
+    n, m = cell["hypotheses"][hypothesis]["n"], sum(map(_tested, cell["hypotheses"]))
+    return (f"no cell could pass it with {n} seeds: Holm over {m} tested hypothesis(es) in a cell and {k} tested cells "
+            f"asks the smallest p, {smallest_p(n):.2g} with {n} paired seeds, to stay within {ALPHA} after multiplying "
+            f"by {m * k} ({smallest_p(n) * m * k:.2g}); {seeds_needed(m * k)} seeds would allow it")
+
+
+def map_seed_warnings(n_seeds: int, n_hypotheses: int, n_cells: int) -> list[str]:
+    """Before a map runs: whether its across-cells column can decide anything if every arm passes its gates."""
+    from labbench.ablation.stats import can_decide, seeds_needed
+
+    family = n_hypotheses * n_cells
+    if n_cells < 2 or can_decide(n_seeds, family):
+        return []
+    return [f"with {n_seeds} seeds the map's 'across cells' column cannot reach a verdict (Holm over {n_hypotheses} "
+            f"hypotheses x {n_cells} cells); --seeds {seeds_needed(family)} would allow it. Each cell's own verdicts are unaffected"]
 
 
 def parse_axes(items: Sequence[str]) -> dict[str, list[str]]:
@@ -159,8 +213,10 @@ def matrix(result: dict[str, Any], hypothesis: int) -> tuple[list[str], list[str
     return rows, cols, grid
 
 
-def _fmt(x: float) -> str:
-    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3g}"
+def _fmt(x: float | str | None) -> str:
+    if isinstance(x, str):  # map.json stores non-finite floats as "nan" / "inf" / "-inf" (strict JSON has none)
+        x = float(x)
+    return "n/a" if x is None or math.isnan(x) else f"{x:.3g}"
 
 
 def render_markdown(result: dict[str, Any]) -> str:
@@ -182,6 +238,8 @@ def render_markdown(result: dict[str, Any]) -> str:
             hyp = c["hypotheses"][h]
             lines.append("| " + " | ".join(c["cell"][k] for k in keys)
                          + f" | {_fmt(hyp['mean_diff'])} [{_fmt(hyp['ci_low'])}, {_fmt(hyp['ci_high'])}] | {_fmt(hyp['prob_improvement'])} | **{hyp['verdict']}** | {whole} |")
+        limit = across_cells_limit(result["cells"], h)
+        lines += ["", f"Across cells: {limit}. Read each cell's verdict, with its own correction."] if limit else []
         lines.append("")
     lines += ["Each cell's own report (runs, curves, provenance) is under `cells/`.", ""]
     if result.get("spec_hash"):
@@ -236,6 +294,17 @@ def write_map(result: dict[str, Any], out: Path) -> None:
         plot_heatmap(result, h, out / f"heatmap_{h}.png")
     write_json_atomic(out / "map.json", {k: v for k, v in result.items() if k != "counts"})  # results, not bookkeeping
     (out / "map.md").write_text(render_markdown(result))
+
+
+def rewrite_map(out: str | Path) -> dict[str, Any]:
+    """Render ``map.md`` and the heat maps again from a stored ``map.json`` (the numbers are not touched).
+
+    For a map written before the renderer learned something new; the map's results stay as produced.
+    """
+    out = Path(out)
+    result = json.loads((out / "map.json").read_text())
+    write_map(result, out)
+    return result
 
 
 def log_to_wandb(result: dict[str, Any], spec: Spec) -> None:
