@@ -249,7 +249,7 @@ def render_markdown(result: dict[str, Any]) -> str:
 
 def reproduce_command(result: dict[str, Any]) -> str:
     """The command that runs this very map: its axes (which may not be the spec's suggested ones) and overrides."""
-    axes = " ".join(f"--axis {k}={','.join(v)}" for k, v in result["axes"].items())
+    axes = " ".join(f"--axis {k}={','.join(str(x) for x in v)}" for k, v in result["axes"].items())
     extra = "".join(f" {o}" for o in result.get("extra_overrides") or [])
     return f"labbench map {result['name']} --profile {result['profile']} {axes}{extra}"
 

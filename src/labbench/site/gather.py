@@ -19,6 +19,7 @@ from typing import Any
 
 from labbench.ablation import spec as specs
 from labbench.ablation.board import _numbers, claim_order, load_reports, plain_sentence
+from labbench.ablation.maps import reproduce_command as map_command
 from labbench.ablation.report import difference_text, predicted_text
 from labbench.ablation.results import GATE_FREE_SHORT
 
@@ -168,13 +169,11 @@ def _maps(source: Path, dates: Dates) -> dict[str, list[dict[str, Any]]]:
     out: dict[str, list[dict[str, Any]]] = {}
     for path in sorted([*source.glob("*/*/map.json"), *source.glob("*/*/maps/*/map.json")]):
         m = _numbers(json.loads(path.read_text()))
-        axes = " ".join(f"--axis {k}={','.join(str(x) for x in vs)}" for k, vs in m["axes"].items())
-        extra = "".join(f" {o}" for o in m.get("extra_overrides") or [])
         out.setdefault(m["name"], []).append({
             "profile": m["profile"], "axes": m["axes"], "date": dates.of(path), "folder": path.parent,
             "map_md": path.parent / "map.md" if (path.parent / "map.md").is_file() else None,
             "spec_hash": m.get("spec_hash", "-"), "stale": _stale(_spec_or_none(m["name"]), m, is_map=True),
-            "command": f"labbench map {m['name']} --profile {m['profile']} {axes}{extra}",
+            "command": map_command(m),
             "cells": len(m.get("cells", [])),
         })
     return out
