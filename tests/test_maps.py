@@ -124,6 +124,7 @@ def _tested_cell(n: int, p_holm: float, hypotheses: int, undertrained: int = 0) 
     return {"cell": {}, "hypotheses": hyps}
 
 
+@pytest.mark.unit
 def test_the_across_cells_column_says_when_no_outcome_could_pass_its_double_correction():
     """Holm within the cell (m tested hypotheses), then across the k tested cells: with 8 seeds the sign-flip floor
     2/2^8 = 0.0078 times m*k = 4*2 is 0.0625 > 0.05, so even all-one-sign cells cannot be 'supported' there."""

@@ -8,7 +8,7 @@ import os
 import pytest
 
 from labbench.config import compose, identity_config, run_id
-from labbench.record import read_curves, summarize_curves, write_json_atomic
+from labbench.record import from_json_safe, read_curves, summarize_curves, write_json_atomic
 
 
 def test_run_ids_of_existing_experiments_do_not_change():
@@ -53,6 +53,14 @@ def test_atomic_write_replaces_whole_file_and_leaves_no_temp(tmp_path):
     write_json_atomic(path, {"a": 2, "loss": float("nan"), "big": float("inf")})
     assert json.loads(path.read_text()) == {"a": 2, "loss": "nan", "big": "inf"}
     assert os.listdir(tmp_path) == ["run.json"]
+
+
+def test_non_finite_numbers_survive_the_strict_json_round_trip(tmp_path):
+    path = write_json_atomic(tmp_path / "v.json", {"ci": [float("nan"), float("inf"), -float("inf"), 1.5], "name": "nan-free"})
+    stored = json.loads(path.read_text())
+    assert stored["ci"][:3] == ["nan", "inf", "-inf"]  # strict JSON has no NaN
+    back = from_json_safe(stored)
+    assert back["ci"][0] != back["ci"][0] and back["ci"][1:] == [float("inf"), -float("inf"), 1.5] and back["name"] == "nan-free"
 
 
 def test_atomic_write_keeps_the_old_file_when_serialization_fails(tmp_path):

@@ -119,7 +119,7 @@ def test_an_arm_the_grid_leaves_out_is_not_tuned_and_keeps_the_base_value(tmp_pa
     assert engine.count_runs(spec, "smoke") == 2 * 2 + 2  # two arms x two seeds, two tuning runs for one arm
     assert engine.stored_runs(spec, "smoke", root=tmp_path / "store") == 0
     outcome = engine.reproduce(spec, "smoke", root=tmp_path / "store", wandb=False)
-    # a tuned arm's final runs are known from the stored plan: all six count as reusable, with other seeds none do
+    # a tuned arm's final runs are known from the stored plan: all six count as reusable; with other seeds only the tuning runs do
     assert engine.stored_runs(spec, "smoke", root=tmp_path / "store") == 6
     assert engine.stored_runs(spec, "smoke", seeds=3, root=tmp_path / "store") == 2  # only the tuning runs
     assert {r.arm for r in outcome.plan.tuning_runs} == {"tuned"} and set(outcome.plan.tuned) == {"tuned"}

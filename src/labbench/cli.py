@@ -195,6 +195,7 @@ def _split_launcher(args: argparse.Namespace) -> list[str]:
 def cmd_map(args: argparse.Namespace) -> int:
     from labbench.ablation.engine import count_runs, remaining_minutes, seed_warnings, stored_runs
     from labbench.ablation.maps import cell_overrides, cells, estimated_minutes, map_seed_warnings, parse_axes, run_map, suggested_axes, validate_axes
+    from labbench.ablation.plan import final_seeds
 
     s = specs.load(args.name)
     s.profile(args.profile)
@@ -206,7 +207,7 @@ def cmd_map(args: argparse.Namespace) -> int:
     stored = sum(stored_runs(s, args.profile, args.seeds, [*args.overrides, *cell_overrides(cell)], args.out) for cell in cells(axes))
     est = remaining_minutes(estimated_minutes(s, args.profile, n_cells), total, stored)
     console.print(f"[bold]{s.name}[/] map ({args.profile}): {n_cells} cells x {per_cell} runs = {total} runs" + _time_line(total, stored, est))
-    n_seeds = args.seeds if args.seeds is not None else s.profile(args.profile).seeds
+    n_seeds = len(final_seeds(s, args.profile, args.seeds))
     for line in [*seed_warnings(s, args.profile, args.seeds), *map_seed_warnings(n_seeds, len(s.hypotheses), n_cells)]:
         console.print(f"[bold yellow]warning:[/] {line}")
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console)

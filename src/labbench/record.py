@@ -54,6 +54,18 @@ def _json_safe(obj: Any) -> Any:
     return obj
 
 
+NON_FINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}  # how _json_safe stores them
+
+
+def from_json_safe(obj: Any) -> Any:
+    """The inverse of :func:`_json_safe`: the strings "nan" / "inf" / "-inf" back to floats."""
+    if isinstance(obj, dict):
+        return {k: from_json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [from_json_safe(v) for v in obj]
+    return NON_FINITE.get(obj, obj) if isinstance(obj, str) else obj
+
+
 def read_curves(metrics_csv: str | Path) -> dict[str, list[list[float]]]:
     """Lightning CSVLogger's sparse ``metrics.csv`` -> ``{metric: [[step, value], ...]}``."""
     path = Path(metrics_csv)

@@ -16,25 +16,14 @@ from typing import Any
 
 from labbench.ablation import spec as specs
 from labbench.ablation.report import _f, difference_text, predicted_text
+from labbench.record import from_json_safe
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 
 
-NON_FINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}  # how write_json_atomic stores them
-
-
-def _numbers(obj: Any) -> Any:
-    """A verdict.json's "nan" / "inf" strings back to floats."""
-    if isinstance(obj, dict):
-        return {k: _numbers(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_numbers(v) for v in obj]
-    return NON_FINITE.get(obj, obj) if isinstance(obj, str) else obj
-
-
 def load_reports(results_dir: Path, profile: str = "quick") -> list[dict[str, Any]]:
     """Every committed report of ``profile``, in claim-id order (controls last)."""
-    reports = [_numbers(json.loads(p.read_text())) | {"_path": p} for p in sorted(results_dir.glob(f"*/{profile}/verdict.json"))]
+    reports = [from_json_safe(json.loads(p.read_text())) | {"_path": p} for p in sorted(results_dir.glob(f"*/{profile}/verdict.json"))]
     return sorted(reports, key=lambda v: claim_order(v.get("claim_id"), v["name"]))
 
 

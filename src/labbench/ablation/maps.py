@@ -29,7 +29,7 @@ from labbench.ablation import plan as planning
 from labbench.ablation.spec import Spec, SpecError, fingerprint
 from labbench.ablation.store import Store, default_root
 from labbench.config import compose
-from labbench.record import write_json_atomic
+from labbench.record import from_json_safe, write_json_atomic
 
 CORRECTION = (
     "each cell: Holm across the ablation's hypotheses; the column 'across cells' applies Holm again across the "
@@ -77,13 +77,10 @@ def across_cells_limit(cells: list[dict[str, Any]], hypothesis: int) -> str | No
     if len(tested) < 2:
         return None  # one tested cell: the column equals the cell's verdict
     k = len(tested)
-    def floor(c: dict[str, Any]) -> float:
-        return smallest_p(c["hypotheses"][hypothesis]["n"]) * sum(map(_tested, c["hypotheses"])) * k
-
-    cell = min(tested, key=floor)
-    if floor(cell) <= ALPHA:
+    n, m = min(((c["hypotheses"][hypothesis]["n"], sum(map(_tested, c["hypotheses"]))) for c in tested),
+               key=lambda nm: smallest_p(nm[0]) * nm[1])  # the cell closest to passing
+    if smallest_p(n) * m * k <= ALPHA:
         return None
-    n, m = cell["hypotheses"][hypothesis]["n"], sum(map(_tested, cell["hypotheses"]))
     return (f"no cell could pass it with {n} seeds: Holm over {m} tested hypothesis(es) in a cell and {k} tested cells "
             f"asks the smallest p, {smallest_p(n):.2g} with {n} paired seeds, to stay within {ALPHA} after multiplying "
             f"by {m * k} ({smallest_p(n) * m * k:.2g}); {seeds_needed(m * k)} seeds would allow it")
@@ -213,9 +210,7 @@ def matrix(result: dict[str, Any], hypothesis: int) -> tuple[list[str], list[str
     return rows, cols, grid
 
 
-def _fmt(x: float | str | None) -> str:
-    if isinstance(x, str):  # map.json stores non-finite floats as "nan" / "inf" / "-inf" (strict JSON has none)
-        x = float(x)
+def _fmt(x: float | None) -> str:
     return "n/a" if x is None or math.isnan(x) else f"{x:.3g}"
 
 
@@ -302,7 +297,7 @@ def rewrite_map(out: str | Path) -> dict[str, Any]:
     For a map written before the renderer learned something new; the map's results stay as produced.
     """
     out = Path(out)
-    result = json.loads((out / "map.json").read_text())
+    result = from_json_safe(json.loads((out / "map.json").read_text()))  # NaN is stored as "nan" (strict JSON)
     write_map(result, out)
     return result
 

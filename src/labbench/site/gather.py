@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from labbench.ablation import spec as specs
-from labbench.ablation.board import _numbers, claim_order, load_reports, plain_sentence
+from labbench.ablation.board import claim_order, load_reports, plain_sentence
 from labbench.ablation.maps import reproduce_command as map_command
 from labbench.ablation.report import difference_text, predicted_text
 from labbench.ablation.results import GATE_FREE_SHORT
+from labbench.record import from_json_safe
 
 SECTIONS = {  # claims.md's sections; anything without a registry id (the A/A control) goes under "other"
     "A": "A. The four ablations of the design card",
@@ -168,7 +169,7 @@ def _reports(source: Path, dates: Dates) -> dict[str, list[dict[str, Any]]]:
 def _maps(source: Path, dates: Dates) -> dict[str, list[dict[str, Any]]]:
     out: dict[str, list[dict[str, Any]]] = {}
     for path in sorted([*source.glob("*/*/map.json"), *source.glob("*/*/maps/*/map.json")]):
-        m = _numbers(json.loads(path.read_text()))
+        m = from_json_safe(json.loads(path.read_text()))
         out.setdefault(m["name"], []).append({
             "profile": m["profile"], "axes": m["axes"], "date": dates.of(path), "folder": path.parent,
             "map_md": path.parent / "map.md" if (path.parent / "map.md").is_file() else None,
