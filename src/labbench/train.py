@@ -193,6 +193,7 @@ def run(
     from labbench.probes.init_stats import InitActivationStats
     from labbench.probes.fit_outcome import FitOutcome
     from labbench.probes.layers import make_probes
+    from labbench.probes.precise_bn import PreciseBatchNorm, evaluation_record
     from labbench.probes.process_group import CloseProcessGroup
     from labbench.probes.progress import StepBudgetProgressBar
 
@@ -238,6 +239,12 @@ def run(
         if init_stats is not None:
             callbacks.append(init_stats)
         callbacks += make_probes(probes)
+        norm = instantiate(cfg.norm) if cfg.get("norm") is not None else None
+        record["evaluation"] = {"batchnorm": evaluation_record(model, norm)}
+        if norm is not None and norm.precise_batches and not record["evaluation"]["batchnorm"]:
+            raise ValueError(f"norm.precise_batches={norm.precise_batches}: {cfg.model._target_} built no BatchNorm layer to re-estimate; drop it")
+        if norm is not None and norm.precise_batches:
+            callbacks.append(PreciseBatchNorm(norm.precise_batches, norm.precise_batch_size, norm.precise_splits, seed=int(cfg.seed)))
         if cfg.trainer.get("enable_progress_bar", True):
             callbacks.append(StepBudgetProgressBar())
         outcome = FitOutcome(output_dir / "fit_outcome.json", divergence, init_stats)

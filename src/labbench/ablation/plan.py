@@ -269,6 +269,29 @@ def check_targets(cfg, where: str) -> None:
     walk(identity_config(cfg, resolve=True), "")  # paths (resolved by Hydra at run time) left out
 
 
+def _check_batchnorm_eval(spec: Spec, arm: str, profile: str, cfg) -> None:
+    """An arm with BatchNorm is evaluated with the statistics the spec declared for the profile, and a
+    spec with such arms declares them (issue 25: the running statistics lag weights that move fast,
+    which biases an eval-mode metric by an amount that depends on the learning rate)."""
+    norm = cfg.get("norm")
+    if norm is None or norm.get("kind") != "batch":
+        return
+    decision = spec.batchnorm_decision(profile)
+    if decision is None:
+        raise SpecError(
+            f"{spec.name}: arm {arm!r} has BatchNorm in profile {profile!r} but the spec does not say which statistics its "
+            "evaluations read: add batchnorm_eval: {statistics: running | precise, why: ...} (running: the moving average a "
+            "deployed network uses; precise: re-estimated with the evaluated weights, norm.precise_batches=N on those arms)"
+        )
+    precise = int(norm.get("precise_batches", 0) or 0) > 0
+    if precise != (decision.statistics == "precise"):
+        fix = "set norm.precise_batches=N (e.g. 20) on it" if decision.statistics == "precise" else "drop norm.precise_batches from it"
+        raise SpecError(
+            f"{spec.name}: batchnorm_eval says {decision.statistics} statistics in profile {profile!r}, but arm {arm!r} has "
+            f"norm.precise_batches={norm.get('precise_batches', 0)}: {fix}"
+        )
+
+
 def validate(spec: Spec, profile: str | None = None, extra: Sequence[str] = ()) -> None:
     """Before anything runs: every arm composes in every profile, every ``_target_`` imports and
     binds its arguments, every metric the spec reads has a declared direction, and the arms'
@@ -282,6 +305,7 @@ def validate(spec: Spec, profile: str | None = None, extra: Sequence[str] = ()) 
                 raise SpecError(f"{spec.name}: arm {arm.name!r} does not compose in profile {name!r}: {err}") from err
             check_targets(cfg, f"{spec.name}: arm {arm.name!r} in profile {name!r}")
             _check_directions(spec, arm.name, cfg.task._target_)
+            _check_batchnorm_eval(spec, arm.name, name, cfg)
         raw = {arm.name: _raw_values(compose(merge_overrides(arm_overrides(spec, arm.name, name, extra), ["seed=0"]))) for arm in spec.arms}
         diffs = arm_differences(spec, name, extra, resolve=True)
         stray = [

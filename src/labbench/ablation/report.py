@@ -346,6 +346,25 @@ def _trajectory_lines(verdict: dict) -> list[str]:
     return lines + [""]
 
 
+def _batchnorm_lines(bn: dict | None) -> list[str]:
+    """What the BatchNorm arms' evaluations read: the declared choice, why, and what the records say."""
+    if not bn:
+        return []
+    read = bn.get("arms") or {}
+    detail = []
+    for arm, value in read.items():
+        splits = ", ".join(f"{split} {value.get(split)}" for split in ("val", "test"))
+        size = value.get("batch_size") or "the training batch"
+        extra = f" ({value['batches']} training batches of {size})" if value.get("batches") else ""
+        detail.append(f"`{arm}`: {splits}{extra}")
+    text = f"BatchNorm evaluation: **{bn.get('statistics') or 'undeclared'}** statistics."
+    if bn.get("why"):
+        text += f" {bn['why']}"
+    if detail:
+        text += " Read by the runs: " + "; ".join(detail) + "."
+    return [text, ""]
+
+
 def render(spec: Spec, plan: Plan, verdict: dict, records: dict[str, list[dict | None]], plots: dict[str, bool]) -> str:
     all_records = [r for recs in records.values() for r in recs if r]
     prov = _provenance(all_records)
@@ -357,6 +376,7 @@ def render(spec: Spec, plan: Plan, verdict: dict, records: dict[str, list[dict |
         lines += [f"Reference: {spec.reference}", ""]
     if spec.notes:
         lines += [f"Note: {spec.notes}", ""]
+    lines += _batchnorm_lines(verdict.get("batchnorm_eval"))
 
     lines += ["## Verdict", "",
               "| hypothesis | metric | predicted | difference (95% CI) | effect size | P(improvement) | p (raw / Holm) | n | verdict |",

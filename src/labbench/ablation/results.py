@@ -30,6 +30,17 @@ OK, DIVERGED = "completed", "diverged"
 OUTCOME = "diverged"  # the metric expression of divergence-rate hypotheses
 
 
+def batchnorm_eval(spec: Spec, profile: str, records: dict[str, list[dict | None]]) -> dict[str, Any] | None:
+    """The declared BatchNorm evaluation statistics and what the runs' records say they read, per arm
+    (None: no arm has BatchNorm)."""
+    decision = spec.batchnorm_decision(profile)
+    read = {arm: next(((r.get("evaluation") or {}).get("batchnorm") for r in recs if r), None) for arm, recs in records.items()}
+    read = {arm: value for arm, value in read.items() if value}
+    if decision is None and not read:
+        return None
+    return {"statistics": decision.statistics if decision else None, "why": decision.why if decision else "", "arms": read}
+
+
 def metric_direction(records: list[dict | None], expr: str) -> str:
     """The declared direction of ``expr``'s metric: from the records, or their task's declaration."""
     if expr == OUTCOME or parse_metric(expr).derived:  # fewer steps to a threshold, a smaller rise: better
@@ -359,6 +370,7 @@ def analyze(spec: Spec, plan: Plan, store: Store) -> dict[str, Any]:
         "profile": plan.profile,
         "spec_hash": fingerprint(spec, plan.profile),  # a changed spec makes this report stale (tests/test_committed_results.py)
         "method": METHOD,
+        "batchnorm_eval": batchnorm_eval(spec, plan.profile, records),
         "alpha": ALPHA,
         "seeds_needed": seeds_needed(max(1, sum(1 for h in hypotheses if not h["undertrained"]))),
         "hypotheses": hypotheses,

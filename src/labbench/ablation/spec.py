@@ -32,6 +32,7 @@ SPEC_KEYS = {
     "map": "optional suggested map axes {axes: {key: [values]}, minutes_per_cell: {profile: minutes}}",
     "gates": "what 'learned' means: [{metric, threshold (a number or a baseline: chance, unigram, bigram, modes, hq_share, confidence), fraction, arms}]",
     "failure": "optional {metric key: value} a diverged run counts as, where the task declares none (or to replace it)",
+    "batchnorm_eval": "required where an arm has BatchNorm: {statistics: running | precise, why: ...}: the population statistics its evaluations read, and what that choice measures (a profile may set its own)",
     "pilot": "how a profile's budget was sized before any comparison: {arm, candidates, seeds, metric, late_progress, profile, fallback (none | largest)}",
 }
 HYPOTHESIS_KEYS = {"name", "metric", "better", "worse", "direction", "margin", "note"}
@@ -40,7 +41,8 @@ GATE_KEYS = {"metric", "threshold", "fraction", "arms"}
 BASELINES = ("chance", "unigram", "bigram", "modes", "hq_share", "confidence")  # what the data modules and tasks record (baselines())
 PILOT_KEYS = {"arm", "candidates", "seeds", "metric", "late_progress", "profile", "fallback"}
 PILOT_FALLBACKS = ("none", "largest")
-PROFILE_KEYS = {"seeds", "overrides", "estimated_minutes", "description", "tuning_grid"}
+PROFILE_KEYS = {"seeds", "overrides", "estimated_minutes", "description", "tuning_grid", "batchnorm_eval"}
+BATCHNORM_STATISTICS = ("running", "precise")
 DIRECTIONS = ("lower", "higher")
 PROFILES = ("smoke", "quick", "full")
 
@@ -54,6 +56,20 @@ class Arm:
     name: str
     overrides: tuple[str, ...]
     seed_offset: int = 0  # A/A controls draw an arm's seeds from another range
+
+
+@dataclass(frozen=True)
+class BatchNormEval:
+    """Which population statistics the BatchNorm arms' evaluations read, decided before any run.
+
+    ``running``: the moving average kept in training (what a deployed network uses; it lags weights
+    that move fast). ``precise``: re-estimated from training batches with the weights being evaluated
+    (``norm.precise_batches`` > 0 in those arms, :mod:`labbench.probes.precise_bn`). ``why``: what the
+    choice measures for this claim; the report prints it.
+    """
+
+    statistics: str
+    why: str
 
 
 @dataclass(frozen=True)
@@ -151,6 +167,7 @@ class Profile:
     estimated_minutes: float | None = None
     description: str = ""
     tuning_grid: dict[str, tuple[Any, ...]] | None = None  # replaces tuning.grid in this profile
+    batchnorm_eval: BatchNormEval | None = None  # replaces the spec's in this profile
 
 
 @dataclass(frozen=True)
@@ -173,6 +190,7 @@ class Spec:
     gates: tuple[Gate, ...] = ()
     failure: dict[str, float] = field(default_factory=dict)
     pilot: Pilot | None = None
+    batchnorm_eval: BatchNormEval | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def arm(self, name: str) -> Arm:
@@ -183,6 +201,10 @@ class Spec:
         if self.tuning is None:
             return {}
         return self.profile(profile).tuning_grid or self.tuning.grid
+
+    def batchnorm_decision(self, profile: str) -> BatchNormEval | None:
+        """The BatchNorm evaluation statistics declared for ``profile`` (its own, else the spec's)."""
+        return self.profile(profile).batchnorm_eval or self.batchnorm_eval
 
     def profile(self, name: str) -> Profile:
         if name not in self.profiles:
@@ -435,7 +457,8 @@ def parse(raw: dict[str, Any], path: Path) -> Spec:
                                _grid(path, f"profiles.{name}.tuning_grid", body["tuning_grid"], arm_names, list(tuning.grid)), tuning.param)
                         if body.get("tuning_grid") is not None else None)
         profiles[name] = Profile(name, seeds, _strings(path, f"profiles.{name}.overrides", body.get("overrides")),
-                                 float(est) if est is not None else None, str(body.get("description", "")), profile_grid)
+                                 float(est) if est is not None else None, str(body.get("description", "")), profile_grid,
+                                 _batchnorm_eval(path, f"profiles.{name}.batchnorm_eval", body.get("batchnorm_eval")))
     if "smoke" not in profiles:
         raise _fail(path, "a 'smoke' profile is required (the test suite runs it)")
 
@@ -480,8 +503,23 @@ def parse(raw: dict[str, Any], path: Path) -> Spec:
         gates=tuple(gates),
         failure={str(k): float(v) for k, v in failure.items()},
         pilot=pilot,
+        batchnorm_eval=_batchnorm_eval(path, "batchnorm_eval", raw.get("batchnorm_eval")),
         raw=raw,
     )
+
+
+def _batchnorm_eval(path: Path, where: str, body: Any) -> BatchNormEval | None:
+    if body is None:
+        return None
+    if not isinstance(body, dict):
+        raise _fail(path, f"{where} must be a mapping {{statistics: running | precise, why: ...}}, got {body!r}")
+    _unknown(path, where, set(body), {"statistics", "why"})
+    if body.get("statistics") not in BATCHNORM_STATISTICS:
+        raise _fail(path, f"{where}.statistics must be one of {', '.join(BATCHNORM_STATISTICS)}, got {body.get('statistics')!r}")
+    why = " ".join(str(body.get("why") or "").split())
+    if not why:
+        raise _fail(path, f"{where}.why is required: say what the choice measures for this claim (e.g. the deployed network, or the final weights)")
+    return BatchNormEval(body["statistics"], why)
 
 
 def _pilot(path: Path, body: Any, arm_names: list[str], profiles: dict[str, Profile], gates: tuple[Gate, ...], tuning: Tuning | None) -> Pilot | None:

@@ -46,10 +46,31 @@ class Norm:
     eps: float = 1e-5
     affine: bool = True  # learnable scale and shift
     momentum: float = 0.1  # batch norm only: running-statistics momentum
+    # batch norm only: the population statistics evaluation reads (labbench.probes.precise_bn).
+    # 0: the running statistics (the moving average kept in training); N > 0: precise statistics,
+    # re-estimated before each evaluation from N training batches with the weights of that moment
+    precise_batches: int = 0
+    precise_batch_size: int | None = None  # their size (None: the per-process training batch)
+    precise_splits: str = "both"  # the evaluations that read them: val | test | both
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"unknown norm kind {self.kind!r}; valid: {', '.join(KINDS)}")
+        if not isinstance(self.precise_batches, int) or isinstance(self.precise_batches, bool) or self.precise_batches < 0:
+            raise ValueError(f"norm.precise_batches is a whole number of batches >= 0 (0: running statistics), got {self.precise_batches!r}")
+        if self.precise_batches and self.kind != "batch":
+            raise ValueError(f"norm.precise_batches re-estimates BatchNorm's statistics; norm={self.kind} keeps none (use norm=batch or drop it)")
+        if self.precise_splits not in ("val", "test", "both"):
+            raise ValueError(f"norm.precise_splits must be val, test or both, got {self.precise_splits!r}")
+        if self.precise_batch_size is not None and (
+            not isinstance(self.precise_batch_size, int) or isinstance(self.precise_batch_size, bool) or self.precise_batch_size < 2
+        ):
+            raise ValueError(f"norm.precise_batch_size is a batch size >= 2 (a variance needs two values) or null, got {self.precise_batch_size!r}")
+        if not self.precise_batches and (self.precise_batch_size is not None or self.precise_splits != "both"):
+            raise ValueError(
+                "norm.precise_batch_size and norm.precise_splits apply to precise statistics only: set norm.precise_batches "
+                "to the number of training batches to estimate them from (e.g. 20), or drop them"
+            )
 
     def make(self, channels: int, spatial_dims: int = 0) -> nn.Module:
         if self.kind == "none":

@@ -13,7 +13,7 @@ Three seeds keep the concerns apart:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import lightning as L
 import torch
@@ -35,6 +35,22 @@ def training_device(datamodule: L.LightningDataModule) -> torch.device:
     """The device this process trains on (the CPU without a trainer)."""
     trainer = getattr(datamodule, "trainer", None)
     return trainer.strategy.root_device if trainer is not None else torch.device("cpu")
+
+
+def first_batches(make_pass: Callable[[int], Iterable], n: int) -> list:
+    """``n`` batches from passes ``make_pass(0)``, ``make_pass(1)``, ... (as many as it takes)."""
+    out: list = []
+    pass_index = 0
+    while len(out) < n:
+        before = len(out)
+        for batch in make_pass(pass_index):
+            out.append(batch)
+            if len(out) == n:
+                break
+        if len(out) == before:
+            raise ValueError("the training split gave no batch to estimate statistics from")
+        pass_index += 1
+    return out
 
 
 def check_global_batch(batch_size: int, world_size: int) -> None:
@@ -264,6 +280,12 @@ class TensorDataModule(L.LightningDataModule):
 
     def val_dataloader(self) -> IndexBatches:
         return IndexBatches(*self.placed("val"), self.eval_batch_size, **self._shard())
+
+    def estimation_batches(self, batch_size: int, n: int, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """``n`` training batches of ``batch_size`` for precise BatchNorm statistics: shuffled by ``seed``
+        alone, without augmentation (the inputs evaluation sees), the whole batch on every process."""
+        loader = IndexBatches(*self.placed("train"), batch_size, shuffle=True, seed=seed, drop_last=True)
+        return first_batches(lambda _pass: loader, n)  # the loader draws a new permutation each pass
 
     def test_dataloader(self) -> IndexBatches:
         return IndexBatches(*self.placed("test"), self.eval_batch_size, **self._shard())

@@ -139,6 +139,10 @@ class SequenceTasks(L.LightningDataModule):
             self.kind, self.length, self.symbols, self.batch_size, self.batches_per_pass, self.order_seed, training_device(self), *rank_and_world(self)
         )
 
+    def estimation_batches(self, batch_size: int, n: int, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """``n`` batches of fresh training examples for precise BatchNorm statistics, drawn by ``seed`` alone."""
+        return list(FreshExamples(self.kind, self.length, self.symbols, batch_size, n, seed, training_device(self)))
+
     def _eval(self, split: str) -> IndexBatches:
         """The fixed examples in order; under data parallelism each rank takes a contiguous block."""
         self.setup()

@@ -230,6 +230,10 @@ class CharText(L.LightningDataModule):
     def train_dataloader(self) -> RandomWindows:
         return RandomWindows(self.placed("train"), self.context_length, self.batch_size, self.batches_per_pass, self.order_seed, *rank_and_world(self))
 
+    def estimation_batches(self, batch_size: int, n: int, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """``n`` random training windows batches for precise BatchNorm statistics, drawn by ``seed`` alone."""
+        return list(RandomWindows(self.placed("train"), self.context_length, batch_size, n, seed))
+
     def val_dataloader(self) -> FixedWindows:
         return FixedWindows(self.placed("val"), self.context_length, self.eval_batch_size, self.eval_windows, *rank_and_world(self))
 

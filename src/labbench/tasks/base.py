@@ -50,6 +50,12 @@ class Task(L.LightningModule):
         module's own; competence gates name them as thresholds. None by default."""
         return {}
 
+    @staticmethod
+    def statistics_forward(model: nn.Module, batch) -> None:
+        """Run ``model`` (a copy, for precise BatchNorm statistics) on one training batch as evaluation
+        runs it: on the batch's inputs."""
+        model(batch[0])
+
     def shared_step(self, batch, split: str) -> torch.Tensor:
         """Loss of one batch of ``split`` (train / val / test), logging that split's metrics."""
         raise NotImplementedError

@@ -168,3 +168,9 @@ class GANTask(GenerativeTask):
 
     def generate_model_space(self, n: int, generator: torch.Generator) -> torch.Tensor:
         return self.model.sample(n, generator)
+
+    @staticmethod
+    def statistics_forward(model, batch) -> None:
+        """The generator (the one network with BatchNorm) on as many latent codes as a training batch
+        holds real images, as it ran in training (precise statistics fork the RNG around this)."""
+        model(model.noise(len(batch[0])))
