@@ -125,23 +125,28 @@ SCENARIOS = {
 
 
 # ----------------------------------------------------------------------------- the rules, vectorized over draws
-def paired_t_p(d: np.ndarray) -> np.ndarray:
-    """Row-wise ``stats.paired_t(row)[2]``: NaN where the row has no spread."""
+def resolution(better: np.ndarray, worse: np.ndarray) -> np.ndarray:
+    """Row-wise ``stats.resolution(better_row, worse_row)``: the float32 precision ties are judged at."""
+    return 2.0 * lbs.FLOAT32_EPS * np.maximum(np.abs(better).max(axis=1), np.abs(worse).max(axis=1))
+
+
+def paired_t_p(d: np.ndarray, res: np.ndarray | float = 0.0) -> np.ndarray:
+    """Row-wise ``stats.paired_t(row, resolution=res)[2]``: NaN where the row has no spread."""
     n = d.shape[1]
     mean, sd = d.mean(axis=1), d.std(axis=1, ddof=1)
-    flat = sd <= lbs.TOLERANCE * np.maximum(1.0, np.abs(mean))
+    flat = sd <= np.maximum(lbs.TOLERANCE * np.maximum(1.0, np.abs(mean)), res)
     with np.errstate(divide="ignore", invalid="ignore"):
         p = 2 * sps.t.sf(np.abs(mean) / (sd / math.sqrt(n)), n - 1)
     p[flat] = np.nan
     return p
 
 
-def sign_flip_p(d: np.ndarray) -> np.ndarray:
-    """Row-wise ``stats.sign_flip_p(row)`` with the same sign patterns (margin 0)."""
+def sign_flip_p(d: np.ndarray, res: np.ndarray | float = 0.0) -> np.ndarray:
+    """Row-wise ``stats.sign_flip_p(row, resolution=res)`` with the same sign patterns (margin 0)."""
     n = d.shape[1]
     signs = lbs._sign_patterns(n)
     observed = np.abs(d.sum(axis=1))
-    threshold = observed - lbs.TOLERANCE * np.maximum(1.0, np.abs(d).sum(axis=1))
+    threshold = observed - np.maximum(lbs.TOLERANCE * np.maximum(1.0, np.abs(d).sum(axis=1)), n * res)
     extreme = np.empty(len(d))
     step = max(1, CHUNK // len(signs))
     for s in range(0, len(d), step):
@@ -241,7 +246,8 @@ def verdicts(better: np.ndarray, worse: np.ndarray, resamples: int = BOOT_RESAMP
     d = better - worse  # stats.compare with direction "higher"
     n = d.shape[1]
     mean = d.mean(axis=1)
-    p_t, p_flip = paired_t_p(d), sign_flip_p(d)
+    res = resolution(better, worse)
+    p_t, p_flip = paired_t_p(d, res), sign_flip_p(d, res)
     low, high = bootstrap_t_interval(d, resamples)
     return {
         "t": decide(p_t, mean),
@@ -297,7 +303,8 @@ def self_check(seed: int = SEED, per_cell: int = 4, ns=(4, 8, 10, 20)) -> dict:
     for better, worse in cases:
         d = better - worse
         n = d.shape[1]
-        p_t, p_flip = paired_t_p(d), sign_flip_p(d)
+        res = resolution(better, worse)
+        p_t, p_flip = paired_t_p(d, res), sign_flip_p(d, res)
         p_def = default_p(p_t, p_flip)
         mine = verdicts(better, worse)
         low, high = bootstrap_t_interval(d)

@@ -90,12 +90,18 @@ def test_the_results_table_says_how_an_answer_differs_from_the_claim():
     assert plain_sentence({**base, "verdict": "undertrained", "undertrained": [gap]}) == (
         "Not tested: `post` did not pass the competence gate (`val/loss` 2.6 against a bar of 2.42).")
     assert "Too few seeds (4)" in plain_sentence({**base, "verdict": "inconclusive", "n": 4, "decidable": False})
-    assert "Non-inferiority not shown" in plain_sentence({**base, "verdict": "inconclusive", "margin": -0.01})
-    assert "noise" in plain_sentence({**base, "verdict": "inconclusive"})
+    straddles = {**base, "ci_low": -0.1, "ci_high": 0.3}
+    assert "Non-inferiority not shown" in plain_sentence({**straddles, "verdict": "inconclusive", "margin": -0.01})
+    assert "noise" in plain_sentence({**straddles, "verdict": "inconclusive"})
+    # an interval that excludes 0 beside an inconclusive verdict says what held the verdict back (issue 26)
+    by_signs = plain_sentence({**base, "verdict": "inconclusive", "p_sign_flip": 0.0625, "p_value": 0.0625, "p_holm": 0.0625})
+    assert by_signs.startswith("Not decided: the t-interval excludes 0, but the exact sign-flip test does not reject (p 0.0625)")
+    by_holm = plain_sentence({**base, "verdict": "inconclusive", "p_sign_flip": 0.03125, "p_value": 0.03125, "p_holm": 0.125})
+    assert "alone this hypothesis would pass (p 0.03125), but not after Holm's correction" in by_holm and "(p 0.125)" in by_holm
     waived = {**base, "verdict": "supported", "gate_free": "init", "gates_waived": [gap]}
     assert plain_sentence(waived) == ("Measured at initialization, before any update: `post` then missed the competence gate, "
                                       "so this says nothing about the trained models.")
-    assert plain_sentence({**waived, "verdict": "inconclusive"}).endswith("No difference the runs can tell from noise at this scale.")
+    assert plain_sentence({**waived, **straddles, "verdict": "inconclusive"}).endswith("No difference the runs can tell from noise at this scale.")
 
 
 def test_a_claim_whose_pilot_found_no_budget_gets_a_row_that_says_so(tmp_path):

@@ -209,3 +209,54 @@ def _running_acc(model, x, y):
     model = copy.deepcopy(model).eval()
     with torch.no_grad():
         return (model(x).argmax(-1) == y).float().mean()
+
+
+@pytest.mark.unit
+def test_a_spec_with_batchnorm_arms_must_say_which_statistics_they_are_evaluated_with(tmp_path):
+    from test_ablation import write_spec
+
+    from labbench.ablation import spec as specs
+    from labbench.ablation.plan import validate
+
+    arms = {"bn": ["norm=batch"], "gn": ["norm=group", "norm.groups=2"]}
+    base = ["data=synthetic", "model.width=8", "trainer.max_steps=4"]
+    hypotheses = [{"metric": "val/loss", "better": "gn", "worse": "bn", "direction": "lower"}]
+    undeclared = write_spec(tmp_path, "undeclared", arms=arms, factors=["norm"], base=base, hypotheses=hypotheses)
+    with pytest.raises(specs.SpecError, match=r"arm 'bn' has BatchNorm in profile 'smoke'.*batchnorm_eval"):
+        validate(specs.load(undeclared))
+
+    precise = {"statistics": "precise", "why": "the final weights"}
+    disagrees = write_spec(tmp_path, "disagrees", arms=arms, factors=["norm"], base=base, hypotheses=hypotheses, batchnorm_eval=precise)
+    with pytest.raises(specs.SpecError, match=r"says precise statistics.*norm.precise_batches=0: set norm.precise_batches"):
+        validate(specs.load(disagrees))
+
+    arms_precise = {**arms, "bn": ["norm=batch", "norm.precise_batches=3"]}
+    agrees = write_spec(tmp_path, "agrees", arms=arms_precise, factors=["norm"], base=base, hypotheses=hypotheses, batchnorm_eval=precise)
+    validate(specs.load(agrees))
+    # a profile may decide otherwise than the spec; then the arms must follow it there
+    per_profile = write_spec(tmp_path, "per-profile", arms=arms_precise, factors=["norm"], base=base, hypotheses=hypotheses, batchnorm_eval=precise,
+                             profiles={"smoke": {"seeds": 3, "batchnorm_eval": {"statistics": "running", "why": "deployed"}}})
+    with pytest.raises(specs.SpecError, match=r"says running statistics in profile 'smoke'.*drop norm.precise_batches"):
+        validate(specs.load(per_profile))
+
+    for bad, message in (({"statistics": "ema", "why": "x"}, "must be one of running, precise"),
+                         ({"statistics": "running"}, "why is required")):
+        with pytest.raises(specs.SpecError, match=message):
+            specs.load(write_spec(tmp_path, "bad", arms=arms, factors=["norm"], base=base, hypotheses=hypotheses, batchnorm_eval=bad))
+
+
+@pytest.mark.unit
+def test_the_verdict_and_the_report_say_what_the_batchnorm_arms_read():
+    from labbench.ablation import spec as specs
+    from labbench.ablation.report import _batchnorm_lines
+    from labbench.ablation.results import batchnorm_eval
+
+    spec = specs.load("warmup")
+    read = {"val": "precise", "test": "precise", "batches": 20, "batch_size": None}
+    records = {"high": [None, {"evaluation": {"batchnorm": read}}], "moderate": [{"evaluation": {"batchnorm": None}}]}
+    bn = batchnorm_eval(spec, "quick", records)
+    assert bn["statistics"] == "precise" and "constant rate" in bn["why"] and bn["arms"] == {"high": read}
+    (line, _) = _batchnorm_lines(bn)
+    assert line.startswith("BatchNorm evaluation: **precise** statistics.")
+    assert "`high`: val precise, test precise (20 training batches of the training batch)" in line
+    assert batchnorm_eval(specs.load("adam-vs-sgd"), "quick", {"adam": [{"evaluation": {"batchnorm": None}}]}) is None

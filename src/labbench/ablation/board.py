@@ -57,9 +57,33 @@ def _verdict_sentence(h: dict[str, Any]) -> str:
         return f"The runs go against the claim: the predicted-better side is worse by {_f(-h['mean_diff'])} (95% CI [{_f(-h['ci_high'])}, {_f(-h['ci_low'])}])."
     if not h.get("decidable", True):
         return f"Too few seeds ({h['n']}) for the method to decide."
-    if h.get("margin") and h["margin"] < 0:
+    if h.get("margin") and h["margin"] < 0 and not _interval_clears(h):
         return "Non-inferiority not shown: the interval reaches below the margin."
+    if _interval_clears(h):
+        return _held_back(h)
     return "No difference the runs can tell from noise at this scale."
+
+
+def _interval_clears(h: dict[str, Any]) -> bool:
+    """Whether the reported t-interval lies wholly on one side of the margin."""
+    low, high, margin = h.get("ci_low"), h.get("ci_high"), h.get("margin") or 0.0
+    if low is None or high is None or not (math.isfinite(low) and math.isfinite(high)):
+        return False
+    return low > margin or high < margin
+
+
+def _held_back(h: dict[str, Any]) -> str:
+    """An inconclusive verdict beside an interval that excludes the margin: which part of the rule held it back."""
+    bound = _f(h.get("margin") or 0.0)
+    flip, raw, holm = h.get("p_sign_flip"), h.get("p_value"), h.get("p_holm")
+    alpha = 0.05
+    if flip is not None and math.isfinite(flip) and flip > alpha:
+        return (f"Not decided: the t-interval excludes {bound}, but the exact sign-flip test does not reject (p {_f(flip)}): "
+                "the verdict needs both tests, and the seeds' signs are not consistent enough.")
+    if raw is not None and holm is not None and math.isfinite(raw) and raw <= alpha < holm:
+        return (f"Not decided: alone this hypothesis would pass (p {_f(raw)}), but not after Holm's correction across the "
+                f"ablation's hypotheses (p {_f(holm)}).")
+    return f"Not decided: the t-interval excludes {bound}, but p {_f(raw)} is above {alpha} (the larger of the t and sign-flip p)."
 
 
 def rows(reports: list[dict[str, Any]], root: Path) -> list[tuple[tuple, str]]:

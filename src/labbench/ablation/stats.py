@@ -47,6 +47,10 @@ FLIP_SEED = 0  # reports are reproducible bit for bit
 MIN_SEEDS = 6  # 2 / 2^6 = 0.031: the fewest seeds at which the sign-flip test can reach p <= 0.05
 RECOMMENDED_SEEDS = 8  # docs/method.md: power for a 1-SD effect is 64-79% at 8 seeds, 32-62% at 6, 54-73% at 7
 TOLERANCE = 1e-12  # relative: sign patterns whose mean equals the observed one (ties) count as extreme
+# Metrics reach the statistics as float32 numbers (Lightning logs tensors; run.json keeps them): two
+# accuracies that are equal fractions of a test set can differ by float32 rounding, so ties are judged
+# at that precision (see :func:`resolution`), never at float64's
+FLOAT32_EPS = float(np.finfo(np.float32).eps)  # 1.19e-7: the spacing of float32 numbers at 1
 METHOD = (
     f"paired differences over shared seeds; a hypothesis is decided by the larger p of a paired t-test and an exact "
     f"sign-flip (randomization) test (all 2^n patterns up to n = {EXACT_UP_TO}, {RANDOM_FLIPS:,} drawn beyond), "
@@ -83,17 +87,30 @@ def summarize(values, level: float = LEVEL) -> Summary:
     return Summary(n, mean, std, mean - half, mean + half)
 
 
-def paired_t(diffs, margin: float = 0.0, level: float = LEVEL) -> tuple[float, float, float]:
+def resolution(*values) -> float:
+    """How far apart two paired differences may be and still be the same number: the float32 rounding
+    of the values they come from (twice half a float32 spacing at the largest magnitude among them).
+
+    A test accuracy of 973/1000 is stored as the nearest float32, 0.97299999; the same difference
+    of two accuracies then comes out a few 1e-8 apart from seed to seed, and a sign-flip test that
+    compared sums at float64 precision would count no ties (stored p-values too small: issue 26).
+    """
+    finite = [abs(float(v)) for group in values for v in np.ravel(group) if math.isfinite(float(v))]
+    return 2.0 * FLOAT32_EPS * max(finite, default=0.0)
+
+
+def paired_t(diffs, margin: float = 0.0, level: float = LEVEL, resolution: float = 0.0) -> tuple[float, float, float]:
     """The paired t-interval of the mean difference and the two-sided p of "mean = margin".
 
-    NaN interval and p when there is no spread (fewer than 2 values, or all equal).
+    NaN interval and p when there is no spread (fewer than 2 values, or all equal: within
+    ``resolution``, the precision the values were stored at).
     """
     d = np.asarray(diffs, dtype=float)
     n = len(d)
     if n < 2:
         return math.nan, math.nan, math.nan
     mean, sd = float(d.mean()), float(d.std(ddof=1))
-    if sd <= TOLERANCE * max(1.0, abs(mean)):
+    if sd <= max(TOLERANCE * max(1.0, abs(mean)), resolution):
         return math.nan, math.nan, math.nan
     se = sd / math.sqrt(n)
     half = float(sps.t.ppf(0.5 + level / 2, n - 1)) * se
@@ -110,18 +127,20 @@ def _sign_patterns(n: int) -> np.ndarray:
     return rng.choice((1.0, -1.0), size=(RANDOM_FLIPS, n))
 
 
-def sign_flip_p(diffs, margin: float = 0.0) -> float:
+def sign_flip_p(diffs, margin: float = 0.0, resolution: float = 0.0) -> float:
     """Two-sided p of the sign-flip test of "the differences are symmetric about margin".
 
     Exact (enumerated) up to EXACT_UP_TO values: the share of sign patterns whose |sum|
     reaches the observed |sum|. Beyond, (1 + hits) / (1 + draws) over drawn patterns.
+    Sums within ``n x resolution`` of the observed one are ties (each difference may be off by
+    ``resolution``, the precision its values were stored at) and count as extreme.
     """
     x = np.asarray(diffs, dtype=float) - margin
     n = len(x)
     if n == 0:
         return math.nan
     observed = abs(float(x.sum()))
-    tol = TOLERANCE * max(1.0, float(np.abs(x).sum()))
+    tol = max(TOLERANCE * max(1.0, float(np.abs(x).sum())), n * resolution)
     signs = _sign_patterns(n)
     extreme = int(np.count_nonzero(np.abs(signs @ x) >= observed - tol))
     if n <= EXACT_UP_TO:
@@ -215,8 +234,9 @@ def compare(better, worse, direction: str, margin: float = 0.0, exact_only: bool
     n = int(len(diffs))
     mean = float(diffs.mean()) if n else math.nan
     sd = float(diffs.std(ddof=1)) if n > 1 else math.nan
-    low, high, p_t = paired_t(diffs, margin)
-    p_flip = sign_flip_p(diffs, margin)
+    tie = resolution(b[ok], w[ok])
+    low, high, p_t = paired_t(diffs, margin, resolution=tie)
+    p_flip = sign_flip_p(diffs, margin, resolution=tie)
     p = p_flip if (exact_only or math.isnan(p_t)) else max(p_t, p_flip)
     if n < 2:
         p = math.nan
