@@ -17,7 +17,8 @@ import yaml
 from conftest import BIN, cli
 from labbench.ablation import engine
 from labbench.ablation import spec as specs
-from labbench.ablation.plan import Plan, merge_overrides, validate
+from labbench.ablation.plan import Plan, merge_overrides
+from labbench.ablation.validation import validate
 from labbench.ablation.results import values_by_arm
 from labbench.ablation.store import Store
 

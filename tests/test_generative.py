@@ -15,7 +15,7 @@ from torch import distributions as D
 from conftest import fast_overrides
 from labbench.ablation import engine
 from labbench.ablation import spec as specs
-from labbench.ablation.plan import validate
+from labbench.ablation.validation import validate
 from labbench.components.gan_losses import GANLoss
 from labbench.config import compose
 from labbench.data.embedded import Ring

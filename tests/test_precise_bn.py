@@ -216,7 +216,7 @@ def test_a_spec_with_batchnorm_arms_must_say_which_statistics_they_are_evaluated
     from test_ablation import write_spec
 
     from labbench.ablation import spec as specs
-    from labbench.ablation.plan import validate
+    from labbench.ablation.validation import validate
 
     arms = {"bn": ["norm=batch"], "gn": ["norm=group", "norm.groups=2"]}
     base = ["data=synthetic", "model.width=8", "trainer.max_steps=4"]

@@ -181,7 +181,7 @@ def test_gpu_trainer_without_a_gpu_is_one_clear_sentence(tmp_path):
 
 
 def test_validate_catches_a_misspelled_target_argument(tmp_path):
-    from labbench.ablation.plan import validate
+    from labbench.ablation.validation import validate
 
     spec = make_spec(tmp_path, ["a", "b"], [{"metric": "val/loss", "better": "a", "worse": "b", "direction": "lower"}])
     validate(spec, "smoke")
@@ -195,7 +195,7 @@ def test_validate_catches_a_misspelled_target_argument(tmp_path):
 def test_an_interpolated_difference_outside_the_factors_is_caught(tmp_path):
     """The arms differ in data.batch_size only, but the learning rate follows it by interpolation:
     covered when batch size is a factor, caught when it is not."""
-    from labbench.ablation.plan import validate
+    from labbench.ablation.validation import validate
 
     lr = "optimizer.lr='${labbench.mul:0.001,${data.batch_size}}'"
     raw = {"name": "interp", "claim": "c", "factors": ["data.batch_size"], "base": ["data=synthetic", lr],
@@ -243,7 +243,7 @@ def test_data_baselines_for_the_gates():
 def test_review_findings_stay_fixed(tmp_path):
     """Tuning never prefers a setting whose completed runs logged inf; a step shared by 1/4 and 1/2
     of the budget still counts for the last-half check; a factor name is not a prefix match."""
-    from labbench.ablation.plan import _derived_from_factor
+    from labbench.ablation.validation import _derived_from_factor
     from labbench.ablation.results import tuning_value
     from labbench.tuning import best_setting
 

@@ -122,7 +122,7 @@ def _summary(outcome, spec, elapsed: float | None = None) -> None:
 def cmd_validate(args: argparse.Namespace) -> int:
     """``labbench validate NAME|PATH``: everything ``reproduce`` checks before it runs, and nothing else."""
     from labbench.ablation.engine import seed_warnings
-    from labbench.ablation.plan import validate
+    from labbench.ablation.validation import duplicate_hypotheses, validate
 
     s = specs.load(args.name)
     profiles = [args.profile] if args.profile else list(s.profiles)
@@ -133,6 +133,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     for name in profiles:
         for line in seed_warnings(s, name):
             console.print(f"[bold yellow]warning ({name}):[/] {line}")
+    for line in duplicate_hypotheses(s):
+        console.print(f"[bold yellow]warning:[/] {line}")
     return 0
 
 
@@ -271,7 +273,7 @@ def cmd_pilot(args: argparse.Namespace) -> int:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     from labbench.ablation.multirun import multirun_commands, shell
-    from labbench.ablation.plan import validate
+    from labbench.ablation.validation import validate
     from labbench.ablation.store import Store, default_root
 
     s = specs.load(args.name)

@@ -45,6 +45,9 @@ def plain_sentence(h: dict[str, Any]) -> str:
 
 
 def _verdict_sentence(h: dict[str, Any]) -> str:
+    if h.get("constant") is not None and h["verdict"] != "undertrained":
+        return (f"Uninformative: every seed of every arm gave {_f(h['constant'])} (a ceiling or floor), so the metric "
+                "cannot tell the arms apart here.")
     verdict = h["verdict"]
     if verdict == "supported":
         return ""

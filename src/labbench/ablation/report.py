@@ -312,6 +312,9 @@ def _warnings(verdict: dict) -> list[str]:
             arms = ", ".join(sorted({f"`{m['arm']}`" for m in h["gates_waived"]}))
             out.append(f"- \"{h['name']}\" takes no competence gate ({GATE_FREE[h['gate_free']]}): its verdict stands "
                        f"although {arms} missed one (below); it says nothing about the trained models.")
+        if h.get("constant") is not None and h["verdict"] != "undertrained":
+            out.append(f"- \"{h['name']}\" is **uninformative**: every seed of every arm gave {_f(h['constant'])} on "
+                       f"`{h['metric']}` (a ceiling or floor), so the metric cannot tell the arms apart here, whatever the verdict.")
     return out
 
 

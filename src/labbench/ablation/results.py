@@ -21,7 +21,7 @@ from typing import Any
 from labbench.ablation.metrics import has_curve, metric_value, parse_metric, truncated
 from labbench.ablation.plan import Plan, PlannedRun, planned_run, tuning_block, tuning_runs, tuning_seeds
 from labbench.ablation.spec import Gate, Hypothesis, Spec, arms_of, fingerprint, is_pair, is_reference
-from labbench.ablation.stats import ALPHA, METHOD, can_decide, compare, decide, holm, seeds_needed, summarize
+from labbench.ablation.stats import ALPHA, METHOD, can_decide, compare, decide, holm, resolution, seeds_needed, summarize
 from labbench.ablation.store import Store
 from labbench.directions import UnknownMetric, direction
 from labbench.tuning import best_setting, next_value, on_edge
@@ -262,6 +262,18 @@ def gate_free(h: Hypothesis) -> str | None:
     return "init" if m.at_init else None
 
 
+def constant_value(per_arm: dict[str, list[float]], arms: list[str]) -> float | None:
+    """The one value every seed of every arm of a hypothesis gave (equal at float32 precision), else None.
+
+    A metric at its ceiling or floor on every run (accuracy 1.0 everywhere, a rank of exactly 1)
+    cannot tell the arms apart: whatever the verdict, the report flags it as uninformative.
+    """
+    values = [v for arm in arms for v in per_arm.get(arm, []) if math.isfinite(v)]
+    if len(values) < 2 or max(values) - min(values) > resolution(values):
+        return None
+    return values[0]
+
+
 def judge(spec: Spec, values: dict[str, dict[str, list[float]]], gates: dict[str, list[dict]]) -> list[dict[str, Any]]:
     """Every hypothesis's comparison and verdicts (raw and after Holm across the ablation's hypotheses).
 
@@ -286,7 +298,8 @@ def judge(spec: Spec, values: dict[str, dict[str, list[float]]], gates: dict[str
         out.append({"name": h.name, "kind": kind, "metric": h.metric, "better": h.better, "worse": h.worse,
                     "direction": h.direction, "margin": h.margin, "note": h.note, **c.as_dict(),
                     "verdict_raw": c.verdict, "undertrained": [] if free else missed,
-                    "gate_free": free, "gates_waived": missed if free else []})
+                    "gate_free": free, "gates_waived": missed if free else [],
+                    "constant": None if kind == "rate" else constant_value(per_arm, arms_of(h))})
     tested = [i for i, h in enumerate(out) if not h["undertrained"]]
     adjusted = holm([out[i]["p_value"] for i in tested])
     for h in out:

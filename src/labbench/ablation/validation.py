@@ -1,0 +1,184 @@
+"""Before anything runs: whether a spec can run as written, and what in it deserves a warning.
+
+Composition of every arm in every profile, every ``_target_`` importable and bound to its
+arguments, a declared direction for every metric read, arms that differ only on the declared
+factors, BatchNorm arms evaluated as the spec declares; and warnings: hypotheses that repeat
+one another. The planner (:mod:`labbench.ablation.plan`) turns a valid spec into runs.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from labbench.ablation.plan import arm_differences, arm_overrides, merge_overrides
+from labbench.ablation.spec import Spec, SpecError
+from labbench.config import compose, identity_config
+
+
+def _check_directions(spec: Spec, arm: str, task: str) -> None:
+    """Every metric the spec reads has a direction its task declares (nothing is guessed from names)."""
+    from labbench.ablation.metrics import parse_metric
+    from labbench.directions import UnknownMetric, direction
+
+    exprs = [h.metric for h in spec.hypotheses] + list(spec.metrics) + [g.metric for g in spec.gates]
+    exprs += [spec.tuning.metric] if spec.tuning is not None else []
+    for expr in dict.fromkeys(exprs):
+        try:
+            direction(parse_metric(expr).key, task)
+        except UnknownMetric as err:
+            raise SpecError(f"{spec.name}: arm {arm!r} reads {expr!r}: {err}") from err
+    for expr in [g.metric for g in spec.gates] + ([spec.tuning.metric] if spec.tuning is not None else []):
+        if direction(parse_metric(expr).key, task) == "neither":
+            raise SpecError(f"{spec.name}: {expr!r} has no better side (its task declares 'neither'), so it cannot be a gate "
+                            "or a tuning metric; use a loss, an accuracy or another metric with a direction")
+
+
+def _derived_from_factor(raw_flat: dict[str, Any], key: str, factors: Sequence[str]) -> bool:
+    """Whether ``key`` (or a node above it) is written as an interpolation of a declared factor.
+
+    ``model.norm: ${norm}`` follows the ``norm`` factor; ``optimizer.lr: ${labbench.mul:0.003125,${data.batch_size}}``
+    follows ``data.batch_size``: both are covered by the factor, not a second difference.
+    """
+    parts = key.split(".")
+    for i in range(len(parts), 0, -1):
+        value = raw_flat.get(".".join(parts[:i]))
+        if isinstance(value, str) and any(re.search(r"\$\{" + re.escape(f) + r"[}.,]", value) for f in factors):
+            return True
+    return False
+
+
+def _raw_values(cfg) -> dict[str, Any]:
+    """Every node of the unresolved config by dotted key, interpolations as written (parents too)."""
+    from omegaconf import OmegaConf
+
+    out: dict[str, Any] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, f"{prefix}{k}.")
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                walk(v, f"{prefix}{i}.")
+        out[prefix.rstrip(".")] = node
+
+    walk(OmegaConf.to_container(cfg, resolve=False), "")
+    return out
+
+
+def check_targets(cfg, where: str) -> None:
+    """Every ``_target_`` imports and takes the arguments its node gives (a typo fails before any model is built).
+
+    Arguments the builder adds at run time (the data's shapes, the model, the optimizer) are
+    not in the node; ``bind_partial`` checks only what is there.
+    """
+    import inspect
+
+    from hydra.utils import get_object
+
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, dict):
+            if "_target_" in node:
+                target = node["_target_"]
+                try:
+                    obj = get_object(target)
+                except Exception as err:
+                    raise SpecError(f"{where}: {path or 'config'}._target_ {target!r} cannot be imported ({err})") from err
+                kwargs = {k: v for k, v in node.items() if not (k.startswith("_") and k.endswith("_"))}
+                try:
+                    sig = inspect.signature(obj)
+                except (TypeError, ValueError):
+                    sig = None
+                if sig is not None:
+                    try:
+                        sig.bind_partial(**kwargs)
+                    except TypeError as err:
+                        valid = [n for n, p in sig.parameters.items() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+                        raise SpecError(f"{where}: {path or 'config'} ({target}): {err}; it takes: {', '.join(valid)}") from err
+            for k, v in node.items():
+                if k != "_target_":
+                    walk(v, f"{path}.{k}" if path else k)
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                walk(v, f"{path}[{i}]")
+
+    walk(identity_config(cfg, resolve=True), "")  # paths (resolved by Hydra at run time) left out
+
+
+def _check_batchnorm_eval(spec: Spec, arm: str, profile: str, cfg) -> None:
+    """An arm with BatchNorm is evaluated with the statistics the spec declared for the profile, and a
+    spec with such arms declares them (issue 25: the running statistics lag weights that move fast,
+    which biases an eval-mode metric by an amount that depends on the learning rate)."""
+    norm = cfg.get("norm")
+    if norm is None or norm.get("kind") != "batch":
+        return
+    decision = spec.batchnorm_decision(profile)
+    if decision is None:
+        raise SpecError(
+            f"{spec.name}: arm {arm!r} has BatchNorm in profile {profile!r} but the spec does not say which statistics its "
+            "evaluations read: add batchnorm_eval: {statistics: running | precise, why: ...} (running: the moving average a "
+            "deployed network uses; precise: re-estimated with the evaluated weights, norm.precise_batches=N on those arms)"
+        )
+    precise = int(norm.get("precise_batches", 0) or 0) > 0
+    if precise != (decision.statistics == "precise"):
+        fix = "set norm.precise_batches=N (e.g. 20) on it" if decision.statistics == "precise" else "drop norm.precise_batches from it"
+        raise SpecError(
+            f"{spec.name}: batchnorm_eval says {decision.statistics} statistics in profile {profile!r}, but arm {arm!r} has "
+            f"norm.precise_batches={norm.get('precise_batches', 0)}: {fix}"
+        )
+
+
+def validate(spec: Spec, profile: str | None = None, extra: Sequence[str] = ()) -> None:
+    """Before anything runs: every arm composes in every profile, every ``_target_`` imports and
+    binds its arguments, every metric the spec reads has a declared direction, and the arms'
+    resolved configs differ only on the declared factors (or on values interpolated from them)."""
+    for name in [profile] if profile else list(spec.profiles):
+        spec.profile(name)
+        for arm in spec.arms:
+            try:
+                cfg = compose(arm_overrides(spec, arm.name, name, extra))
+            except Exception as err:
+                raise SpecError(f"{spec.name}: arm {arm.name!r} does not compose in profile {name!r}: {err}") from err
+            check_targets(cfg, f"{spec.name}: arm {arm.name!r} in profile {name!r}")
+            _check_directions(spec, arm.name, cfg.task._target_)
+            _check_batchnorm_eval(spec, arm.name, name, cfg)
+        raw = {arm.name: _raw_values(compose(merge_overrides(arm_overrides(spec, arm.name, name, extra), ["seed=0"]))) for arm in spec.arms}
+        diffs = arm_differences(spec, name, extra, resolve=True)
+        stray = [
+            k for k in diffs
+            if not any(k == f or k.startswith(f + ".") for f in spec.factors)
+            and not all(_derived_from_factor(raw[a], k, spec.factors) for a in raw)
+        ]
+        if stray:
+            details = "; ".join(f"{k}: {diffs[k]}" for k in stray[:5])
+            raise SpecError(
+                f"{spec.name}: in profile {name!r} the arms' resolved configs differ on keys outside the declared factors "
+                f"{list(spec.factors)}: {details}. Declare them in `factors` or make the arms identical there."
+            )
+
+
+def duplicate_hypotheses(spec: Spec) -> list[str]:
+    """Warnings for hypotheses that compare the same sides on the same metric.
+
+    They read the same per-seed differences: with different margins they ask different
+    questions of them, but a family that counts both counts one comparison twice (Holm pays
+    for it, and two verdicts look like two findings).
+    """
+    groups: dict[tuple, list[int]] = {}
+    for i, h in enumerate(spec.hypotheses):
+        groups.setdefault((h.metric, frozenset((repr(h.better), repr(h.worse)))), []).append(i)
+    out = []
+    for (metric, _), members in groups.items():
+        if len(members) < 2:
+            continue
+        h = spec.hypotheses[members[0]]
+        names = ", ".join(f"{i + 1} (\"{spec.hypotheses[i].name}\")" for i in members)
+        margins = sorted({spec.hypotheses[i].margin for i in members})
+        out.append(
+            f"hypotheses {names} compare {h.better} and {h.worse} on {metric}: the same per-seed differences"
+            + (f" (margins {', '.join(f'{m:g}' for m in margins)})" if len(margins) > 1 else "")
+            + ", so the family counts one comparison more than once; keep one, or state the other as a margin of it"
+        )
+    return out
