@@ -16,7 +16,10 @@ from labbench.ablation import spec as specs
 from labbench.ablation.report import difference_text, predicted_text
 
 console = Console()
-VERDICT_STYLE = {"supported": "bold green", "contradicted": "bold red", "inconclusive": "yellow", "undertrained": "magenta"}
+VERDICT_STYLE = {"supported": "bold green", "contradicted": "bold red", "inconclusive": "yellow", "undertrained": "magenta",
+                 "smaller than claimed": "green", "exploratory": "dim"}
+ANSWER_STYLE = {"holds here": "bold green", "smaller than claimed": "green", "does not hold here": "bold red",
+                "not shown": "yellow", "out of regime": "magenta", "setup failed": "bold magenta"}
 
 
 def catalog() -> list[dict]:
@@ -94,14 +97,19 @@ def _verdict_table(verdict: dict) -> Table:
         table.add_column(col, overflow="fold")
     for h in verdict["hypotheses"]:
         raw = f" (raw: {h['verdict_raw']})" if h.get("verdict_raw", h["verdict"]) != h["verdict"] else ""
+        role = "" if h.get("role", "secondary") == "secondary" else f" [{h['role']}]"
         table.add_row(
-            h["name"], h["metric"], predicted_text(h).replace("`", ""), difference_text(h), f"{h['prob_improvement']:.2f}",
+            h["name"] + role, h["metric"], predicted_text(h).replace("`", ""), difference_text(h), f"{h['prob_improvement']:.2f}",
             f"{h.get('p_holm', float('nan')):.3g}", f"[{VERDICT_STYLE[h['verdict']]}]{h['verdict']}[/]{raw}",
         )
     return table
 
 
 def _summary(outcome, spec, elapsed: float | None = None) -> None:
+    answer = outcome.verdict.get("answer")
+    if answer:
+        console.print(f"answer: [{ANSWER_STYLE[answer['answer']]}]{answer['answer']}[/] ({answer['because']}; primary: "
+                      f"{answer['primary']}) in {answer['setting']}", soft_wrap=True)
     console.print(_verdict_table(outcome.verdict))
     arms = Table(title="arms", title_justify="left")
     arms.add_column("arm")

@@ -51,6 +51,11 @@ def _verdict_sentence(h: dict[str, Any]) -> str:
     verdict = h["verdict"]
     if verdict == "supported":
         return ""
+    if verdict == "exploratory":
+        return (f"Exploratory: the primary hypothesis was not decided, so this one gets no verdict (raw p {_f(h.get('p_value'))}).")
+    if verdict == "smaller than claimed":
+        return (f"In the predicted direction, but the interval ([{_f(h.get('ci_low'))}, {_f(h.get('ci_high'))}]) does not clear the "
+                f"size the claim names ({_f(h.get('min_effect'))}).")
     if verdict == "undertrained":
         arms = sorted({m["arm"] for m in h["undertrained"]})
         gate = h["undertrained"][0]

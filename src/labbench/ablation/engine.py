@@ -14,6 +14,7 @@ from labbench.ablation.report import write_report
 from labbench.ablation.results import analyze, pending_tuning
 from labbench.ablation.spec import Spec
 from labbench.ablation.store import Store
+from labbench.ablation.validation import validate
 
 ProgressFn = Callable[[PlannedRun, str], None]
 
@@ -115,7 +116,7 @@ def reproduce(
     from labbench.ablation.store import default_root
 
     extra = list(extra)
-    planning.validate(spec, profile, extra)
+    validate(spec, profile, extra)
     store = Store(root or default_root(), spec.name, profile)
     plan = Plan(spec.name, profile, planning.final_seeds(spec, profile, seeds), extra)
     plan.tuning_runs = planning.tuning_runs(spec, profile, extra)

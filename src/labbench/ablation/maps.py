@@ -28,6 +28,7 @@ from labbench.ablation import engine
 from labbench.ablation import plan as planning
 from labbench.ablation.spec import Spec, SpecError, fingerprint
 from labbench.ablation.store import Store, default_root
+from labbench.ablation.validation import validate
 from labbench.config import compose
 from labbench.record import from_json_safe, write_json_atomic
 
@@ -141,7 +142,7 @@ def validate_axes(spec: Spec, profile: str, axes: dict[str, list[str]], extra: S
                 f"(top-level keys: {', '.join(str(k) for k in first.keys())}); use a dotted key such as model.depth"
             )
     for cell in cells(axes):
-        planning.validate(spec, profile, [*extra, *cell_overrides(cell)])
+        validate(spec, profile, [*extra, *cell_overrides(cell)])
 
 
 def estimated_minutes(spec: Spec, profile: str, n_cells: int) -> float | None:

@@ -39,6 +39,7 @@ from labbench.ablation.engine import tune_arms
 from labbench.ablation.results import check_gates, metric_direction
 from labbench.ablation.spec import Spec, SpecError
 from labbench.ablation.store import Store
+from labbench.ablation.validation import validate
 from labbench.record import write_json_atomic
 
 ProgressFn = Callable[[Any, str], None]
@@ -114,7 +115,7 @@ def run_pilot(
         "pilot_hash": pilot_fingerprint(spec), "candidates": [], "chosen": None, "capped": False,
     }
     for index, candidate in enumerate(p.candidates):
-        planning.validate(sub, p.profile, list(candidate))
+        validate(sub, p.profile, list(candidate))
         tuning_runs, tuned = tune_arms(sub, p.profile, candidate, store,
                                        lambda runs: execute(runs, store, spec.name, tags, 1, wandb, False, on_done))
         runs = planning.final_runs(sub, p.profile, candidate, list(range(p.seeds)), tuned)

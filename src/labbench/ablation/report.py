@@ -349,6 +349,14 @@ def _trajectory_lines(verdict: dict) -> list[str]:
     return lines + [""]
 
 
+def _hypothesis_row(h: dict) -> str:
+    name = f"{h['name']} (**primary**)" if h.get("role") == "primary" else h["name"]
+    if h.get("min_effect") is not None:
+        name += f"; claimed size {_f(h['min_effect'])} ({h.get('min_effect_source', '')})"
+    return (f"| {name} | `{h['metric']}` | {predicted_text(h)} | {difference_text(h)} | {_f(h.get('effect_size'), 3)} | "
+            f"{_f(h['prob_improvement'], 3)} | {_f(h.get('p_value'), 3)} / {_f(h.get('p_holm'), 3)} | {h['n']} | {verdict_text(h)} |")
+
+
 def _batchnorm_lines(bn: dict | None) -> list[str]:
     """What the BatchNorm arms' evaluations read: the declared choice, why, and what the records say."""
     if not bn:
@@ -380,20 +388,33 @@ def render(spec: Spec, plan: Plan, verdict: dict, records: dict[str, list[dict |
     if spec.notes:
         lines += [f"Note: {spec.notes}", ""]
     lines += _batchnorm_lines(verdict.get("batchnorm_eval"))
+    answer = verdict.get("answer")
+    if answer:
+        lines += [f"## Answer: **{answer['answer']}**", "",
+                  f"From the primary hypothesis, \"{answer['primary']}\": {answer['because']}. Setting: {answer['setting']}. "
+                  "The answer holds in this setting and at this scale, nothing more.", ""]
 
+    hypotheses = [h for h in verdict["hypotheses"] if h.get("role") != "sanity"]
+    checks = [h for h in verdict["hypotheses"] if h.get("role") == "sanity"]
     lines += ["## Verdict", "",
               "| hypothesis | metric | predicted | difference (95% CI) | effect size | P(improvement) | p (raw / Holm) | n | verdict |",
               "|---|---|---|---|---|---|---|---|---|"]
-    for h in verdict["hypotheses"]:
-        lines.append(
-            f"| {h['name']} | `{h['metric']}` | {predicted_text(h)} | {difference_text(h)} | {_f(h.get('effect_size'), 3)} | "
-            f"{_f(h['prob_improvement'], 3)} | {_f(h.get('p_value'), 3)} / {_f(h.get('p_holm'), 3)} | {h['n']} | {verdict_text(h)} |"
-        )
+    lines += [_hypothesis_row(h) for h in hypotheses]
+    procedure = ("The primary hypothesis is tested alone at alpha; once it is decided, the secondary ones are judged under "
+                 "Holm's correction among themselves (serial gatekeeping), else they are exploratory: raw p, no verdict. "
+                 if answer else "The verdict is after Holm's correction across this ablation's hypotheses. ")
     lines += ["", "The difference is oriented so that a positive value means the predicted-better arm did better "
               "(for a loss: the other arm's value minus its value; for a pair `(a - b)`: the gap per seed). "
-              "The verdict is after Holm's correction across this ablation's hypotheses (family-wise alpha "
-              f"{_f(verdict.get('alpha', 0.05))}); raw verdicts are shown where the correction changed them. "
-              "Verdicts hold at the scale this profile ran, nothing more.", ""]
+              f"{procedure}Family-wise alpha {_f(verdict.get('alpha', 0.05))}; raw verdicts are shown where the correction "
+              "changed them. Verdicts hold at the scale this profile ran, nothing more.", ""]
+    if checks:
+        lines += ["### Checks of the setup", "",
+                  "True by construction or checks that the setup is what the claim needs: each judged alone, outside the "
+                  "family, never counted as support. A check that is not supported fails the setup.", "",
+                  "| check | metric | predicted | difference (95% CI) | p | n | verdict |", "|---|---|---|---|---|---|---|"]
+        lines += [f"| {h['name']} | `{h['metric']}` | {predicted_text(h)} | {difference_text(h)} | {_f(h.get('p_value'), 3)} | "
+                  f"{h['n']} | {verdict_text(h)} |" for h in checks]
+        lines += [""]
     warnings = _warnings(verdict)
     if warnings:
         lines += warnings + [""]

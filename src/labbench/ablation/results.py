@@ -300,20 +300,87 @@ def judge(spec: Spec, values: dict[str, dict[str, list[float]]], gates: dict[str
                     "verdict_raw": c.verdict, "undertrained": [] if free else missed,
                     "gate_free": free, "gates_waived": missed if free else [],
                     "constant": None if kind == "rate" else constant_value(per_arm, arms_of(h))})
-    tested = [i for i, h in enumerate(out) if not h["undertrained"]]
-    adjusted = holm([out[i]["p_value"] for i in tested])
+    for h, hyp in zip(out, spec.hypotheses):
+        h["role"], h["min_effect"], h["min_effect_source"] = hyp.role, hyp.min_effect, hyp.min_effect_source
+    apply_family(out)
+    return out
+
+
+def apply_family(out: list[dict[str, Any]]) -> None:
+    """The verdict of every hypothesis after the multiplicity procedure (docs/method.md, "Roles and the family").
+
+    - ``sanity`` checks stand outside the family: each is judged alone at alpha and never counts as
+      support (a check that is not supported fails the setup).
+    - With a ``primary`` (serial gatekeeping): the primary is tested alone at alpha; once it is decided
+      (supported or contradicted) the tested secondaries are judged under Holm at alpha; otherwise they
+      are ``exploratory``: their raw p is shown, with no verdict word. The family-wise error of the
+      confirmatory verdicts stays at alpha (a closed procedure; the simulation study measures it).
+    - Without a primary: Holm across every tested hypothesis but the checks (the method before roles).
+
+    An arm that missed its gate makes a hypothesis ``undertrained``: it leaves the family. A supported
+    hypothesis whose interval does not clear the size the claim names (``min_effect``) is ``smaller
+    than claimed``.
+    """
     for h in out:
         h["p_holm"] = math.nan
-    for i, p in zip(tested, adjusted):
-        out[i]["p_holm"] = p
-    family = len(tested)
+    tested = [h for h in out if not h["undertrained"]]
+    checks = [h for h in tested if h.get("role") == "sanity"]
+    primary = next((h for h in tested if h.get("role") == "primary"), None)
+    declared_primary = any(h.get("role") == "primary" for h in out)
+    secondaries = [h for h in tested if h.get("role", "secondary") == "secondary"]
+    for h in checks:
+        h["p_holm"] = h["p_value"]
+    if declared_primary:
+        family = secondaries if primary is not None and decide(primary["p_value"], primary["mean_diff"], primary["margin"]) != "inconclusive" else []
+        if primary is not None:
+            primary["p_holm"] = primary["p_value"]
+    else:
+        family = secondaries
+    for h, p in zip(family, holm([h["p_value"] for h in family])):
+        h["p_holm"] = p
+    judged = {id(h) for h in ([primary] if primary is not None else []) + family + checks}
     for h in out:
         if h["undertrained"]:
             h["verdict_raw"] = h["verdict"] = "undertrained"
+        elif id(h) in judged:
+            h["verdict"] = size_verdict(h, decide(h["p_holm"], h["mean_diff"], h["margin"], ALPHA))
         else:
-            h["verdict"] = decide(h["p_holm"], h["mean_diff"], h["margin"], ALPHA)
-        h["decidable"] = can_decide(h["n"], max(1, family))
-    return out
+            h["verdict"] = "exploratory"
+        alone = h is primary or any(h is c for c in checks)
+        h["decidable"] = can_decide(h["n"], 1 if alone else max(1, len(family) or len(secondaries)))
+
+
+ANSWERS = ("holds here", "smaller than claimed", "does not hold here", "not shown", "out of regime", "setup failed")
+
+
+def claim_answer(hypotheses: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The claim's one answer in this setting, from its primary hypothesis and its checks (None: no primary declared).
+
+    ``setup failed``: a sanity check was not supported (the setup is not what the claim needs);
+    ``holds here`` / ``does not hold here``: the primary supported / contradicted; ``smaller than
+    claimed``: supported, but its interval does not clear the size the claim names; ``not shown``:
+    the primary inconclusive, or not tested (an arm it needs missed its gate).
+    """
+    primary = next((h for h in hypotheses if h.get("role") == "primary"), None)
+    if primary is None:
+        return None
+    failed = [h["name"] for h in hypotheses if h.get("role") == "sanity" and h["verdict"] != "supported"]
+    if failed:
+        return {"answer": "setup failed", "primary": primary["name"], "because": f"check(s) not supported: {'; '.join(failed)}"}
+    verdict = primary["verdict"]
+    answer = {"supported": "holds here", "smaller than claimed": "smaller than claimed", "contradicted": "does not hold here"}.get(verdict, "not shown")
+    because = {"undertrained": "an arm the primary needs missed its competence gate",
+               "inconclusive": "the primary hypothesis is inconclusive at these seeds"}.get(verdict, f"the primary hypothesis is {verdict}")
+    return {"answer": answer, "primary": primary["name"], "because": because}
+
+
+def size_verdict(h: dict[str, Any], verdict: str) -> str:
+    """``smaller than claimed``: supported, but the interval does not clear the size the claim names."""
+    size = h.get("min_effect")
+    if verdict != "supported" or size is None:
+        return verdict
+    low = h["ci_low"] if math.isfinite(h.get("ci_low", math.nan)) else h["mean_diff"]  # no spread: the difference is exact
+    return verdict if low > size else "smaller than claimed"
 
 
 STABILITY_POINTS = (0.25, 0.5, 0.75)  # fractions of the budget at which each verdict is judged again
@@ -376,7 +443,12 @@ def analyze(spec: Spec, plan: Plan, store: Store) -> dict[str, Any]:
         late = [p["verdict"] for p in h["trajectory"] if p["fraction"] >= 0.5]
         h["unsettled"] = len(set(late)) > 1  # the verdict changed within the last half of the budget
     tuning_records = [store.record(r.run_id) for r in plan.tuning_runs]
+    answer = claim_answer(hypotheses)
+    if answer is not None:
+        answer["setting"] = setting_line(spec, plan, flat)
     return {
+        "answer": answer,
+        "primary": answer["primary"] if answer else None,
         "name": spec.name,
         "claim_id": spec.claim_id,
         "claim": spec.claim,
@@ -396,6 +468,19 @@ def analyze(spec: Spec, plan: Plan, store: Store) -> dict[str, Any]:
         },
         "wall_time_s": round(sum(r.get("wall_time_s", 0.0) for r in [*flat, *(t for t in tuning_records if t)]), 1),
     }
+
+
+def setting_line(spec: Spec, plan: Plan, records: list[dict]) -> str:
+    """The setting an answer holds in, in one line: data, model, budget, seeds."""
+    cfg = next((r.get("config") for r in records if r and r.get("config")), None) or {}
+
+    def target(node: str) -> str:
+        return str((cfg.get(node) or {}).get("_target_", "?")).rsplit(".", 1)[-1]
+
+    budgets = sorted({(r.get("config") or {}).get("trainer", {}).get("max_steps") for r in records if r} - {None})
+    steps = "?" if not budgets else (f"{budgets[0]}" if len(budgets) == 1 else f"{budgets[0]}-{budgets[-1]}")
+    seeds = len({r.seed for r in plan.final_runs})
+    return f"{target('data')} data, {target('model')} model, {steps} steps, {seeds} seeds ({plan.profile} profile)"
 
 
 def _safe_direction(records: list[dict | None], expr: str) -> str | None:

@@ -35,7 +35,8 @@ SPEC_KEYS = {
     "batchnorm_eval": "required where an arm has BatchNorm: {statistics: running | precise, why: ...}: the population statistics its evaluations read, and what that choice measures (a profile may set its own)",
     "pilot": "how a profile's budget was sized before any comparison: {arm, candidates, seeds, metric, late_progress, profile, fallback (none | largest)}",
 }
-HYPOTHESIS_KEYS = {"name", "metric", "better", "worse", "direction", "margin", "note"}
+HYPOTHESIS_KEYS = {"name", "metric", "better", "worse", "direction", "margin", "note", "role", "min_effect", "min_effect_source"}
+ROLES = ("primary", "secondary", "sanity")  # the claim's headline / what qualifies it / a check of the setup (never support)
 TUNING_KEYS = {"param", "grid", "metric", "direction", "seeds", "repeats", "extend"}
 GATE_KEYS = {"metric", "threshold", "fraction", "arms"}
 BASELINES = ("chance", "unigram", "bigram", "modes", "hq_share", "confidence")  # what the data modules and tasks record (baselines())
@@ -88,6 +89,11 @@ class Hypothesis:
     direction: str
     margin: float = 0.0
     note: str = ""
+    # primary: the claim's headline, tested alone at alpha; secondary: qualifies it (under Holm once the primary
+    # is decided, exploratory otherwise); sanity: checks the setup or is true by construction, outside the family
+    role: str = "secondary"
+    min_effect: float | None = None  # the size the claim names (metric units, in the predicted direction)
+    min_effect_source: str = ""  # where that number comes from
 
 
 @dataclass(frozen=True)
@@ -408,10 +414,16 @@ def parse(raw: dict[str, Any], path: Path) -> Spec:
                 direction=_direction(path, where, h["direction"]),
                 margin=float(h.get("margin", 0.0)),
                 note=str(h.get("note", "")),
+                role=_role(path, where, h.get("role", "secondary")),
+                min_effect=_min_effect(path, where, h),
+                min_effect_source=" ".join(str(h.get("min_effect_source", "")).split()),
             )
         )
     if not hypotheses:
         raise _fail(path, "at least one hypothesis is needed (what does the claim predict?)")
+    primaries = [h.name for h in hypotheses if h.role == "primary"]
+    if len(primaries) > 1:
+        raise _fail(path, f"one hypothesis is the claim's primary (its headline); {len(primaries)} say role: primary: {primaries}")
 
     tuning = None
     if raw.get("tuning"):
@@ -506,6 +518,33 @@ def parse(raw: dict[str, Any], path: Path) -> Spec:
         batchnorm_eval=_batchnorm_eval(path, "batchnorm_eval", raw.get("batchnorm_eval")),
         raw=raw,
     )
+
+
+def _role(path: Path, where: str, role: Any) -> str:
+    if role not in ROLES:
+        raise _fail(path, f"{where}.role must be one of {', '.join(ROLES)} (primary: the claim's headline; sanity: a check of "
+                          f"the setup, never counted as support), got {role!r}")
+    return role
+
+
+def _min_effect(path: Path, where: str, h: dict[str, Any]) -> float | None:
+    if h.get("min_effect") is None:
+        if h.get("min_effect_source"):
+            raise _fail(path, f"{where}.min_effect_source explains a min_effect, and there is none")
+        return None
+    value = h["min_effect"]
+    if not is_reference(value) or float(value) <= 0:
+        raise _fail(path, f"{where}.min_effect is the size the claim names, a number > 0 in the metric's units (in the "
+                          f"predicted direction), got {value!r}")
+    if float(h.get("margin", 0.0)):
+        raise _fail(path, f"{where}: min_effect (a size the difference must clear) and margin (a threshold the null sits at) "
+                          "do not go together; a claimed size is min_effect with margin 0")
+    if h.get("metric") == "diverged":
+        raise _fail(path, f"{where}: a divergence rate takes no min_effect")
+    if not str(h.get("min_effect_source", "")).strip():
+        raise _fail(path, f"{where}.min_effect_source is required: one sentence on where {value} comes from (the claim's "
+                          "words, a paper's table)")
+    return float(value)
 
 
 def _batchnorm_eval(path: Path, where: str, body: Any) -> BatchNormEval | None:

@@ -12,7 +12,8 @@ from __future__ import annotations
 import io
 from typing import Any
 
-COLOURS = {"supported": "#1b7a34", "contradicted": "#c0262d", "inconclusive": "#8a8a8a", "undertrained": "#7b3fa0"}
+COLOURS = {"supported": "#1b7a34", "contradicted": "#c0262d", "inconclusive": "#8a8a8a", "undertrained": "#7b3fa0",
+           "smaller than claimed": "#6aa84f", "exploratory": "#b7b7b7"}
 LINTHRESH = 1.0  # |d| below this is drawn on a linear scale
 
 
