@@ -418,6 +418,80 @@ def run_study(draws: int = DRAWS, seed: int = SEED, ns=NS, scenarios=None, shift
     }
 
 
+# ----------------------------------------------------------------------------- roles: a primary and its secondaries
+FAMILY_SIZES = (2, 4)  # secondary hypotheses beside the primary
+FAMILY_NS = (8, 10)
+FAMILY_CASES = {  # name -> (shift of the primary, shift of every secondary), in SD of the differences
+    "all null": (0.0, 0.0),
+    "primary true, secondaries null": (1.0, 0.0),
+    "primary null, secondaries true": (0.0, 1.0),
+    "all true": (1.0, 1.0),
+}
+
+
+def family_cell(case: str, k: int, n: int, draws: int, seed: int, rho: float) -> dict:
+    """One cell of the family study: ``labbench.ablation.results.apply_family`` itself on every draw.
+
+    Per draw, 1 + k hypotheses, each a set of n paired normal differences (SD 1) shifted as the case says,
+    correlated ``rho`` across hypotheses (they share arms and seeds in a real ablation). Rates: family-wise
+    error of the confirmatory verdicts (any verdict on a true null among the primary and the judged
+    secondaries), P(primary supported), mean P(secondary supported); and the same under the procedure
+    before roles (Holm over all 1 + k).
+    """
+    from labbench.ablation.results import apply_family
+
+    primary_shift, secondary_shift = FAMILY_CASES[case]
+    rng = np.random.default_rng([seed, 11, list(FAMILY_CASES).index(case), k, n, int(rho * 100)])
+    m = 1 + k
+    cov = np.full((m, m), rho) + (1 - rho) * np.eye(m)
+    d = rng.multivariate_normal(np.zeros(m), cov, size=(draws, n)).transpose(0, 2, 1)  # draws x m x n
+    d[:, 0] += primary_shift
+    d[:, 1:] += secondary_shift
+    flat = d.reshape(draws * m, n)
+    p = default_p(paired_t_p(flat), sign_flip_p(flat)).reshape(draws, m)
+    mean = d.mean(axis=2)
+    null = np.array([primary_shift == 0.0] + [secondary_shift == 0.0] * k)
+    counts = {"gatekeeping": {"fwer": 0, "primary": 0, "secondary": 0}, "holm_all": {"fwer": 0, "primary": 0, "secondary": 0}}
+    for i in range(draws):
+        for rule in counts:
+            hyps = [{"name": str(j), "p_value": float(p[i, j]), "mean_diff": float(mean[i, j]), "margin": 0.0, "undertrained": [],
+                     "n": n, "ci_low": math.nan, "role": ("primary" if j == 0 and rule == "gatekeeping" else "secondary")}
+                    for j in range(m)]
+            apply_family(hyps)
+            verdicts = [h["verdict"] for h in hyps]
+            decided = [v in ("supported", "contradicted") for v in verdicts]
+            counts[rule]["fwer"] += any(dec and nul for dec, nul in zip(decided, null))
+            counts[rule]["primary"] += verdicts[0] == "supported"
+            counts[rule]["secondary"] += sum(v == "supported" for v in verdicts[1:]) / k
+    return {rule: {"fwer": c["fwer"] / draws, "primary_supported": c["primary"] / draws, "secondary_supported": c["secondary"] / draws}
+            for rule, c in counts.items()}
+
+
+def run_families(draws: int = DRAWS, seed: int = SEED, rhos=(0.0, 0.5)) -> dict:
+    out = {}
+    for rho in rhos:
+        for case in FAMILY_CASES:
+            for k in FAMILY_SIZES:
+                for n in FAMILY_NS:
+                    out[f"rho={rho} | {case} | k={k} | n={n}"] = family_cell(case, k, n, draws, seed, rho)
+    return out
+
+
+def family_tables(result: dict) -> str:
+    lines = ["Roles: one primary and k secondaries; `gatekeeping` = the primary alone at alpha, then Holm over the secondaries "
+             "once it is decided (labbench's rule); `holm_all` = Holm over all 1 + k (the rule before roles). Rates in %; "
+             f"{result['draws']:,} draws per cell", "",
+             "| correlation | case | k | n | FWER gatekeeping | FWER holm_all | P(primary supported) gatekeeping / holm_all "
+             "| P(secondary supported) gatekeeping / holm_all |", "|---|---|---:|---:|---:|---:|---|---|"]
+    for key, cell in result["families"].items():
+        rho, case, k, n = key.split(" | ")
+        g, h = cell["gatekeeping"], cell["holm_all"]
+        lines.append(f"| {rho.split('=')[1]} | {case} | {k.split('=')[1]} | {n.split('=')[1]} | {_pct(g['fwer'])} | {_pct(h['fwer'])} | "
+                     f"{_pct(g['primary_supported'])} / {_pct(h['primary_supported'])} | "
+                     f"{_pct(g['secondary_supported'])} / {_pct(h['secondary_supported'])} |")
+    return "\n".join(lines)
+
+
 # ----------------------------------------------------------------------------- tables
 def _pct(x: float) -> str:
     return f"{100 * x:.1f}"
@@ -474,10 +548,13 @@ def main(argv: list[str] | None = None) -> dict:
     out = args.out if args.out is not None else (None if args.quick else OUT)
     result = {"command": _command([sys.argv[0], *(argv if argv is not None else sys.argv[1:])])}
     result.update(run_study(draws=draws, seed=args.seed, progress=lambda m: print(m, file=sys.stderr, flush=True)))
+    result["families"] = run_families(draws=draws, seed=args.seed)
     result["versions"] = {"python": platform.python_version(), "numpy": np.__version__, "scipy": scipy.__version__}
     result["machine"] = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                          "threads": {v: os.environ.get(v) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")}}
     print(tables(result))
+    print()
+    print(family_tables(result))
     print(f"\nruntime {result['runtime_s']} s; self-check: {result['self_check']['draws_compared']} draws agree with "
           f"stats.compare, the old bootstrap-t and scipy's wilcoxon")
     if out is not None:
