@@ -264,3 +264,22 @@ def test_a_profile_without_seeds_gets_the_methods_recommendation(tmp_path):
     (tmp_path / "defaults.yaml").write_text(yaml.safe_dump(raw))
     spec = specs.load(str(tmp_path / "defaults.yaml"))
     assert spec.profile("quick").seeds == RECOMMENDED_SEEDS == 8 and spec.profile("smoke").seeds == 2
+
+
+@pytest.mark.unit
+def test_gates_read_the_values_the_hypotheses_read_and_flag_a_close_call(tmp_path):
+    """Issue 26: one rule for gate means and hypothesis means. Three of eight seeds diverged: the hypotheses count
+    them at the failure value (accuracy 0.1), so the gate does too, and the arm no longer passes on its survivors."""
+    spec = make_spec(tmp_path, ["a", "b"], [
+        {"name": "a beats b", "metric": "test/acc", "better": "a", "worse": "b", "direction": "higher"},
+    ], gates=[{"metric": "test/acc", "threshold": 0.7}])
+    records = {"a": [record(0.5, 0.9) for _ in range(5)] + [record(None, status="diverged") for _ in range(3)],
+               "b": [record(0.5, 0.8 + 0.001 * i) for i in range(SEEDS)]}
+    gates = check_gates(spec, records)
+    (gate_a,) = gates["a"]
+    assert gate_a["n"] == 8 and gate_a["mean"] == pytest.approx((5 * 0.9 + 3 * 0.1) / 8) and not gate_a["passed"]
+    assert values_by_arm(spec, records, "test/acc")["a"][-1] == 0.1
+    # a mean within half a standard error of the bar is a close call
+    close = {"a": [record(0.5, 0.7 + (0.05 if i % 2 else -0.05) + 0.001) for i in range(SEEDS)], "b": records["b"]}
+    (gate_close,) = check_gates(spec, close)["a"]
+    assert gate_close["passed"] and gate_close["close"] and not gates["b"][0]["close"]

@@ -322,14 +322,15 @@ def _gate_lines(verdict: dict) -> list[str]:
     rows = [(arm, g) for arm, a in verdict["arms"].items() for g in a.get("gates", [])]
     if not rows:
         return ["Competence gates: none declared by this spec: verdicts are read without checking that the arms learned.", ""]
-    lines = ["### Competence gates", "", "An arm has learned when its mean over completed seeds beats the bar "
-             "(a baseline the data gives, or a number the spec fixed before any run).", "",
+    lines = ["### Competence gates", "", "An arm has learned when its mean over its seeds (a diverged run at its failure value, "
+             "as in the hypotheses) beats the bar (a baseline the data gives, or a number the spec fixed before any run). "
+             "*close*: the mean is within half a standard error of the bar, so the gate's outcome is close to chance.", "",
              "| arm | metric | bar | arm's mean (n) | gap | passed |", "|---|---|---|---|---|---|"]
     for arm, g in rows:
         bar = g["threshold"] if isinstance(g["threshold"], (int, float)) else f"{_f(g['fraction'])} x {g['threshold']}"
         better = "below" if g["direction"] == "lower" else "above"
         lines.append(f"| `{arm}` | `{g['metric']}` | {better} {bar} = {_f(g['bar'])} | {_f(g['mean'])} ({g['n']}) | "
-                     f"{_f(g['gap'], 3)} | {'yes' if g['passed'] else '**no**'} |")
+                     f"{_f(g['gap'], 3)} | {'yes' if g['passed'] else '**no**'}{' (*close*)' if g.get('close') else ''} |")
     return lines + [""]
 
 

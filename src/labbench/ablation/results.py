@@ -130,10 +130,14 @@ def gate_threshold(gate: Gate, records: list[dict]) -> float:
 
 
 def check_gates(spec: Spec, records: dict[str, list[dict | None]]) -> dict[str, list[dict[str, Any]]]:
-    """Per arm, every gate that applies to it: the arm's mean over its completed runs against the bar.
+    """Per arm, every gate that applies to it: the arm's mean against the bar.
 
-    An arm passes a gate when that mean is better than the bar in the metric's declared
-    direction; an arm with no completed run fails it (nothing learned to look at).
+    The mean is over the same per-seed values the hypotheses read (:func:`run_value`: a diverged
+    run at its failure value, where one is declared): one rule for gates and hypotheses, so an
+    arm whose seeds blow up cannot pass its gate on the seeds that happened to survive. An arm
+    passes when that mean is better than the bar in the metric's declared direction; an arm with
+    no value fails it (nothing learned to look at). ``close``: the mean is within half a standard
+    error of the bar, so whether the arm passed is close to a coin toss (the report flags it).
     """
     flat = [r for recs in records.values() for r in recs if r]
     out: dict[str, list[dict[str, Any]]] = {arm: [] for arm in records}
@@ -141,12 +145,15 @@ def check_gates(spec: Spec, records: dict[str, list[dict | None]]) -> dict[str, 
         bar = gate_threshold(gate, flat)
         better = metric_direction(flat, gate.metric)
         for arm in gate.arms or list(records):
-            vals = [metric_value(r, gate.metric) for r in records.get(arm, []) if r and r.get("status") == OK]
+            vals = [run_value(r, gate.metric, spec.failure) for r in records.get(arm, [])]
             vals = [v for v in vals if math.isfinite(v)]
-            mean = sum(vals) / len(vals) if vals else math.nan
+            summary = summarize(vals)
+            mean = summary.mean
             passed = math.isfinite(mean) and math.isfinite(bar) and (mean < bar if better == "lower" else mean > bar)
+            se = summary.std / math.sqrt(summary.n) if summary.n > 1 else math.nan
             out[arm].append({"metric": gate.metric, "threshold": gate.threshold, "fraction": gate.fraction, "bar": bar,
-                             "direction": better, "mean": mean, "n": len(vals), "passed": passed,
+                             "direction": better, "mean": mean, "n": len(vals), "passed": passed, "se": se,
+                             "close": bool(math.isfinite(se) and math.isfinite(bar) and abs(mean - bar) < 0.5 * se),
                              "gap": (mean - bar) if math.isfinite(mean) and math.isfinite(bar) else math.nan})
     return out
 
