@@ -477,6 +477,36 @@ def run_families(draws: int = DRAWS, seed: int = SEED, rhos=(0.0, 0.5)) -> dict:
     return out
 
 
+DRIFT_SHIFTS = (0.0, 0.5, 1.0, 2.0)  # a constant effect, in SD of the per-seed differences
+DRIFT_RHOS = (0.0, 0.5)  # correlation of a seed's noise between evaluations
+
+
+def drift_cell(shift: float, rho: float, n: int, draws: int, seed: int) -> dict:
+    """The ``unsettled`` flag under a constant effect (no drift: every flag is a false alarm).
+
+    Per draw and seed, the difference at the evaluations at 1/2, 3/4 and the end of the budget is
+    ``shift`` plus noise (SD 1, correlated ``rho`` between evaluations). ``old``: the rule before
+    issue 26, any change of the raw verdict among the three; ``drift``: ``results.drift`` itself,
+    the change from 1/2 to the end decided by the method's test.
+    """
+    from labbench.ablation.results import drift
+
+    rng = np.random.default_rng([seed, 13, int(shift * 10), int(rho * 100), n])
+    common = rng.normal(size=(draws, 1, n))
+    d = shift + math.sqrt(rho) * common + math.sqrt(1 - rho) * rng.normal(size=(draws, 3, n))  # draws x evaluations x seeds
+    verdict = np.stack([decide(default_p(paired_t_p(d[:, j]), sign_flip_p(d[:, j])), d[:, j].mean(axis=1)) for j in range(3)], axis=1)
+    old = (verdict != verdict[:, :1]).any(axis=1)
+    new = 0
+    for i in range(draws):
+        points = [{"fraction": 0.5, "step": 50, "diffs": list(d[i, 0])}, {"fraction": 1.0, "step": 100, "diffs": list(d[i, 2])}]
+        new += drift(points)["decided"]
+    return {"old": float(old.mean()), "drift": new / draws}
+
+
+def run_drift(draws: int = DRAWS, seed: int = SEED, n: int = 8) -> dict:
+    return {f"shift={k} | rho={rho}": drift_cell(k, rho, n, draws, seed) for k in DRIFT_SHIFTS for rho in DRIFT_RHOS}
+
+
 def family_tables(result: dict) -> str:
     lines = ["Roles: one primary and k secondaries; `gatekeeping` = the primary alone at alpha, then Holm over the secondaries "
              "once it is decided (labbench's rule); `holm_all` = Holm over all 1 + k (the rule before roles). Rates in %; "
@@ -489,6 +519,14 @@ def family_tables(result: dict) -> str:
         lines.append(f"| {rho.split('=')[1]} | {case} | {k.split('=')[1]} | {n.split('=')[1]} | {_pct(g['fwer'])} | {_pct(h['fwer'])} | "
                      f"{_pct(g['primary_supported'])} / {_pct(h['primary_supported'])} | "
                      f"{_pct(g['secondary_supported'])} / {_pct(h['secondary_supported'])} |")
+    if result.get("drift"):
+        lines += ["", f"`unsettled` under a constant effect (every flag a false alarm), 8 seeds, {result['draws']:,} draws: the rule "
+                      "before issue 26 (`old`: the raw verdict changed among the evaluations at 1/2, 3/4 and the end) and "
+                      "`results.drift` (the change from 1/2 to the end decided). Rates in %", "",
+                  "| effect (SD) | noise correlation between evaluations | old | drift |", "|---:|---:|---:|---:|"]
+        for key, cell in result["drift"].items():
+            shift, rho = (part.split("=")[1] for part in key.split(" | "))
+            lines.append(f"| {shift} | {rho} | {_pct(cell['old'])} | {_pct(cell['drift'])} |")
     return "\n".join(lines)
 
 
@@ -549,6 +587,7 @@ def main(argv: list[str] | None = None) -> dict:
     result = {"command": _command([sys.argv[0], *(argv if argv is not None else sys.argv[1:])])}
     result.update(run_study(draws=draws, seed=args.seed, progress=lambda m: print(m, file=sys.stderr, flush=True)))
     result["families"] = run_families(draws=draws, seed=args.seed)
+    result["drift"] = run_drift(draws=draws, seed=args.seed)
     result["versions"] = {"python": platform.python_version(), "numpy": np.__version__, "scipy": scipy.__version__}
     result["machine"] = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                          "threads": {v: os.environ.get(v) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")}}

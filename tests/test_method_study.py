@@ -61,3 +61,9 @@ def test_gatekeeping_gives_the_primary_its_power_and_keeps_the_family_error(stud
     assert cell["gatekeeping"]["fwer"] <= 0.08 and cell["holm_all"]["fwer"] <= 0.08
     gated = study.family_cell("primary null, secondaries true", k=2, n=8, draws=300, seed=0, rho=0.0)
     assert gated["gatekeeping"]["secondary_supported"] < 0.1 < gated["holm_all"]["secondary_supported"]
+
+
+@pytest.mark.unit
+def test_the_drift_rule_rarely_flags_a_constant_effect_and_the_old_rule_often_did(study):
+    cell = study.drift_cell(shift=1.0, rho=0.0, n=8, draws=300, seed=0)
+    assert cell["drift"] <= 0.10 < 0.3 < cell["old"]

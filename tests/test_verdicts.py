@@ -283,3 +283,45 @@ def test_gates_read_the_values_the_hypotheses_read_and_flag_a_close_call(tmp_pat
     close = {"a": [record(0.5, 0.7 + (0.05 if i % 2 else -0.05) + 0.001) for i in range(SEEDS)], "b": records["b"]}
     (gate_close,) = check_gates(spec, close)["a"]
     assert gate_close["passed"] and gate_close["close"] and not gates["b"][0]["close"]
+
+
+def _analyze(spec, records):
+    class FakeStore:
+        def __init__(self):
+            self.by_id = {f"{arm}-{i}": r for arm, recs in records.items() for i, r in enumerate(recs)}
+
+        def record(self, run_id):
+            return self.by_id.get(run_id)
+
+    plan = Plan("planted", "smoke", list(range(SEEDS)), [])
+    plan.final_runs = [PlannedRun(arm, i, "final", (), f"{arm}-{i}") for arm in records for i in range(SEEDS)]
+    return analyze(spec, plan, FakeStore())
+
+
+@pytest.mark.unit
+def test_a_constant_effect_near_the_threshold_is_not_unsettled(tmp_path):
+    """Issue 26: the old rule flagged any verdict change in the last half, which fires on p near 0.05; a constant
+    effect whose verdict flips between evaluations by noise alone is settled: the effect did not drift."""
+    spec = make_spec(tmp_path, ["a", "b"], [{"name": "a beats b", "metric": "val/loss", "better": "a", "worse": "b", "direction": "lower"}])
+    rng = np.random.default_rng(5)
+    records = {"a": [], "b": []}
+    for _ in range(SEEDS):  # b worse than a by 0.01 on average at every evaluation, seed noise 0.012
+        a = [1.0 + 0.01 * rng.normal() for _ in range(4)]
+        b = [x + 0.01 + 0.012 * rng.normal() for x in a]
+        records["a"].append(record(a[-1], curve=list(zip((25, 50, 75, 100), a))))
+        records["b"].append(record(b[-1], curve=list(zip((25, 50, 75, 100), b))))
+    (h,) = _analyze(spec, records)["hypotheses"]
+    late = {p["verdict"] for p in h["trajectory"] if p["fraction"] >= 0.5}
+    assert len(late) > 1  # the verdict flipped in the last half: the old rule would have said unsettled
+    assert not h["unsettled"] and not h["drift"]["decided"] and h["drift"]["from_step"] == 50
+
+
+@pytest.mark.unit
+def test_a_run_that_diverged_late_counts_as_what_it_was_at_earlier_evaluations():
+    from labbench.ablation.metrics import truncated
+    from labbench.ablation.results import run_value
+
+    late = {**record(None, status="diverged", curve=[(25, 1.0), (50, 0.8), (75, 0.7)]), "divergence": {"step": 90, "reason": "nan"}}
+    assert run_value(truncated(late, 50), "val/loss") == 0.8  # it was training normally at step 50
+    assert run_value(truncated(late, 100), "val/loss") == 2.3  # from the step it diverged: the failure value
+    assert run_value(late, "val/loss") == 2.3

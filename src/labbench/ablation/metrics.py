@@ -129,11 +129,17 @@ def metric_value(record: dict[str, Any], expr: str) -> float:
 def truncated(record: dict[str, Any], step: int) -> dict[str, Any]:
     """The record as it stood at ``step``: curves cut there, final values = last logged at or before it.
 
-    Lets a verdict be judged again at an earlier evaluation point of the same runs.
+    Lets a verdict be judged again at an earlier evaluation point of the same runs. A run that
+    diverged after ``step`` had not diverged yet: there it is a completed run with the values it
+    had logged (scored at its failure value only from the step it diverged).
     """
     curves = {k: [p for p in pts if p[0] <= step] for k, pts in record.get("curves", {}).items()}
     final = {k: pts[-1][1] for k, pts in curves.items() if pts}
-    return {**record, "curves": curves, "metrics": {**record.get("metrics", {}), "final": final}}
+    out = {**record, "curves": curves, "metrics": {**record.get("metrics", {}), "final": final}}
+    when = (record.get("divergence") or {}).get("step")
+    if record.get("status") == "diverged" and when is not None and int(when) > step:
+        out.update(status="completed", divergence=None)
+    return out
 
 
 def has_curve(records: list[dict | None], expr: str) -> list[int]:

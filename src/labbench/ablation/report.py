@@ -339,14 +339,17 @@ def _trajectory_lines(verdict: dict) -> list[str]:
     if not rows:
         return []
     lines = ["### Stability over the budget", "",
-             "Each verdict judged again at earlier evaluations of the same runs (raw, before Holm). "
-             "*unsettled*: it changed within the last half of the budget, so a longer run may answer differently.", "",
-             "| hypothesis | " + " | ".join(["1/4", "1/2", "3/4", "end"]) + " |", "|---|---|---|---|---|"]
+             "Each verdict judged again at earlier evaluations of the same runs (raw, before Holm); the last column is the "
+             "per-seed change of the difference from the half-way evaluation to the end, tested like a hypothesis. "
+             "*unsettled*: that change is decided, so the effect was still moving and a longer run may answer differently.", "",
+             "| hypothesis | " + " | ".join(["1/4", "1/2", "3/4", "end"]) + " | change, 1/2 to end (p) |", "|---|---|---|---|---|---|"]
     for h in rows:
         by_fraction = {p["fraction"]: p for p in h["trajectory"]}
         cells = [f"{by_fraction[f]['verdict']} ({_f(by_fraction[f]['mean_diff'], 3)}, step {by_fraction[f]['step']})"
                  if f in by_fraction else "-" for f in (0.25, 0.5, 0.75, 1.0)]
-        lines.append(f"| {h['name']}{' *unsettled*' if h.get('unsettled') else ''} | " + " | ".join(cells) + " |")
+        d = h.get("drift")
+        change = f"{_f(d['change'], 3)} ({_f(d['p_value'], 3)})" if d else "-"
+        lines.append(f"| {h['name']}{' *unsettled*' if h.get('unsettled') else ''} | " + " | ".join(cells) + f" | {change} |")
     return lines + [""]
 
 

@@ -393,11 +393,19 @@ def size_verdict(h: dict[str, Any], verdict: str) -> str:
 STABILITY_POINTS = (0.25, 0.5, 0.75)  # fractions of the budget at which each verdict is judged again
 
 
+def _oriented(values: dict[str, list[float]], hyp: Hypothesis) -> list[float]:
+    """Per seed, the hypothesis's difference oriented so that positive is as predicted (NaN where a side is missing)."""
+    n = max((len(v) for v in values.values()), default=0)
+    better, worse = _side(values, hyp.better, n), _side(values, hyp.worse, n)
+    return [(w - b) if hyp.direction == "lower" else (b - w) for b, w in zip(better, worse)]
+
+
 def trajectory(spec: Spec, h: dict[str, Any], hyp: Hypothesis, records: dict[str, list[dict | None]]) -> list[dict[str, Any]]:
     """The hypothesis judged at earlier evaluation points of the same runs (no extra runs).
 
     At 1/4, 1/2, 3/4 of the budget (the last evaluation at or before each) and at the end;
     the raw verdict (before Holm) at each. Empty when the metric has no curve (a test value).
+    Each point keeps its per-seed differences (``diffs``), which :func:`drift` compares.
     """
     flat = [r for recs in records.values() for r in recs if r]
     steps = has_curve(flat, hyp.metric)
@@ -411,16 +419,37 @@ def trajectory(spec: Spec, h: dict[str, Any], hyp: Hypothesis, records: dict[str
             by_step[earlier[-1]] = fraction  # a step shared by two fractions keeps the later one (the last-half check)
     points = [{"fraction": f, "step": s} for s, f in sorted(by_step.items())]
     out = []
-    for p in points:
-        at = {arm: [truncated(r, p["step"]) if r else None for r in recs] for arm, recs in records.items()}
+    for p in points + [{"fraction": 1.0, "step": None}]:
+        at = {arm: [(truncated(r, p["step"]) if p["step"] is not None else r) if r else None for r in recs] for arm, recs in records.items()}
         values = {arm: [run_value(r, hyp.metric, spec.failure) for r in recs] for arm, recs in at.items()}
         n = max((len(v) for v in values.values()), default=0)
         better, worse = _side(values, hyp.better, n), _side(values, hyp.worse, n)
         pairs = [(b, w) for b, w in zip(better, worse) if math.isfinite(b) and math.isfinite(w)]
         c = compare([b for b, _ in pairs], [w for _, w in pairs], hyp.direction, hyp.margin)
-        out.append({**p, "mean_diff": c.mean_diff, "p_value": c.p_value, "verdict": c.verdict})
-    out.append({"fraction": 1.0, "step": budget, "mean_diff": h["mean_diff"], "p_value": h["p_value"], "verdict": h["verdict_raw"]})
+        out.append({**p, "step": p["step"] if p["step"] is not None else budget, "mean_diff": c.mean_diff, "p_value": c.p_value,
+                    "verdict": c.verdict, "diffs": _oriented(values, hyp)})
+    out[-1].update(mean_diff=h["mean_diff"], p_value=h["p_value"], verdict=h["verdict_raw"])
     return out
+
+
+def drift(points: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Whether the effect moved over the last half of the budget: the per-seed change of the difference from
+    the half-way evaluation to the end, decided by the method's test (two-sided, alpha).
+
+    *unsettled* means this change is decided: the effect was still moving when the runs stopped, so
+    a longer budget may answer differently. Under a constant effect the change has mean 0 and the
+    test's own error rate bounds the false alarm (docs/method.md measures it). It replaces a rule
+    that flagged any verdict that changed in the last half, which fired on p-values near 0.05.
+    """
+    half = next((p for p in points if p["fraction"] == 0.5), None)
+    if half is None or not points or points[-1]["fraction"] != 1.0:
+        return None
+    pairs = [(e, m) for e, m in zip(points[-1]["diffs"], half["diffs"]) if math.isfinite(e) and math.isfinite(m)]
+    if len(pairs) < 2:
+        return None
+    c = compare([e for e, _ in pairs], [m for _, m in pairs], "higher")
+    return {"from_step": half["step"], "to_step": points[-1]["step"], "change": c.mean_diff, "ci_low": c.ci_low,
+            "ci_high": c.ci_high, "p_value": c.p_value, "decided": c.verdict != "inconclusive"}
 
 
 def analyze(spec: Spec, plan: Plan, store: Store) -> dict[str, Any]:
@@ -446,9 +475,10 @@ def analyze(spec: Spec, plan: Plan, store: Store) -> dict[str, Any]:
 
     hypotheses = judge(spec, values, gates)
     for h, hyp in zip(hypotheses, spec.hypotheses):
-        h["trajectory"] = [] if h["verdict"] == "undertrained" else trajectory(spec, h, hyp, records)
-        late = [p["verdict"] for p in h["trajectory"] if p["fraction"] >= 0.5]
-        h["unsettled"] = len(set(late)) > 1  # the verdict changed within the last half of the budget
+        points = [] if h["verdict"] == "undertrained" else trajectory(spec, h, hyp, records)
+        h["drift"] = drift(points)
+        h["unsettled"] = bool(h["drift"] and h["drift"]["decided"])  # the effect still moved in the last half
+        h["trajectory"] = [{k: v for k, v in p.items() if k != "diffs"} for p in points]
     tuning_records = [store.record(r.run_id) for r in plan.tuning_runs]
     answer = claim_answer(hypotheses)
     if answer is not None:

@@ -69,8 +69,9 @@ def gate_status(h: dict[str, Any], verdict: dict[str, Any]) -> str:
 
 
 def stability(h: dict[str, Any]) -> str:
-    """The report's "Stability over the budget": *unsettled* when the verdict changed in the last
-    half of the budget, ``settled`` when it was judged and did not, ``-`` when it was not judged."""
+    """The report's "Stability over the budget": *unsettled* when the effect still moved over the last
+    half of the budget (reports made before issue 26: when the verdict changed there), ``settled``
+    when it was judged and did not, ``-`` when it was not judged."""
     if h.get("unsettled"):
         return "unsettled"
     return "settled" if h.get("trajectory") else "-"
