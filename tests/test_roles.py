@@ -3,12 +3,13 @@ once it is decided, sanity checks outside the family, the size a claim names, an
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from labbench.ablation import spec as specs
 from labbench.ablation.results import claim_answer, judge
 
-pytestmark = pytest.mark.unit
 
 UP = [1.0, 1.2, 0.9, 1.1, 1.3, 0.8, 1.0, 1.2]  # every seed of "a" above "b" by about 1: p = 2/256 with 8 seeds
 ZERO = [0.0] * 8
@@ -34,6 +35,7 @@ def _by_name(out):
     return {h["name"].split(" ")[0]: h for h in out}
 
 
+@pytest.mark.unit
 def test_a_sanity_check_stands_outside_the_family_and_never_counts_as_support(tmp_path):
     spec = _spec(tmp_path, [_h("test/acc", role="primary"), _h("val/acc"), _h("test/loss", role="sanity")])
     out = _by_name(judge(spec, _values(**{"test/acc": (UP, ZERO, ZERO), "val/acc": (UP, ZERO, ZERO),
@@ -46,6 +48,7 @@ def test_a_sanity_check_stands_outside_the_family_and_never_counts_as_support(tm
     assert answer["answer"] == "holds here" and answer["primary"] == "test/acc a>b"
 
 
+@pytest.mark.unit
 def test_a_failed_check_makes_the_answer_setup_failed(tmp_path):
     spec = _spec(tmp_path, [_h("test/acc", role="primary"), _h("test/loss", role="sanity")])
     out = judge(spec, _values(**{"test/acc": (UP, ZERO, ZERO), "test/loss": (NOISE, ZERO, ZERO)}), {})
@@ -54,6 +57,7 @@ def test_a_failed_check_makes_the_answer_setup_failed(tmp_path):
     assert answer["answer"] == "setup failed" and "test/loss a>b" in answer["because"]
 
 
+@pytest.mark.unit
 def test_secondaries_are_exploratory_until_the_primary_is_decided(tmp_path):
     spec = _spec(tmp_path, [_h("test/acc", role="primary"), _h("val/acc"), _h("val/loss", "a", "c")])
     values = _values(**{"test/acc": (NOISE, ZERO, ZERO), "val/acc": (UP, ZERO, ZERO), "val/loss": (UP, ZERO, ZERO)})
@@ -68,6 +72,7 @@ def test_secondaries_are_exploratory_until_the_primary_is_decided(tmp_path):
     assert out["val/acc"]["verdict"] == "supported" and out["val/acc"]["p_holm"] == pytest.approx(2 * out["val/acc"]["p_value"])
 
 
+@pytest.mark.unit
 def test_without_a_primary_the_family_is_every_hypothesis_but_the_checks(tmp_path):
     spec = _spec(tmp_path, [_h("test/acc"), _h("val/acc"), _h("test/loss", role="sanity")])
     out = _by_name(judge(spec, _values(**{"test/acc": (UP, ZERO, ZERO), "val/acc": (UP, ZERO, ZERO),
@@ -76,6 +81,7 @@ def test_without_a_primary_the_family_is_every_hypothesis_but_the_checks(tmp_pat
     assert claim_answer(list(out.values())) is None  # no primary declared: no claim-level answer
 
 
+@pytest.mark.unit
 def test_an_undertrained_primary_leaves_the_claim_not_shown(tmp_path):
     spec = _spec(tmp_path, [_h("test/acc", role="primary"), _h("val/acc", "c", "b")])
     gates = {"a": [{"metric": "test/acc", "passed": False, "mean": 0.1, "bar": 0.5}]}
@@ -85,6 +91,7 @@ def test_an_undertrained_primary_leaves_the_claim_not_shown(tmp_path):
     assert answer["answer"] == "not shown" and "competence gate" in answer["because"]
 
 
+@pytest.mark.unit
 def test_a_difference_whose_interval_does_not_clear_the_claimed_size_is_smaller_than_claimed(tmp_path):
     small = [v * 0.01 for v in UP]  # clearly positive, about 0.01
     spec = _spec(tmp_path, [_h("test/acc", role="primary", min_effect=0.05, min_effect_source="the claim: 'many weights'")])
@@ -95,6 +102,7 @@ def test_a_difference_whose_interval_does_not_clear_the_claimed_size_is_smaller_
     assert out[0]["verdict"] == "supported" and claim_answer(out)["answer"] == "holds here"
 
 
+@pytest.mark.unit
 def test_roles_and_sizes_are_checked_in_the_spec(tmp_path):
     with pytest.raises(specs.SpecError, match="2 say role: primary"):
         _spec(tmp_path, [_h("test/acc", role="primary"), _h("val/acc", role="primary")], "two")
@@ -106,3 +114,108 @@ def test_roles_and_sizes_are_checked_in_the_spec(tmp_path):
         _spec(tmp_path, [_h("test/acc", min_effect=0.05, min_effect_source="x", margin=-0.01)], "margin")
     with pytest.raises(specs.SpecError, match="a number > 0"):
         _spec(tmp_path, [_h("test/acc", min_effect=-1, min_effect_source="x")], "negative")
+
+
+# ----------------------------------------------------------------------------- regime checks, arms predicted to fail
+def _records_spec(tmp_path, name, arms, hypotheses, **raw_extra):
+    import yaml
+
+    raw = {"name": name, "claim": "planted", "factors": [], "base": ["data=synthetic"], "arms": {a: [] for a in arms},
+           "hypotheses": hypotheses, "profiles": {"smoke": {"seeds": 8}}, **raw_extra}
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return specs.load(str(path))
+
+
+def _verdicts(spec, records):
+    from labbench.ablation.results import check_gates, check_regime, values_by_arm
+
+    values = {h.metric: values_by_arm(spec, records, h.metric) for h in spec.hypotheses}
+    return judge(spec, values, check_gates(spec, records), check_regime(spec, records)), check_regime(spec, records)
+
+
+@pytest.mark.unit
+def test_a_failed_regime_check_makes_its_hypotheses_out_of_regime_not_inconclusive(tmp_path):
+    from test_verdicts import record
+
+    spec = _records_spec(tmp_path, "regime", ["sat", "nonsat"], [
+        {"name": "the saturating cost starves", "metric": "val/loss", "better": "nonsat", "worse": "sat", "direction": "lower", "role": "primary"},
+        {"name": "nonsat learns", "metric": "test/acc", "better": "nonsat", "worse": "sat", "direction": "higher"},
+    ], regime=[{"name": "the discriminator is near-optimal", "metric": "test/acc", "arms": ["sat"], "threshold": 0.99,
+                "direction": "higher", "hypotheses": ["the saturating cost starves"]}])
+    records = {"sat": [record(1.0 + 0.01 * i, acc=0.87) for i in range(8)], "nonsat": [record(0.5 + 0.01 * i, acc=0.95) for i in range(8)]}
+    (starves, learns), regime = _verdicts(spec, records)
+    assert regime[0]["met"] is False and regime[0]["arms"]["sat"]["mean"] == pytest.approx(0.87)
+    assert starves["verdict"] == "out of regime" and starves["out_of_regime"] == ["the discriminator is near-optimal"]
+    assert math.isnan(starves["p_holm"])  # out of the family, like an undertrained hypothesis
+    assert learns["verdict"] == "exploratory"  # the primary was not decided
+    answer = claim_answer([starves, learns])
+    assert answer["answer"] == "out of regime" and "near-optimal" in answer["because"]
+    # the precondition met: the same runs are judged
+    records["sat"] = [record(1.0 + 0.01 * i, acc=0.995) for i in range(8)]
+    (starves, learns), regime = _verdicts(spec, records)
+    assert regime[0]["met"] and starves["verdict"] == "supported" and learns["verdict"] == "contradicted"
+
+
+@pytest.mark.unit
+def test_an_arm_predicted_to_fail_is_not_gated_and_its_fails_to_learn_rate_is_decided(tmp_path):
+    from test_verdicts import record
+
+    spec = _records_spec(tmp_path, "fails", ["pre", "post"], [
+        {"name": "Post-LN stalls more often", "metric": "fails_to_learn", "better": "pre", "worse": "post", "direction": "lower",
+         "role": "primary"},
+        {"name": "Pre-LN has the lower loss", "metric": "val/loss", "better": "pre", "worse": "post", "direction": "lower"},
+    ], gates=[{"metric": "test/acc", "threshold": 0.5}], predicted_to_fail=["post"])
+    # seven Post-LN seeds stall at chance, one learns; Pre-LN learns on every seed
+    records = {"pre": [record(0.5 + 0.01 * i, acc=0.9) for i in range(8)],
+               "post": [record(2.3, acc=0.1) for _ in range(7)] + [record(0.6, acc=0.85)]}
+    (stalls, loss), _ = _verdicts(spec, records)
+    assert stalls["kind"] == "rate" and stalls["mean_diff"] == pytest.approx(7 / 8)
+    assert stalls["p_value"] == pytest.approx(2 / 128) and stalls["verdict"] == "supported"  # the exact McNemar test
+    assert loss["undertrained"] == [] and loss["verdict"] == "supported"  # post is not gated: its failure is the finding
+    assert claim_answer([stalls, loss])["answer"] == "holds here"
+
+
+@pytest.mark.unit
+def test_regime_and_predicted_failure_are_checked_in_the_spec(tmp_path):
+    hyp = [{"name": "h", "metric": "val/loss", "better": "a", "worse": "b", "direction": "lower"}]
+    with pytest.raises(specs.SpecError, match="predicts to fail: an arm predicted to fail is not gated"):
+        _records_spec(tmp_path, "g", ["a", "b"], hyp, gates=[{"metric": "test/acc", "threshold": 0.5, "arms": ["b"]}],
+                      predicted_to_fail=["b"])
+    with pytest.raises(specs.SpecError, match="predicted_to_fail names"):
+        _records_spec(tmp_path, "p", ["a", "b"], hyp, predicted_to_fail=["c"])
+    with pytest.raises(specs.SpecError, match="declare gates"):
+        _records_spec(tmp_path, "f", ["a", "b"], [{**hyp[0], "metric": "fails_to_learn"}])
+    with pytest.raises(specs.SpecError, match=r"regime\[0\].hypotheses names \['nope'\]"):
+        _records_spec(tmp_path, "r", ["a", "b"], hyp, regime=[{"name": "x", "metric": "test/acc", "arms": ["a"], "threshold": 0.9,
+                                                                "direction": "higher", "hypotheses": ["nope"]}])
+    with pytest.raises(specs.SpecError, match="is missing 'direction'"):
+        _records_spec(tmp_path, "r2", ["a", "b"], hyp, regime=[{"name": "x", "metric": "test/acc", "arms": ["a"], "threshold": 0.9}])
+
+
+def test_a_reproduction_opens_with_the_answer_and_shows_checks_and_regime(tmp_path):
+    import json
+
+    from test_ablation import write_spec
+
+    from labbench.ablation import engine
+
+    hypotheses = [
+        {"name": "a has the lower loss", "metric": "val/loss", "better": "a", "worse": "b", "direction": "lower", "role": "primary"},
+        {"name": "the data are learnable", "metric": "test/acc", "better": "a", "worse": 0.0, "direction": "higher", "role": "sanity"},
+        {"name": "a is more accurate", "metric": "test/acc", "better": "a", "worse": "b", "direction": "higher"},
+    ]
+    regime = [{"name": "accuracy beyond certainty", "metric": "test/acc", "arms": ["a"], "threshold": 1.5, "direction": "higher",
+               "hypotheses": ["a is more accurate"]}]
+    spec = specs.load(write_spec(tmp_path, "answered", hypotheses=hypotheses, regime=regime))
+    engine.reproduce(spec, "smoke", root=tmp_path / "runs", wandb=False)
+    folder = tmp_path / "runs" / "answered" / "smoke"
+    verdict = json.loads((folder / "verdict.json").read_text())
+    assert verdict["primary"] == "a has the lower loss" and verdict["answer"]["answer"] in ("not shown", "setup failed")
+    assert "3 seeds (smoke profile)" in verdict["answer"]["setting"] and "Synthetic data" in verdict["answer"]["setting"]
+    roles = {h["name"]: (h["role"], h["verdict"]) for h in verdict["hypotheses"]}
+    assert roles["a is more accurate"] == ("secondary", "out of regime") and verdict["regime"][0]["met"] is False
+    text = (folder / "report.md").read_text()
+    assert text.index("## Answer: **") < text.index("## Verdict") < text.index("### Checks of the setup") < text.index("### Regime checks")
+    assert "| the data are learnable |" in text.split("### Checks of the setup")[1]
+    assert "a has the lower loss (**primary**)" in text

@@ -17,7 +17,7 @@ from labbench.ablation.report import difference_text, predicted_text
 
 console = Console()
 VERDICT_STYLE = {"supported": "bold green", "contradicted": "bold red", "inconclusive": "yellow", "undertrained": "magenta",
-                 "smaller than claimed": "green", "exploratory": "dim"}
+                 "smaller than claimed": "green", "exploratory": "dim", "out of regime": "magenta"}
 ANSWER_STYLE = {"holds here": "bold green", "smaller than claimed": "green", "does not hold here": "bold red",
                 "not shown": "yellow", "out of regime": "magenta", "setup failed": "bold magenta"}
 

@@ -37,7 +37,7 @@ PROBE_DIRECTIONS = {  # prefixes of keys the probes (labbench.probes) log
     "test/rank/": NEITHER,
     "test/weight_sparsity": NEITHER,  # a property, not a score: a hypothesis says which side it predicts
 }
-OUTCOME_DIRECTIONS = {"diverged": LOWER}  # per-run outcomes the ablation reads from the status
+OUTCOME_DIRECTIONS = {"diverged": LOWER, "fails_to_learn": LOWER}  # per-run outcomes the ablation reads (status, gates)
 
 
 class UnknownMetric(ValueError):

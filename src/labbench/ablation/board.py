@@ -51,6 +51,9 @@ def _verdict_sentence(h: dict[str, Any]) -> str:
     verdict = h["verdict"]
     if verdict == "supported":
         return ""
+    if verdict == "out of regime":
+        return (f"Out of regime: the check(s) {', '.join(h.get('out_of_regime') or [])} failed, so this setting could not show the "
+                "mechanism: nothing for or against the claim.")
     if verdict == "exploratory":
         return (f"Exploratory: the primary hypothesis was not decided, so this one gets no verdict (raw p {_f(h.get('p_value'))}).")
     if verdict == "smaller than claimed":

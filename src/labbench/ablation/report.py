@@ -312,6 +312,9 @@ def _warnings(verdict: dict) -> list[str]:
             arms = ", ".join(sorted({f"`{m['arm']}`" for m in h["gates_waived"]}))
             out.append(f"- \"{h['name']}\" takes no competence gate ({GATE_FREE[h['gate_free']]}): its verdict stands "
                        f"although {arms} missed one (below); it says nothing about the trained models.")
+        if h.get("out_of_regime"):
+            out.append(f"- \"{h['name']}\" is **out of regime**: the check(s) {', '.join(h['out_of_regime'])} failed (below); "
+                       "this setting could not show the mechanism.")
         if h.get("constant") is not None and h["verdict"] != "undertrained":
             out.append(f"- \"{h['name']}\" is **uninformative**: every seed of every arm gave {_f(h['constant'])} on "
                        f"`{h['metric']}` (a ceiling or floor), so the metric cannot tell the arms apart here, whatever the verdict.")
@@ -331,6 +334,22 @@ def _gate_lines(verdict: dict) -> list[str]:
         better = "below" if g["direction"] == "lower" else "above"
         lines.append(f"| `{arm}` | `{g['metric']}` | {better} {bar} = {_f(g['bar'])} | {_f(g['mean'])} ({g['n']}) | "
                      f"{_f(g['gap'], 3)} | {'yes' if g['passed'] else '**no**'}{' (*close*)' if g.get('close') else ''} |")
+    return lines + [""]
+
+
+def _regime_lines(verdict: dict) -> list[str]:
+    checks = verdict.get("regime") or []
+    if not checks:
+        return []
+    lines = ["### Regime checks", "", "Measured preconditions for the claim's mechanism, fixed before any run. Where one fails, "
+             "the hypotheses it guards are *out of regime*: this setting could not show the mechanism, which says nothing "
+             "for or against the claim.", "", "| check | metric | arm | bar | arm's mean (n) | met |", "|---|---|---|---|---|---|"]
+    for c in checks:
+        side = "above" if c["direction"] == "higher" else "below"
+        bar = c["threshold"] if isinstance(c["threshold"], (int, float)) else f"{_f(c['fraction'])} x {c['threshold']}"
+        for arm, a in c["arms"].items():
+            lines.append(f"| {c['name']} | `{c['metric']}` | `{arm}` | {side} {bar} = {_f(c['bar'])} | {_f(a['mean'])} ({a['n']}) | "
+                         f"{'yes' if a['met'] else '**no**'} |")
     return lines + [""]
 
 
@@ -426,6 +445,7 @@ def render(spec: Spec, plan: Plan, verdict: dict, records: dict[str, list[dict |
     if notes:
         lines += notes + [""]
     lines += _gate_lines(verdict)
+    lines += _regime_lines(verdict)
     lines += _trajectory_lines(verdict)
 
     metric_names = list(next(iter(verdict["arms"].values()))["metrics"])

@@ -28,6 +28,7 @@ from labbench.tuning import best_setting, next_value, on_edge
 
 OK, DIVERGED = "completed", "diverged"
 OUTCOME = "diverged"  # the metric expression of divergence-rate hypotheses
+FAILS = "fails_to_learn"  # per seed 1 when the run misses a competence gate (an arm predicted to fail)
 
 
 def batchnorm_eval(spec: Spec, profile: str, records: dict[str, list[dict | None]]) -> dict[str, Any] | None:
@@ -43,7 +44,7 @@ def batchnorm_eval(spec: Spec, profile: str, records: dict[str, list[dict | None
 
 def metric_direction(records: list[dict | None], expr: str) -> str:
     """The declared direction of ``expr``'s metric: from the records, or their task's declaration."""
-    if expr == OUTCOME or parse_metric(expr).derived:  # fewer steps to a threshold, a smaller rise: better
+    if expr in (OUTCOME, FAILS) or parse_metric(expr).derived:  # fewer steps to a threshold, a smaller rise: better
         return "lower"
     key = parse_metric(expr).key
     for rec in records:
@@ -103,8 +104,26 @@ def _blew_up(record: dict, expr: str) -> bool:
 
 
 def values_by_arm(spec: Spec, records: dict[str, list[dict | None]], expr: str) -> dict[str, list[float]]:
-    """Per arm, per seed: the run's value of ``expr`` (see :func:`run_value`)."""
+    """Per arm, per seed: the run's value of ``expr`` (see :func:`run_value`; ``fails_to_learn``: :func:`missed_gate`)."""
+    if expr == FAILS:
+        flat = [r for recs in records.values() for r in recs if r]
+        return {arm: [missed_gate(spec, r, flat) for r in recs] for arm, recs in records.items()}
     return {arm: [run_value(r, expr, spec.failure) for r in recs] for arm, recs in records.items()}
+
+
+def missed_gate(spec: Spec, record: dict | None, flat: list[dict]) -> float:
+    """1 when this run's value misses any of the spec's competence gates (a diverged run at its failure value
+    does), 0 when it passes them all, NaN when it has no value (a failed run): the per-seed outcome of a
+    fails-to-learn rate, for an arm the claim predicts to fail (not gated itself)."""
+    outcome = 0.0
+    for gate in spec.gates:
+        value, bar = run_value(record, gate.metric, spec.failure), gate_threshold(gate, flat)
+        if not (math.isfinite(value) and math.isfinite(bar)):
+            return math.nan
+        better = metric_direction(flat, gate.metric)
+        if not (value < bar if better == "lower" else value > bar):
+            outcome = 1.0
+    return outcome
 
 
 def _side(values: dict[str, list[float]], side: Any, n: int) -> list[float]:
@@ -144,7 +163,7 @@ def check_gates(spec: Spec, records: dict[str, list[dict | None]]) -> dict[str, 
     for gate in spec.gates:
         bar = gate_threshold(gate, flat)
         better = metric_direction(flat, gate.metric)
-        for arm in gate.arms or list(records):
+        for arm in gate.arms or [a for a in records if a not in spec.predicted_to_fail]:  # an arm predicted to fail is not gated
             vals = [run_value(r, gate.metric, spec.failure) for r in records.get(arm, [])]
             vals = [v for v in vals if math.isfinite(v)]
             summary = summarize(vals)
@@ -155,6 +174,27 @@ def check_gates(spec: Spec, records: dict[str, list[dict | None]]) -> dict[str, 
                              "direction": better, "mean": mean, "n": len(vals), "passed": passed, "se": se,
                              "close": bool(math.isfinite(se) and math.isfinite(bar) and abs(mean - bar) < 0.5 * se),
                              "gap": (mean - bar) if math.isfinite(mean) and math.isfinite(bar) else math.nan})
+    return out
+
+
+def check_regime(spec: Spec, records: dict[str, list[dict | None]]) -> list[dict[str, Any]]:
+    """Every regime check: per arm, the mean over its seeds (the values hypotheses read) against the bar.
+
+    ``met``: every arm of the check is beyond the bar on the check's side. A check with an arm that has
+    no value is not met (the precondition was not shown).
+    """
+    flat = [r for recs in records.values() for r in recs if r]
+    out = []
+    for check in spec.regime:
+        bar = gate_threshold(Gate(check.metric, check.threshold, check.fraction), flat)
+        arms = {}
+        for arm in check.arms:
+            summary = summarize([v for v in (run_value(r, check.metric, spec.failure) for r in records.get(arm, [])) if math.isfinite(v)])
+            beyond = math.isfinite(summary.mean) and math.isfinite(bar) and (summary.mean > bar if check.direction == "higher" else summary.mean < bar)
+            arms[arm] = {"mean": summary.mean, "n": summary.n, "met": beyond}
+        out.append({"name": check.name, "metric": check.metric, "threshold": check.threshold, "fraction": check.fraction, "bar": bar,
+                    "direction": check.direction, "arms": arms, "met": all(a["met"] for a in arms.values()),
+                    "hypotheses": list(check.hypotheses) or [h.name for h in spec.hypotheses], "note": check.note})
     return out
 
 
@@ -246,17 +286,17 @@ def final_records(plan: Plan, store: Store) -> dict[str, list[dict | None]]:
 
 
 def hypothesis_kind(h: Hypothesis) -> str:
-    if h.metric == OUTCOME:
+    if h.metric in (OUTCOME, FAILS):
         return "rate"
     return "interaction" if is_pair(h.better) or is_pair(h.worse) else "difference"
 
 
 GATE_FREE = {
-    "rate": "a divergence rate: whether the arms train at all",
+    "rate": "a rate of diverged or failed-to-learn seeds: whether the arms train at all",
     "threshold": "steps to a threshold: a run that never reaches it counts as its budget",
     "init": "measured at initialization (step 0), before any update",
 }
-GATE_FREE_SHORT = {"rate": "a divergence rate", "threshold": "steps to a threshold", "init": "at initialization"}  # a table cell
+GATE_FREE_SHORT = {"rate": "a rate", "threshold": "steps to a threshold", "init": "at initialization"}  # a table cell
 
 
 def gate_free(h: Hypothesis) -> str | None:
@@ -281,7 +321,8 @@ def constant_value(per_arm: dict[str, list[float]], arms: list[str]) -> float | 
     return values[0]
 
 
-def judge(spec: Spec, values: dict[str, dict[str, list[float]]], gates: dict[str, list[dict]]) -> list[dict[str, Any]]:
+def judge(spec: Spec, values: dict[str, dict[str, list[float]]], gates: dict[str, list[dict]],
+          regime: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """Every hypothesis's comparison and verdicts (raw and after Holm across the ablation's hypotheses).
 
     A hypothesis on an arm that missed a gate is ``undertrained`` and leaves Holm's family:
@@ -307,8 +348,10 @@ def judge(spec: Spec, values: dict[str, dict[str, list[float]]], gates: dict[str
                     "verdict_raw": c.verdict, "undertrained": [] if free else missed,
                     "gate_free": free, "gates_waived": missed if free else [],
                     "constant": None if kind == "rate" else constant_value(per_arm, arms_of(h))})
+    failed = [c for c in (regime or []) if not c["met"]]
     for h, hyp in zip(out, spec.hypotheses):
         h["role"], h["min_effect"], h["min_effect_source"] = hyp.role, hyp.min_effect, hyp.min_effect_source
+        h["out_of_regime"] = [c["name"] for c in failed if hyp.name in c["hypotheses"]]
     apply_family(out)
     return out
 
@@ -324,13 +367,14 @@ def apply_family(out: list[dict[str, Any]]) -> None:
       confirmatory verdicts stays at alpha (a closed procedure; the simulation study measures it).
     - Without a primary: Holm across every tested hypothesis but the checks (the method before roles).
 
-    An arm that missed its gate makes a hypothesis ``undertrained``: it leaves the family. A supported
+    An arm that missed its gate makes a hypothesis ``undertrained``, a failed regime check makes it ``out of
+    regime``: either way it leaves the family. A supported
     hypothesis whose interval does not clear the size the claim names (``min_effect``) is ``smaller
     than claimed``.
     """
     for h in out:
         h["p_holm"] = math.nan
-    tested = [h for h in out if not h["undertrained"]]
+    tested = [h for h in out if not h["undertrained"] and not h.get("out_of_regime")]
     checks = [h for h in tested if h.get("role") == "sanity"]
     primary = next((h for h in tested if h.get("role") == "primary"), None)
     declared_primary = any(h.get("role") == "primary" for h in out)
@@ -349,6 +393,8 @@ def apply_family(out: list[dict[str, Any]]) -> None:
     for h in out:
         if h["undertrained"]:
             h["verdict_raw"] = h["verdict"] = "undertrained"
+        elif h.get("out_of_regime"):
+            h["verdict_raw"] = h["verdict"] = "out of regime"
         elif id(h) in judged:
             h["verdict"] = size_verdict(h, decide(h["p_holm"], h["mean_diff"], h["margin"], ALPHA))
         else:
@@ -364,6 +410,7 @@ def claim_answer(hypotheses: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The claim's one answer in this setting, from its primary hypothesis and its checks (None: no primary declared).
 
     ``setup failed``: a sanity check was not supported (the setup is not what the claim needs);
+    ``out of regime``: a regime check the primary depends on failed;
     ``holds here`` / ``does not hold here``: the primary supported / contradicted; ``smaller than
     claimed``: supported, but its interval does not clear the size the claim names; ``not shown``:
     the primary inconclusive, or not tested (an arm it needs missed its gate).
@@ -375,6 +422,9 @@ def claim_answer(hypotheses: list[dict[str, Any]]) -> dict[str, Any] | None:
     if failed:
         return {"answer": "setup failed", "primary": primary["name"], "because": f"check(s) not supported: {'; '.join(failed)}"}
     verdict = primary["verdict"]
+    if verdict == "out of regime":
+        return {"answer": "out of regime", "primary": primary["name"],
+                "because": f"the regime check(s) it depends on failed: {'; '.join(primary['out_of_regime'])}"}
     answer = {"supported": "holds here", "smaller than claimed": "smaller than claimed", "contradicted": "does not hold here"}.get(verdict, "not shown")
     because = {"undertrained": "an arm the primary needs missed its competence gate",
                "inconclusive": "the primary hypothesis is inconclusive at these seeds"}.get(verdict, f"the primary hypothesis is {verdict}")
@@ -473,7 +523,8 @@ def analyze(spec: Spec, plan: Plan, store: Store) -> dict[str, Any]:
             "metrics": {m: {**summarize(values[m][arm.name]).as_dict(), "values": values[m][arm.name]} for m in metrics},
         }
 
-    hypotheses = judge(spec, values, gates)
+    regime = check_regime(spec, records)
+    hypotheses = judge(spec, values, gates, regime)
     for h, hyp in zip(hypotheses, spec.hypotheses):
         points = [] if h["verdict"] == "undertrained" else trajectory(spec, h, hyp, records)
         h["drift"] = drift(points)
@@ -493,6 +544,8 @@ def analyze(spec: Spec, plan: Plan, store: Store) -> dict[str, Any]:
         "spec_hash": fingerprint(spec, plan.profile),  # a changed spec makes this report stale (tests/test_committed_results.py)
         "method": METHOD,
         "batchnorm_eval": batchnorm_eval(spec, plan.profile, records),
+        "regime": regime,
+        "predicted_to_fail": list(spec.predicted_to_fail),
         "alpha": ALPHA,
         "seeds_needed": seeds_needed(max(1, sum(1 for h in hypotheses if not h["undertrained"]))),
         "hypotheses": hypotheses,
@@ -516,7 +569,7 @@ def setting_line(spec: Spec, plan: Plan, records: list[dict]) -> str:
 
     budgets = sorted({(r.get("config") or {}).get("trainer", {}).get("max_steps") for r in records if r} - {None})
     steps = "?" if not budgets else (f"{budgets[0]}" if len(budgets) == 1 else f"{budgets[0]}-{budgets[-1]}")
-    seeds = len({r.seed for r in plan.final_runs})
+    seeds = len(plan.seeds)  # paired seeds (an A/A arm may draw its own range)
     return f"{target('data')} data, {target('model')} model, {steps} steps, {seeds} seeds ({plan.profile} profile)"
 
 

@@ -33,12 +33,16 @@ SPEC_KEYS = {
     "gates": "what 'learned' means: [{metric, threshold (a number or a baseline: chance, unigram, bigram, modes, hq_share, confidence), fraction, arms}]",
     "failure": "optional {metric key: value} a diverged run counts as, where the task declares none (or to replace it)",
     "batchnorm_eval": "required where an arm has BatchNorm: {statistics: running | precise, why: ...}: the population statistics its evaluations read, and what that choice measures (a profile may set its own)",
+    "predicted_to_fail": "arms the claim predicts to fail: not gated (their failure is a finding); a fails_to_learn or diverged hypothesis states it",
+    "regime": "measured preconditions for the claim's mechanism: [{name, metric, arms, threshold, direction, hypotheses}]; where one fails, the hypotheses that depend on it are out of regime",
     "pilot": "how a profile's budget was sized before any comparison: {arm, candidates, seeds, metric, late_progress, profile, fallback (none | largest)}",
 }
 HYPOTHESIS_KEYS = {"name", "metric", "better", "worse", "direction", "margin", "note", "role", "min_effect", "min_effect_source"}
 ROLES = ("primary", "secondary", "sanity")  # the claim's headline / what qualifies it / a check of the setup (never support)
 TUNING_KEYS = {"param", "grid", "metric", "direction", "seeds", "repeats", "extend"}
 GATE_KEYS = {"metric", "threshold", "fraction", "arms"}
+REGIME_KEYS = {"name", "metric", "arms", "threshold", "fraction", "direction", "hypotheses", "note"}
+RATE_METRICS = ("diverged", "fails_to_learn")  # per-seed 0 / 1 outcomes, decided by the exact sign-flip (McNemar) test
 BASELINES = ("chance", "unigram", "bigram", "modes", "hq_share", "confidence")  # what the data modules and tasks record (baselines())
 PILOT_KEYS = {"arm", "candidates", "seeds", "metric", "late_progress", "profile", "fallback"}
 PILOT_FALLBACKS = ("none", "largest")
@@ -109,6 +113,23 @@ class Gate:
     threshold: str | float
     fraction: float = 1.0
     arms: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RegimeCheck:
+    """A measured precondition for the claim's mechanism: the mean of ``metric`` over the seeds of each of
+    ``arms`` is beyond ``fraction`` x ``threshold`` on the ``direction`` side (``higher``: above). Where it
+    is not, the ``hypotheses`` it guards (every one when empty) are ``out of regime``: the setting could not
+    show the mechanism, which says nothing for or against the claim."""
+
+    name: str
+    metric: str
+    arms: tuple[str, ...]
+    threshold: float | str
+    direction: str
+    fraction: float = 1.0
+    hypotheses: tuple[str, ...] = ()
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -197,6 +218,8 @@ class Spec:
     failure: dict[str, float] = field(default_factory=dict)
     pilot: Pilot | None = None
     batchnorm_eval: BatchNormEval | None = None
+    predicted_to_fail: tuple[str, ...] = ()
+    regime: tuple[RegimeCheck, ...] = ()
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def arm(self, name: str) -> Arm:
@@ -402,8 +425,8 @@ def parse(raw: dict[str, Any], path: Path) -> Spec:
             raise _fail(path, f"{where}: better and worse are both numbers; at least one must name an arm")
         if is_pair(h["better"]) != is_pair(h["worse"]) and not (is_reference(h["better"]) or is_reference(h["worse"])):
             raise _fail(path, f"{where}: an interaction compares two pairs ([a, b] and [c, d]) or a pair with a number, not a pair with one arm")
-        if h["metric"] == "diverged" and (is_pair(h["better"]) or is_pair(h["worse"])):
-            raise _fail(path, f"{where}: a divergence-rate hypothesis compares two arms, not pairs")
+        if h["metric"] in RATE_METRICS and (is_pair(h["better"]) or is_pair(h["worse"])):
+            raise _fail(path, f"{where}: a rate hypothesis ({h['metric']}) compares two arms, not pairs")
         parse_metric(h["metric"])
         hypotheses.append(
             Hypothesis(
@@ -487,6 +510,18 @@ def parse(raw: dict[str, Any], path: Path) -> Spec:
         if bad:
             raise _fail(path, f"{where}.arms names {bad}; arms are: {', '.join(arm_names)}")
         gates.append(Gate(g["metric"], g["threshold"], float(g.get("fraction", 1.0)), tuple(g.get("arms") or ())))
+    predicted = _strings(path, "predicted_to_fail", raw.get("predicted_to_fail"))
+    bad = [a for a in predicted if a not in arm_names]
+    if bad:
+        raise _fail(path, f"predicted_to_fail names {bad}; arms are: {', '.join(arm_names)}")
+    for i, g in enumerate(gates):
+        gated = [a for a in g.arms if a in predicted]
+        if gated:
+            raise _fail(path, f"gates[{i}].arms includes {gated}, which the spec predicts to fail: an arm predicted to fail is not "
+                              "gated (its failure is what a fails_to_learn or diverged hypothesis tests)")
+    if any(h.metric == "fails_to_learn" for h in hypotheses) and not gates:
+        raise _fail(path, "a fails_to_learn hypothesis counts the seeds that miss the competence gate: declare gates")
+    regime = _regime(path, raw.get("regime"), arm_names, [h.name for h in hypotheses])
     failure = raw.get("failure") or {}
     if not isinstance(failure, dict) or not all(is_reference(v) for v in failure.values()):
         raise _fail(path, f"failure must map metric keys to numbers (what a diverged run counts as), got {failure!r}")
@@ -516,8 +551,40 @@ def parse(raw: dict[str, Any], path: Path) -> Spec:
         failure={str(k): float(v) for k, v in failure.items()},
         pilot=pilot,
         batchnorm_eval=_batchnorm_eval(path, "batchnorm_eval", raw.get("batchnorm_eval")),
+        predicted_to_fail=predicted,
+        regime=regime,
         raw=raw,
     )
+
+
+def _regime(path: Path, body: Any, arm_names: list[str], hypothesis_names: list[str]) -> tuple[RegimeCheck, ...]:
+    if body is None:
+        return ()
+    if not isinstance(body, list):
+        raise _fail(path, "regime must be a list of checks {name, metric, arms, threshold, direction, hypotheses}")
+    out = []
+    for i, c in enumerate(body):
+        where = f"regime[{i}]"
+        if not isinstance(c, dict):
+            raise _fail(path, f"{where} must be a mapping with keys {', '.join(sorted(REGIME_KEYS))}")
+        _unknown(path, where, set(c), REGIME_KEYS)
+        for key in ("name", "metric", "arms", "threshold", "direction"):
+            if key not in c:
+                raise _fail(path, f"{where} is missing {key!r}")
+        parse_metric(c["metric"])
+        arms = _strings(path, f"{where}.arms", c["arms"])
+        bad = [a for a in arms if a not in arm_names]
+        if bad or not arms:
+            raise _fail(path, f"{where}.arms names {bad or 'no arm'}; arms are: {', '.join(arm_names)}")
+        if not is_reference(c["threshold"]) and c["threshold"] not in BASELINES:
+            raise _fail(path, f"{where}.threshold must be a number or a baseline ({', '.join(BASELINES)}), got {c['threshold']!r}")
+        guarded = _strings(path, f"{where}.hypotheses", c.get("hypotheses"))
+        unknown = [h for h in guarded if h not in hypothesis_names]
+        if unknown:
+            raise _fail(path, f"{where}.hypotheses names {unknown}; hypotheses are: {hypothesis_names}")
+        out.append(RegimeCheck(str(c["name"]), c["metric"], arms, c["threshold"] if not is_reference(c["threshold"]) else float(c["threshold"]),
+                               _direction(path, where, c["direction"]), float(c.get("fraction", 1.0)), guarded, str(c.get("note", ""))))
+    return tuple(out)
 
 
 def _role(path: Path, where: str, role: Any) -> str:
@@ -539,8 +606,8 @@ def _min_effect(path: Path, where: str, h: dict[str, Any]) -> float | None:
     if float(h.get("margin", 0.0)):
         raise _fail(path, f"{where}: min_effect (a size the difference must clear) and margin (a threshold the null sits at) "
                           "do not go together; a claimed size is min_effect with margin 0")
-    if h.get("metric") == "diverged":
-        raise _fail(path, f"{where}: a divergence rate takes no min_effect")
+    if h.get("metric") in RATE_METRICS:
+        raise _fail(path, f"{where}: a rate ({h['metric']}) takes no min_effect")
     if not str(h.get("min_effect_source", "")).strip():
         raise _fail(path, f"{where}.min_effect_source is required: one sentence on where {value} comes from (the claim's "
                           "words, a paper's table)")

@@ -13,7 +13,7 @@ import io
 from typing import Any
 
 COLOURS = {"supported": "#1b7a34", "contradicted": "#c0262d", "inconclusive": "#8a8a8a", "undertrained": "#7b3fa0",
-           "smaller than claimed": "#6aa84f", "exploratory": "#b7b7b7"}
+           "smaller than claimed": "#6aa84f", "out of regime": "#c27ba0", "exploratory": "#b7b7b7"}
 LINTHRESH = 1.0  # |d| below this is drawn on a linear scale
 
 

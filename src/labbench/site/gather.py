@@ -31,7 +31,7 @@ SECTIONS = {  # claims.md's sections; anything without a registry id (the A/A co
     "D": "D. Generative models",
     "other": "Controls",
 }
-VERDICTS = ("supported", "smaller than claimed", "contradicted", "inconclusive", "undertrained", "exploratory")
+VERDICTS = ("supported", "smaller than claimed", "contradicted", "inconclusive", "undertrained", "out of regime", "exploratory")
 WANDB_PROJECT = "labbench"  # loggers.py / plan.logging_overrides: project labbench, group = ablation name
 
 
