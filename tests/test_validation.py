@@ -52,3 +52,36 @@ def test_a_metric_equal_on_every_seed_of_every_arm_is_flagged_uninformative():
     (line,) = _warnings({"hypotheses": [h]})
     assert "**uninformative**" in line and "`test/acc`" in line
     assert plain_sentence({**h, "constant": None}) == ""
+
+
+@pytest.mark.unit
+def test_power_at_one_sd_matches_the_simulation_and_the_seed_floor():
+    from labbench.ablation.stats import power, seeds_for_power
+
+    assert 0.60 <= power(8, 1) <= 0.67  # the study: 62.5-65.7% at 8 seeds for a primary tested alone
+    assert 0.75 <= power(10, 1) <= 0.81
+    assert power(8, 1) > power(8, 2) > power(8, 4) > 0  # a larger Holm family costs power
+    assert power(8, 7) == 0.0  # 7 x 0.0078 > 0.05: no outcome could pass
+    assert power(8, 1) == power(8, 1)  # seeded: the same question, the same figure
+    assert seeds_for_power(0.8) == 11
+
+
+@pytest.mark.unit
+def test_validate_reports_power_and_a_primary_sets_the_default_seeds(tmp_path):
+    from test_ablation import write_spec
+
+    from labbench.ablation.validation import power_lines
+
+    hyps = [{"name": f"h{i}", "metric": "val/loss", "better": "a", "worse": "b", "direction": "lower", "margin": -0.01 * i}
+            for i in range(4)]
+    lines, warnings = power_lines(specs.load(write_spec(tmp_path, "flat", hypotheses=hyps)), 8)
+    assert lines == ["power at a 1-SD effect with 8 paired seeds: each of 4 hypothesis(es) 24% (no primary declared: Holm over all)"]
+    assert "below 50%" in warnings[0]
+    with_primary = [{**hyps[0], "role": "primary"}, *hyps[1:]]
+    spec = specs.load(write_spec(tmp_path, "primary", hypotheses=with_primary, profiles={"smoke": {}}))
+    assert spec.profile("smoke").seeds == 11  # the fewest seeds giving the primary 80% at 1 SD
+    lines, warnings = power_lines(spec, 11)
+    from labbench.ablation.stats import power
+
+    assert lines[0].endswith(f"the primary {100 * power(11, 1):.0f}% (tested alone)") and power(11, 1) >= 0.8
+    assert "each of 3 hypothesis(es)" in lines[1] and "once the primary is decided" in lines[1]

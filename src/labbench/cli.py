@@ -130,7 +130,7 @@ def _summary(outcome, spec, elapsed: float | None = None) -> None:
 def cmd_validate(args: argparse.Namespace) -> int:
     """``labbench validate NAME|PATH``: everything ``reproduce`` checks before it runs, and nothing else."""
     from labbench.ablation.engine import seed_warnings
-    from labbench.ablation.validation import duplicate_hypotheses, validate
+    from labbench.ablation.validation import duplicate_hypotheses, power_lines, validate
 
     s = specs.load(args.name)
     profiles = [args.profile] if args.profile else list(s.profiles)
@@ -143,6 +143,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
             console.print(f"[bold yellow]warning ({name}):[/] {line}")
     for line in duplicate_hypotheses(s):
         console.print(f"[bold yellow]warning:[/] {line}")
+    for name in profiles:
+        lines, warnings = power_lines(s, s.profile(name).seeds)
+        for line in lines:
+            console.print(f"{name}: {line}", soft_wrap=True)
+        for line in warnings:
+            console.print(f"[bold yellow]warning ({name}):[/] {line}", soft_wrap=True)
     return 0
 
 
@@ -150,6 +156,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     import time
 
     from labbench.ablation.engine import remaining_minutes, reproduce, seed_warnings, stored_runs
+    from labbench.ablation.validation import power_lines
 
     s = specs.load(args.name)
     s.profile(args.profile)
@@ -165,6 +172,11 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         console.print(f"[bold]{s.name}[/] ({args.profile}): {total} runs planned" + _time_line(total, stored, est))
         for line in seed_warnings(s, args.profile, args.seeds):
             console.print(f"[bold yellow]warning:[/] {line}")
+        power, weak = power_lines(s, args.seeds or s.profile(args.profile).seeds)
+        for line in power:
+            console.print(line, soft_wrap=True)
+        for line in weak:
+            console.print(f"[bold yellow]warning:[/] {line}", soft_wrap=True)
         task = progress.add_task("runs", total=total)
 
     def on_done(run, status: str) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 from labbench.ablation.metrics import has_curve, metric_value, parse_metric, truncated
 from labbench.ablation.plan import Plan, PlannedRun, planned_run, tuning_block, tuning_runs, tuning_seeds
 from labbench.ablation.spec import Gate, Hypothesis, Spec, arms_of, fingerprint, is_pair, is_reference
-from labbench.ablation.stats import ALPHA, METHOD, can_decide, compare, decide, holm, resolution, seeds_needed, summarize
+from labbench.ablation.stats import ALPHA, METHOD, can_decide, compare, decide, holm, power, resolution, seeds_needed, summarize
 from labbench.ablation.store import Store
 from labbench.directions import UnknownMetric, direction
 from labbench.tuning import best_setting, next_value, on_edge
@@ -400,7 +400,9 @@ def apply_family(out: list[dict[str, Any]]) -> None:
         else:
             h["verdict"] = "exploratory"
         alone = h is primary or any(h is c for c in checks)
-        h["decidable"] = can_decide(h["n"], 1 if alone else max(1, len(family) or len(secondaries)))
+        size = 1 if alone else max(1, len(family) or len(secondaries))
+        h["decidable"] = can_decide(h["n"], size)
+        h["power"] = power(h["n"], size) if h["n"] >= 2 else math.nan  # at a 1-SD effect, in this family (docs/method.md)
 
 
 ANSWERS = ("holds here", "smaller than claimed", "does not hold here", "not shown", "out of regime", "setup failed")

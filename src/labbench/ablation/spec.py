@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 
 from labbench.ablation.metrics import parse_metric
-from labbench.ablation.stats import RECOMMENDED_SEEDS
+from labbench.ablation.stats import RECOMMENDED_SEEDS, seeds_for_power
 
 SPEC_KEYS = {
     "name": "the ablation's name (the file name without .yaml)",
@@ -482,7 +482,10 @@ def parse(raw: dict[str, Any], path: Path) -> Spec:
     for name, body in raw["profiles"].items():
         body = body or {}
         _unknown(path, f"profile {name!r}", set(body), PROFILE_KEYS)
-        seeds = int(body.get("seeds", RECOMMENDED_SEEDS))  # the method's recommendation (docs/method.md) unless the profile says
+        # the method's recommendation (docs/method.md) unless the profile says; with a primary hypothesis, the fewest seeds
+        # that give it 80% power at a 1-SD effect (stats.seeds_for_power: 11)
+        default_seeds = seeds_for_power(0.8) if any(h.role == "primary" for h in hypotheses) else RECOMMENDED_SEEDS
+        seeds = int(body.get("seeds", default_seeds))
         if seeds < 1:
             raise _fail(path, f"profile {name!r} needs seeds >= 1")
         est = body.get("estimated_minutes")

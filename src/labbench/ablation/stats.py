@@ -170,6 +170,49 @@ def seeds_needed(hypotheses: int = 1, alpha: float = ALPHA) -> int:
     return n
 
 
+POWER_DRAWS = 2000  # Monte-Carlo draws behind power(): standard error <= 1.1 points
+POWER_SEED = 20261205
+
+
+@lru_cache(maxsize=512)
+def power(n: int, family: int = 1, effect_sd: float = 1.0, alpha: float = ALPHA, draws: int = POWER_DRAWS) -> float:
+    """P(supported) for a hypothesis whose paired differences are normal with a true effect of ``effect_sd``
+    standard deviations, with ``n`` seeds, judged by this module's rule (the larger p of the t and sign-flip
+    tests) in a family of ``family`` hypotheses under Holm's correction.
+
+    The family enters as the first Holm step (p <= alpha / family): exact when the other hypotheses are null,
+    a floor otherwise. A primary tested alone has ``family=1``; gatekept secondaries, the number of them.
+    Seeded Monte Carlo (``POWER_DRAWS`` draws), so the same question always gets the same figure; the
+    simulation study (docs/method.md) gives the same numbers within its error.
+    """
+    if n < 2:
+        return 0.0
+    if smallest_p(n) > alpha / max(1, family):
+        return 0.0
+    rng = np.random.default_rng([POWER_SEED, n, family, int(round(effect_sd * 1000))])
+    d = effect_sd + rng.normal(size=(draws, n))
+    mean, sd = d.mean(axis=1), d.std(axis=1, ddof=1)
+    p_t = 2 * sps.t.sf(np.abs(mean) / (sd / math.sqrt(n)), n - 1)
+    signs = _sign_patterns(n)
+    observed = np.abs(d.sum(axis=1))
+    extreme = np.empty(draws)
+    step = max(1, 4_000_000 // len(signs))
+    for lo in range(0, draws, step):
+        sums = np.abs(d[lo:lo + step] @ signs.T)
+        extreme[lo:lo + step] = np.count_nonzero(sums >= (observed[lo:lo + step, None] - 1e-12 * np.abs(d[lo:lo + step]).sum(axis=1)[:, None]), axis=1)
+    p_flip = extreme / len(signs) if n <= EXACT_UP_TO else (1 + extreme) / (1 + len(signs))
+    p = np.maximum(p_t, p_flip)
+    return float(np.mean((p <= alpha / max(1, family)) & (mean > 0)))
+
+
+def seeds_for_power(target: float = 0.8, family: int = 1, effect_sd: float = 1.0, most: int = 30) -> int:
+    """The fewest seeds at which :func:`power` reaches ``target`` (``most`` if none up to it does)."""
+    for n in range(2, most + 1):
+        if power(n, family, effect_sd) >= target:
+            return n
+    return most
+
+
 def holm(pvalues, alpha: float = ALPHA) -> list[float]:
     """Holm's step-down adjusted p-values (family-wise error rate <= alpha); NaN stays NaN."""
     p = [(v, i) for i, v in enumerate(pvalues) if math.isfinite(v)]

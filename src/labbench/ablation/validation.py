@@ -182,3 +182,29 @@ def duplicate_hypotheses(spec: Spec) -> list[str]:
             + ", so the family counts one comparison more than once; keep one, or state the other as a margin of it"
         )
     return out
+
+
+def power_lines(spec: Spec, seeds: int) -> tuple[list[str], list[str]]:
+    """What the spec's seeds buy: each confirmatory hypothesis's power at a 1-SD effect in its family
+    (``stats.power``), and warnings where it is below 50%. Returns (lines, warnings)."""
+    from labbench.ablation.stats import power
+
+    confirmatory = [h for h in spec.hypotheses if h.role != "sanity"]
+    primary = next((h for h in confirmatory if h.role == "primary"), None)
+    secondaries = [h for h in confirmatory if h.role == "secondary"]
+    lines, warnings = [], []
+    if primary is not None:
+        p = power(seeds, 1)
+        lines.append(f"power at a 1-SD effect with {seeds} paired seeds: the primary {100 * p:.0f}% (tested alone)")
+        if p < 0.5:
+            warnings.append(f"the primary hypothesis has {100 * p:.0f}% power at a 1-SD effect with {seeds} seeds (below 50%): add seeds")
+        groups = [(secondaries, "secondary, under Holm once the primary is decided")] if secondaries else []
+    else:
+        groups = [(confirmatory, "no primary declared: Holm over all")]
+    for members, how in groups:
+        p = power(seeds, len(members))
+        lines.append(f"power at a 1-SD effect with {seeds} paired seeds: each of {len(members)} hypothesis(es) {100 * p:.0f}% ({how})")
+        if p < 0.5:
+            warnings.append(f"{len(members)} hypothesis(es) in one Holm family have {100 * p:.0f}% power each at a 1-SD effect with "
+                            f"{seeds} seeds (below 50%): add seeds, or name a primary and keep the family small")
+    return lines, warnings
