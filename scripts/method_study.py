@@ -507,6 +507,51 @@ def run_drift(draws: int = DRAWS, seed: int = SEED, n: int = 8) -> dict:
     return {f"shift={k} | rho={rho}": drift_cell(k, rho, n, draws, seed) for k in DRIFT_SHIFTS for rho in DRIFT_RHOS}
 
 
+TUNED_AA_CURVATURES = (0.0, 0.1, 0.3, 1.0)  # loss rise per grid step squared, in SD of a run's noise
+TUNED_AA_PROCEDURES = {"best, 1 tuning seed": ("best", 1), "best, 3 tuning seeds": ("best", 3), "one_se, 3 tuning seeds": ("one_se", 3),
+                       "best, 5 tuning seeds": ("best", 5), "best, 1 tuning seed per final seed (nested)": ("best", 1)}
+TUNED_AA_SHARING = (0.0, 0.5)  # correlation of the two arms' tuning noise: 0 = their own tuning seeds (the A/A control), 0.5 = shared ones
+
+
+def tuned_aa_cell(curvature: float, procedure: str, n: int, draws: int, seed: int, shared_tuning: float = 0.0) -> dict:
+    """A tuned A/A control, simulated: two identical arms, each tuned on its own tuning seeds over 5 grid values
+    (``labbench.tuning.choose`` itself), then 8 paired final seeds at the chosen values, compared by the method.
+
+    The landscape is a valley, loss = curvature x (grid index - 2.3)^2, plus a shared per-seed effect (SD 1) and
+    each run's own noise (SD 1). Where the arms choose different values their final means truly differ, so a
+    verdict there is a false positive that tuning added. Rate: any verdict other than inconclusive.
+    """
+    from labbench.tuning import choose
+
+    rule, k = TUNED_AA_PROCEDURES[procedure]
+    rng = np.random.default_rng([seed, 17, int(curvature * 100), list(TUNED_AA_PROCEDURES).index(procedure), n, int(shared_tuning * 100)])
+    grid = np.arange(5)
+    landscape = curvature * (grid - 2.3) ** 2
+    nested = "nested" in procedure  # every final seed tuned on its own: the tuning's noise is part of each paired difference
+    per_seed = n if nested else 1
+    chosen = np.empty((draws, per_seed, 2), dtype=int)
+    for i in range(draws):
+        for j in range(per_seed):
+            common = rng.normal(size=(len(grid), k))  # what shared tuning seeds share (init, data order)
+            for arm in range(2):
+                noise = math.sqrt(shared_tuning) * common + math.sqrt(1 - shared_tuning) * rng.normal(size=(len(grid), k))
+                scores = {int(g): list(landscape[g] + noise[g]) for g in grid}
+                chosen[i, j, arm] = choose(scores, "lower", rule, [int(g) for g in grid])[0]
+    chosen = np.broadcast_to(chosen, (draws, n, 2)) if not nested else chosen
+    shared = rng.normal(size=(draws, n))
+    a = landscape[chosen[:, :, 0]] + shared + rng.normal(size=(draws, n))
+    b = landscape[chosen[:, :, 1]] + shared + rng.normal(size=(draws, n))
+    d = b - a  # "a has the lower loss", oriented
+    verdict = decide(default_p(paired_t_p(d), sign_flip_p(d)), d.mean(axis=1))
+    return {"false_positive": float(np.mean(verdict != 0)), "arms_chose_differently": float(np.mean(chosen[:, :, 0] != chosen[:, :, 1])),
+            "mean_chosen_index": float(chosen.mean())}
+
+
+def run_tuned_aa(draws: int = DRAWS, seed: int = SEED, n: int = 8) -> dict:
+    return {f"curvature={c} | tuning noise shared={r} | {p}": tuned_aa_cell(c, p, n, draws, seed, r)
+            for r in TUNED_AA_SHARING for c in TUNED_AA_CURVATURES for p in TUNED_AA_PROCEDURES}
+
+
 def family_tables(result: dict) -> str:
     lines = ["Roles: one primary and k secondaries; `gatekeeping` = the primary alone at alpha, then Holm over the secondaries "
              "once it is decided (labbench's rule); `holm_all` = Holm over all 1 + k (the rule before roles). Rates in %; "
@@ -527,6 +572,15 @@ def family_tables(result: dict) -> str:
         for key, cell in result["drift"].items():
             shift, rho = (part.split("=")[1] for part in key.split(" | "))
             lines.append(f"| {shift} | {rho} | {_pct(cell['old'])} | {_pct(cell['drift'])} |")
+    if result.get("tuned_aa"):
+        lines += ["", f"Tuned A/A, simulated (two identical arms, each tuned on its own seeds over 5 grid values of a valley of the given "
+                      f"curvature, then 8 paired final seeds); {result['draws']:,} draws. Rates in %", "",
+                  "| tuning noise shared | curvature | procedure | false positive | arms chose differently | mean chosen grid index |",
+                  "|---:|---:|---|---:|---:|---:|"]
+        for key, cell in result["tuned_aa"].items():
+            curvature, shared, procedure = key.split(" | ")
+            lines.append(f"| {shared.split('=')[1]} | {curvature.split('=')[1]} | {procedure} | {_pct(cell['false_positive'])} | "
+                         f"{_pct(cell['arms_chose_differently'])} | {cell['mean_chosen_index']:.2f} |")
     return "\n".join(lines)
 
 
@@ -588,6 +642,7 @@ def main(argv: list[str] | None = None) -> dict:
     result.update(run_study(draws=draws, seed=args.seed, progress=lambda m: print(m, file=sys.stderr, flush=True)))
     result["families"] = run_families(draws=draws, seed=args.seed)
     result["drift"] = run_drift(draws=draws, seed=args.seed)
+    result["tuned_aa"] = run_tuned_aa(draws=draws, seed=args.seed)
     result["versions"] = {"python": platform.python_version(), "numpy": np.__version__, "scipy": scipy.__version__}
     result["machine"] = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                          "threads": {v: os.environ.get(v) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")}}

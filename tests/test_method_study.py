@@ -67,3 +67,14 @@ def test_gatekeeping_gives_the_primary_its_power_and_keeps_the_family_error(stud
 def test_the_drift_rule_rarely_flags_a_constant_effect_and_the_old_rule_often_did(study):
     cell = study.drift_cell(shift=1.0, rho=0.0, n=8, draws=300, seed=0)
     assert cell["drift"] <= 0.10 < 0.3 < cell["old"]
+
+
+@pytest.mark.unit
+def test_tuning_per_arm_adds_false_positives_that_nested_tuning_does_not(study):
+    """Two identical arms tuned on their own seeds choose different rates in a steep valley, and the final comparison
+    then finds the real difference between those rates; tuning each final seed on its own makes the tuning part of
+    every paired difference, and the A/A control comes back to alpha."""
+    once = study.tuned_aa_cell(1.0, "best, 1 tuning seed", n=8, draws=400, seed=0)
+    nested = study.tuned_aa_cell(1.0, "best, 1 tuning seed per final seed (nested)", n=8, draws=400, seed=0)
+    assert once["false_positive"] > 0.1 and nested["false_positive"] <= 0.075
+    assert 0.3 < once["arms_chose_differently"] < 0.8

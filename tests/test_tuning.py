@@ -205,3 +205,41 @@ def test_a_grid_whose_values_all_tie_is_flagged_as_uninformative(tmp_path):
     assert tied["a"]["uninformative"] and tied["a"]["scores"] == {"0.01": 300.0, "0.1": 300.0, "1.0": 300.0}
     told = choose_tuned(spec, "smoke", runs, Store({r.run_id: reached if r.tuned_value == 0.1 else never for r in runs}))
     assert not told["a"]["uninformative"] and told["a"]["value"] == 0.1
+
+
+@pytest.mark.unit
+def test_one_se_prefers_the_smaller_rate_unless_a_larger_one_beats_it_by_more_than_the_noise():
+    from labbench.tuning import choose, clears_edge, one_se_setting, standard_error
+
+    # losses over 3 tuning seeds: 0.03 is best by 0.01, but its standard error is 0.02: 0.01 is within it
+    scores = {0.01: [1.00, 1.02, 1.01], 0.03: [0.96, 1.03, 1.01], 0.1: [1.3, 1.4, 1.2]}
+    assert standard_error(scores[0.03]) == pytest.approx(math.sqrt(((0.96 - 1) ** 2 + 0.03 ** 2 + 0.01 ** 2) / 2 / 3))
+    assert best_setting(scores, "lower")[0] == 0.03
+    assert one_se_setting(scores, "lower", [0.01, 0.03, 0.1])[0] == 0.01
+    # a clear winner (better by far more than its standard error) still wins
+    clear = {0.01: [1.20, 1.21, 1.19], 0.03: [1.00, 1.01, 0.99], 0.1: [1.3, 1.4, 1.2]}
+    assert choose(clear, "lower", "one_se", [0.01, 0.03, 0.1])[0] == 0.03
+    # one tuning seed gives no standard error: the best mean, as before
+    assert choose({0.01: [1.01], 0.03: [1.0]}, "lower", "one_se", [0.01, 0.03])[0] == 0.03
+    # walking past an edge needs the edge to beat its neighbour by more than the noise
+    assert clears_edge(clear, "lower", 0.03, 0.01) and not clears_edge(scores, "lower", 0.03, 0.01)
+    with pytest.raises(ValueError, match="best, one_se"):
+        choose(scores, "lower", "median")
+
+
+@pytest.mark.unit
+def test_a_spec_with_a_primary_tunes_on_three_seeds(tmp_path):
+    from test_ablation import write_spec
+
+    from labbench.ablation import spec as specs
+
+    tuning = {"param": "optimizer.lr", "grid": [0.001, 0.01], "metric": "val/loss", "direction": "lower"}
+    primary = [{"metric": "val/loss", "better": "a", "worse": "b", "direction": "lower", "role": "primary"}]
+    robust = specs.load(write_spec(tmp_path, "robust", tuning=tuning, hypotheses=primary)).tuning
+    assert (robust.seeds, robust.rule) == (3, "best")
+    chosen = specs.load(write_spec(tmp_path, "chosen", tuning={**tuning, "rule": "one_se"}, hypotheses=primary)).tuning
+    assert chosen.rule == "one_se"
+    before = specs.load(write_spec(tmp_path, "before", tuning=tuning)).tuning
+    assert (before.seeds, before.rule) == (1, "best")  # specs written before roles keep what they ran with
+    with pytest.raises(specs.SpecError, match="tuning.rule must be best or one_se"):
+        specs.load(write_spec(tmp_path, "bad", tuning={**tuning, "rule": "median"}))

@@ -6,6 +6,13 @@ none is declared; a failed run not at all); the best finite mean in the metric's
 wins; a setting with no value, or one that diverged without a failure value, never wins. A winner at the
 smallest or largest of two or more numeric values tried is "on the edge": the optimum may
 lie outside what was tried.
+
+Rule ``one_se`` (:func:`one_se_setting`): with several tuning seeds the best mean is itself noisy,
+so the smallest numeric setting whose mean is within one standard error (of the best setting's
+mean) of the best is chosen: a larger rate wins only when it is better by more than the tuning
+noise. Picking the best of noisy means picks noise (issue 26: one tuning seed chose a LayerNorm
+rate at which 5 of 8 final seeds stalled); the one-standard-error rule is the usual remedy
+(Hastie, Tibshirani & Friedman, The Elements of Statistical Learning, 7.10).
 """
 
 from __future__ import annotations
@@ -37,6 +44,53 @@ def best_setting(scores: dict[Hashable, list[float]], better: str) -> tuple[Hash
         return None, means
     sign = 1 if better == "lower" else -1
     return min(finite, key=lambda t: (sign * t[0], t[1]))[2], means
+
+
+RULES = ("best", "one_se")
+
+
+def standard_error(values: Sequence[float]) -> float:
+    """The standard error of the mean of the finite values (NaN with fewer than two)."""
+    present = [v for v in values if math.isfinite(v)]
+    if len(present) < 2:
+        return math.nan
+    mean = sum(present) / len(present)
+    return math.sqrt(sum((v - mean) ** 2 for v in present) / (len(present) - 1) / len(present))
+
+
+def one_se_setting(scores: dict[Hashable, list[float]], better: str, order: Sequence[Hashable]) -> tuple[Hashable | None, dict[Hashable, float]]:
+    """The first setting in ``order`` (smallest rate first) whose mean is within one standard error of the best
+    mean; the best setting itself where its scores give no standard error (one seed)."""
+    best, means = best_setting(scores, better)
+    if best is None:
+        return None, means
+    se = standard_error(scores[best])
+    if not math.isfinite(se):
+        return best, means
+    for key in order:
+        m = means.get(key, math.nan)
+        if math.isfinite(m) and (m <= means[best] + se if better == "lower" else m >= means[best] - se):
+            return key, means
+    return best, means
+
+
+def choose(scores: dict[Hashable, list[float]], better: str, rule: str = "best", order: Sequence[Hashable] = ()) -> tuple[Hashable | None, dict[Hashable, float]]:
+    """The setting ``rule`` chooses (``best``: :func:`best_setting`; ``one_se``: :func:`one_se_setting`)."""
+    if rule not in RULES:
+        raise ValueError(f"tuning rule must be one of {', '.join(RULES)}, got {rule!r}")
+    return one_se_setting(scores, better, order or list(scores)) if rule == "one_se" else best_setting(scores, better)
+
+
+def clears_edge(scores: dict[Hashable, list[float]], better: str, edge: Hashable, inner: Hashable) -> bool:
+    """Whether the ``edge`` setting beats its neighbour ``inner`` by more than one standard error of the edge's
+    mean: only then does the optimum plausibly lie beyond the edge (``one_se``'s condition for walking past it)."""
+    means = mean_scores({k: scores[k] for k in (edge, inner)})
+    se = standard_error(scores[edge])
+    if not (math.isfinite(means[edge]) and math.isfinite(means[inner])):
+        return math.isfinite(means[edge])
+    if not math.isfinite(se):
+        return True  # one seed: no noise estimate, the rule before one_se (the edge is walked)
+    return means[edge] < means[inner] - se if better == "lower" else means[edge] > means[inner] + se
 
 
 def on_edge(best: Any, tried: Sequence[Any]) -> bool:

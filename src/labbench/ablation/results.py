@@ -24,7 +24,7 @@ from labbench.ablation.spec import Gate, Hypothesis, Spec, arms_of, fingerprint,
 from labbench.ablation.stats import ALPHA, METHOD, can_decide, compare, decide, holm, power, resolution, seeds_needed, summarize
 from labbench.ablation.store import Store
 from labbench.directions import UnknownMetric, direction
-from labbench.tuning import best_setting, next_value, on_edge
+from labbench.tuning import best_setting, choose, clears_edge, next_value, on_edge
 
 OK, DIVERGED = "completed", "diverged"
 OUTCOME = "diverged"  # the metric expression of divergence-rate hypotheses
@@ -225,8 +225,14 @@ def choose_tuned(spec: Spec, profile: str, runs: list[PlannedRun], store: Store)
             score = tuning_value(rec, t.metric, t.direction, spec.failure)
             scores.setdefault(repr(value), []).append(score)
             blocks.setdefault(tuning_block(spec, arm, seeds_of[run.run_id]), {k: [] for k in keys})[repr(value)].append(score)
-        best, means = best_setting(scores, t.direction)
+        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in grid)
+        order = [repr(v) for v in (sorted(grid) if numeric else grid)]  # smallest first: what one_se prefers
+        best, means = choose(scores, t.direction, t.rule, order)
         best_value = grid[keys.index(best)] if best is not None else grid[0]
+        walk = True  # past an edge: under one_se only when the edge beats its neighbour by more than the noise
+        if t.rule == "one_se" and best is not None and numeric and on_edge(best_value, grid) and len(order) > 1:
+            inner = order[1] if best == order[0] else order[-2]
+            walk = clears_edge(scores, t.direction, best, inner)
         per_block = [best_setting(blocks[b], t.direction)[0] for b in sorted(blocks)]
         per_block_values = [grid[keys.index(k)] if k is not None else None for k in per_block]
         cleared = None
@@ -238,6 +244,8 @@ def choose_tuned(spec: Spec, profile: str, runs: list[PlannedRun], store: Store)
             "value": best_value,
             "scores": {repr(v): means[repr(v)] for v in grid},
             "on_edge": best is not None and on_edge(best_value, grid),
+            "rule": t.rule,
+            "walk_past_edge": walk,
             "cleared_gate": cleared,
             "per_block": per_block_values,  # the choice on each disjoint block of tuning seeds
             "blocks_agree": len(set(map(repr, per_block_values))) == 1,
@@ -266,7 +274,8 @@ def pending_tuning(spec: Spec, profile: str, extra, store: Store) -> tuple[list[
     for _ in range(spec.tuning.extend):
         added = []
         for arm, info in tuned.items():
-            value = next_value(info["value"], [r.tuned_value for r in runs if r.arm == arm]) if info["on_edge"] else None
+            walk = info["on_edge"] and info.get("walk_past_edge", True)
+            value = next_value(info["value"], [r.tuned_value for r in runs if r.arm == arm]) if walk else None
             if value is not None:
                 added += [planned_run(spec, arm, profile, extra, seed, "tune", value) for seed in tuning_seeds(spec, arm)]
         if not added:

@@ -39,7 +39,7 @@ SPEC_KEYS = {
 }
 HYPOTHESIS_KEYS = {"name", "metric", "better", "worse", "direction", "margin", "note", "role", "min_effect", "min_effect_source"}
 ROLES = ("primary", "secondary", "sanity")  # the claim's headline / what qualifies it / a check of the setup (never support)
-TUNING_KEYS = {"param", "grid", "metric", "direction", "seeds", "repeats", "extend"}
+TUNING_KEYS = {"param", "grid", "metric", "direction", "seeds", "repeats", "extend", "rule"}
 GATE_KEYS = {"metric", "threshold", "fraction", "arms"}
 REGIME_KEYS = {"name", "metric", "arms", "threshold", "fraction", "direction", "hypotheses", "note"}
 RATE_METRICS = ("diverged", "fails_to_learn")  # per-seed 0 / 1 outcomes, decided by the exact sign-flip (McNemar) test
@@ -143,6 +143,7 @@ class Tuning:
     seeds: int = 1
     repeats: int = 1  # disjoint blocks of tuning seeds: does the choice survive other seeds?
     extend: int = 0  # a best value on the grid's edge: try up to this many more values beyond it, one grid step each
+    rule: str = "best"  # best: the best mean; one_se: the smallest value within one standard error of it (labbench.tuning)
 
     @property
     def params(self) -> tuple[str, ...]:
@@ -473,8 +474,14 @@ def parse(raw: dict[str, Any], path: Path) -> Spec:
         if int(t.get("seeds", 1)) < 1 or int(t.get("repeats", 1)) < 1 or int(t.get("extend", 0)) < 0:
             raise _fail(path, f"tuning.seeds and tuning.repeats must be at least 1 and tuning.extend at least 0, "
                               f"got {t.get('seeds', 1)}, {t.get('repeats', 1)} and {t.get('extend', 0)}")
-        tuning = Tuning(param, grid, t["metric"], _direction(path, "tuning", t["direction"]), int(t.get("seeds", 1)),
-                        int(t.get("repeats", 1)), int(t.get("extend", 0)))
+        # a spec with a primary hypothesis tunes on 3 seeds by default (the method study's tuned A/A: the best of 3 seeds
+        # halves the false positives one seed adds at a steep valley; the one-standard-error rule does not help there)
+        primary = any(h.role == "primary" for h in hypotheses)
+        rule = t.get("rule", "best")
+        if rule not in ("best", "one_se"):
+            raise _fail(path, f"tuning.rule must be best or one_se (the smallest value within one standard error of the best), got {rule!r}")
+        tuning = Tuning(param, grid, t["metric"], _direction(path, "tuning", t["direction"]), int(t.get("seeds", 3 if primary else 1)),
+                        int(t.get("repeats", 1)), int(t.get("extend", 0)), rule)
 
     profiles = {}
     if not isinstance(raw["profiles"], dict):
