@@ -165,7 +165,7 @@ def test_an_arm_predicted_to_fail_is_not_gated_and_its_fails_to_learn_rate_is_de
         {"name": "Post-LN stalls more often", "metric": "fails_to_learn", "better": "pre", "worse": "post", "direction": "lower",
          "role": "primary"},
         {"name": "Pre-LN has the lower loss", "metric": "val/loss", "better": "pre", "worse": "post", "direction": "lower"},
-    ], gates=[{"metric": "test/acc", "threshold": 0.5}], predicted_to_fail=["post"])
+    ], gates=[{"metric": "test/acc", "threshold": "chance", "fraction": 5}], predicted_to_fail=["post"])  # bar 0.5
     # seven Post-LN seeds stall at chance, one learns; Pre-LN learns on every seed
     records = {"pre": [record(0.5 + 0.01 * i, acc=0.9) for i in range(8)],
                "post": [record(2.3, acc=0.1) for _ in range(7)] + [record(0.6, acc=0.85)]}
@@ -219,3 +219,20 @@ def test_a_reproduction_opens_with_the_answer_and_shows_checks_and_regime(tmp_pa
     assert text.index("## Answer: **") < text.index("## Verdict") < text.index("### Checks of the setup") < text.index("### Regime checks")
     assert "| the data are learnable |" in text.split("### Checks of the setup")[1]
     assert "a has the lower loss (**primary**)" in text
+
+
+@pytest.mark.unit
+def test_with_a_primary_a_gate_derives_from_a_failure_baseline_and_a_quality_bar_is_refused(tmp_path):
+    from test_verdicts import record
+
+    from labbench.ablation.results import check_gates
+
+    primary = [{"name": "a beats b", "metric": "val/loss", "better": "a", "worse": "b", "direction": "lower", "role": "primary"}]
+    with pytest.raises(specs.SpecError, match=r"gates\[0\].threshold 0.9 is a fixed quality bar.*threshold: failure"):
+        _records_spec(tmp_path, "bar", ["a", "b"], primary, gates=[{"metric": "test/acc", "threshold": 0.9}])
+    spec = _records_spec(tmp_path, "floor", ["a", "b"], primary, gates=[{"metric": "val/loss", "threshold": "failure", "fraction": 0.9}])
+    records = {"a": [record(1.5) for _ in range(8)], "b": [record(2.2) for _ in range(8)]}  # the failure value of val/loss: 2.3
+    gates = check_gates(spec, records)
+    assert gates["a"][0]["bar"] == pytest.approx(0.9 * 2.3) and gates["a"][0]["passed"] and not gates["b"][0]["passed"]
+    # without a primary a number is still accepted (the specs written before roles)
+    _records_spec(tmp_path, "old", ["a", "b"], [{**primary[0], "role": "secondary"}], gates=[{"metric": "test/acc", "threshold": 0.9}])

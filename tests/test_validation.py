@@ -85,3 +85,12 @@ def test_validate_reports_power_and_a_primary_sets_the_default_seeds(tmp_path):
 
     assert lines[0].endswith(f"the primary {100 * power(11, 1):.0f}% (tested alone)") and power(11, 1) >= 0.8
     assert "each of 3 hypothesis(es)" in lines[1] and "once the primary is decided" in lines[1]
+
+
+@pytest.mark.unit
+def test_a_spec_written_before_roles_is_told_what_keeps_it_from_an_answer():
+    from labbench.ablation.validation import method_warnings
+
+    lines = method_warnings(specs.load("warmup"))
+    assert lines[0].startswith("no primary hypothesis") and "gates[0] (test/acc beyond 0.9) is a fixed quality bar" in lines[1]
+    assert len(method_warnings(specs.load("bn-vs-gn"))) == 1  # its gate is the chance baseline

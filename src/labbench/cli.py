@@ -130,7 +130,7 @@ def _summary(outcome, spec, elapsed: float | None = None) -> None:
 def cmd_validate(args: argparse.Namespace) -> int:
     """``labbench validate NAME|PATH``: everything ``reproduce`` checks before it runs, and nothing else."""
     from labbench.ablation.engine import seed_warnings
-    from labbench.ablation.validation import duplicate_hypotheses, power_lines, validate
+    from labbench.ablation.validation import duplicate_hypotheses, method_warnings, power_lines, validate
 
     s = specs.load(args.name)
     profiles = [args.profile] if args.profile else list(s.profiles)
@@ -141,8 +141,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     for name in profiles:
         for line in seed_warnings(s, name):
             console.print(f"[bold yellow]warning ({name}):[/] {line}")
-    for line in duplicate_hypotheses(s):
-        console.print(f"[bold yellow]warning:[/] {line}")
+    for line in [*duplicate_hypotheses(s), *method_warnings(s)]:
+        console.print(f"[bold yellow]warning:[/] {line}", soft_wrap=True)
     for name in profiles:
         lines, warnings = power_lines(s, s.profile(name).seeds)
         for line in lines:

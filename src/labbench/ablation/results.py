@@ -117,7 +117,7 @@ def missed_gate(spec: Spec, record: dict | None, flat: list[dict]) -> float:
     fails-to-learn rate, for an arm the claim predicts to fail (not gated itself)."""
     outcome = 0.0
     for gate in spec.gates:
-        value, bar = run_value(record, gate.metric, spec.failure), gate_threshold(gate, flat)
+        value, bar = run_value(record, gate.metric, spec.failure), gate_threshold(gate, flat, spec.failure)
         if not (math.isfinite(value) and math.isfinite(bar)):
             return math.nan
         better = metric_direction(flat, gate.metric)
@@ -136,10 +136,18 @@ def _side(values: dict[str, list[float]], side: Any, n: int) -> list[float]:
     return values[side]
 
 
-def gate_threshold(gate: Gate, records: list[dict]) -> float:
-    """The gate's bar: a number, or ``fraction`` x a baseline the runs recorded for the metric's split."""
+def gate_threshold(gate: Gate, records: list[dict], declared: Mapping[str, float] = {}) -> float:
+    """The gate's bar: a number, or ``fraction`` x a baseline the runs recorded for the metric's split (``failure``:
+    the metric's failure value, ``declared`` by the spec or else the task's)."""
     if is_reference(gate.threshold):
         return float(gate.threshold)
+    if gate.threshold == "failure":  # what a model that learned nothing scores: the spec's declared value, else the task's
+        key = parse_metric(gate.metric).key
+        for rec in records:
+            value = failure_value(rec, key, declared) if rec else math.nan
+            if math.isfinite(value):
+                return gate.fraction * value
+        return math.nan
     split = parse_metric(gate.metric).key.split("/", 1)[0]
     name = f"{split}/{gate.threshold}"
     for rec in records:
@@ -161,7 +169,7 @@ def check_gates(spec: Spec, records: dict[str, list[dict | None]]) -> dict[str, 
     flat = [r for recs in records.values() for r in recs if r]
     out: dict[str, list[dict[str, Any]]] = {arm: [] for arm in records}
     for gate in spec.gates:
-        bar = gate_threshold(gate, flat)
+        bar = gate_threshold(gate, flat, spec.failure)
         better = metric_direction(flat, gate.metric)
         for arm in gate.arms or [a for a in records if a not in spec.predicted_to_fail]:  # an arm predicted to fail is not gated
             vals = [run_value(r, gate.metric, spec.failure) for r in records.get(arm, [])]
@@ -186,7 +194,7 @@ def check_regime(spec: Spec, records: dict[str, list[dict | None]]) -> list[dict
     flat = [r for recs in records.values() for r in recs if r]
     out = []
     for check in spec.regime:
-        bar = gate_threshold(Gate(check.metric, check.threshold, check.fraction), flat)
+        bar = gate_threshold(Gate(check.metric, check.threshold, check.fraction), flat, spec.failure)
         arms = {}
         for arm in check.arms:
             summary = summarize([v for v in (run_value(r, check.metric, spec.failure) for r in records.get(arm, [])) if math.isfinite(v)])
@@ -237,7 +245,7 @@ def choose_tuned(spec: Spec, profile: str, runs: list[PlannedRun], store: Store)
         per_block_values = [grid[keys.index(k)] if k is not None else None for k in per_block]
         cleared = None
         if gates:
-            bars = [gate_threshold(g, all_records) for g in gates]
+            bars = [gate_threshold(g, all_records, spec.failure) for g in gates]
             finite = [m for m in means.values() if math.isfinite(m)]
             cleared = any(all(math.isfinite(b) and (m < b if t.direction == "lower" else m > b) for b in bars) for m in finite)
         tuned[arm] = {

@@ -43,7 +43,8 @@ TUNING_KEYS = {"param", "grid", "metric", "direction", "seeds", "repeats", "exte
 GATE_KEYS = {"metric", "threshold", "fraction", "arms"}
 REGIME_KEYS = {"name", "metric", "arms", "threshold", "fraction", "direction", "hypotheses", "note"}
 RATE_METRICS = ("diverged", "fails_to_learn")  # per-seed 0 / 1 outcomes, decided by the exact sign-flip (McNemar) test
-BASELINES = ("chance", "unigram", "bigram", "modes", "hq_share", "confidence")  # what the data modules and tasks record (baselines())
+BASELINES = ("chance", "unigram", "bigram", "modes", "hq_share", "confidence", "failure")  # what the data modules and tasks record
+# (baselines()); failure: the metric's failure value (the task's, or the spec's `failure`), what a model that learned nothing scores
 PILOT_KEYS = {"arm", "candidates", "seeds", "metric", "late_progress", "profile", "fallback"}
 PILOT_FALLBACKS = ("none", "largest")
 PROFILE_KEYS = {"seeds", "overrides", "estimated_minutes", "description", "tuning_grid", "batchnorm_eval"}
@@ -519,6 +520,11 @@ def parse(raw: dict[str, Any], path: Path) -> Spec:
         bad = [a for a in g.get("arms") or [] if a not in arm_names]
         if bad:
             raise _fail(path, f"{where}.arms names {bad}; arms are: {', '.join(arm_names)}")
+        if is_reference(g["threshold"]) and any(h.role == "primary" for h in hypotheses):
+            raise _fail(path, f"{where}.threshold {g['threshold']} is a fixed quality bar: a gate asks whether an arm learned at all, "
+                              "and a quality bar decides the claim's question instead (a 89.5% arm against a 90% bar is not 'untrained'). "
+                              f"Derive it from a failure baseline: threshold one of {', '.join(BASELINES)} with a fraction (e.g. "
+                              "threshold: chance, fraction: 1.5; threshold: failure, fraction: 0.9 for a loss)")
         gates.append(Gate(g["metric"], g["threshold"], float(g.get("fraction", 1.0)), tuple(g.get("arms") or ())))
     predicted = _strings(path, "predicted_to_fail", raw.get("predicted_to_fail"))
     bad = [a for a in predicted if a not in arm_names]

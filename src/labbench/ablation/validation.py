@@ -208,3 +208,17 @@ def power_lines(spec: Spec, seeds: int) -> tuple[list[str], list[str]]:
             warnings.append(f"{len(members)} hypothesis(es) in one Holm family have {100 * p:.0f}% power each at a 1-SD effect with "
                             f"{seeds} seeds (below 50%): add seeds, or name a primary and keep the family small")
     return lines, warnings
+
+
+def method_warnings(spec: Spec) -> list[str]:
+    """What keeps a spec written before roles from a claim-level answer (refused once it names a primary)."""
+    from labbench.ablation.spec import is_reference
+
+    if any(h.role == "primary" for h in spec.hypotheses):
+        return []
+    out = ["no primary hypothesis (role: primary): the report gives verdicts per hypothesis but no claim-level answer"]
+    for i, g in enumerate(spec.gates):
+        if is_reference(g.threshold):
+            out.append(f"gates[{i}] ({g.metric} beyond {g.threshold:g}) is a fixed quality bar, refused once the spec names a primary: "
+                       "derive it from a failure baseline (chance, unigram, bigram, failure, ... with a fraction)")
+    return out
