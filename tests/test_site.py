@@ -144,7 +144,7 @@ def test_gate_status_says_when_a_hypothesis_takes_no_gate_and_whose_miss_it_waiv
     assert gate_status({"undertrained": [{"arm": "b"}]}, verdict) == "missed: b"
     assert gate_status({"undertrained": [], "gate_free": "init", "gates_waived": [{"arm": "b"}]}, verdict) == \
         "not gated (at initialization); missed by b"
-    assert gate_status({"undertrained": [], "gate_free": "rate", "gates_waived": []}, verdict) == "not gated (a divergence rate)"
+    assert gate_status({"undertrained": [], "gate_free": "rate", "gates_waived": []}, verdict) == "not gated (a rate)"
     assert gate_status({"undertrained": []}, verdict) == "passed"  # reports from before gate_free existed
 
 
@@ -269,3 +269,20 @@ def test_the_site_in_a_real_browser_with_the_network_off(site, tmp_path):
         assert sum(r.is_displayed() for r in rows) == len(rows)
     finally:
         driver.quit()
+
+
+def test_the_index_counts_claims_by_answer_and_a_claim_shows_its_answer(tmp_path):
+    store = store_from_committed(tmp_path)
+    path = store / "bn-vs-gn" / "quick" / "verdict.json"
+    verdict = json.loads(path.read_text())
+    verdict["answer"] = {"answer": "holds here", "primary": verdict["hypotheses"][0]["name"], "because": "the primary hypothesis is supported",
+                         "setting": "MNIST5k data, MLP model, 225-3600 steps, 8 seeds (quick profile)"}
+    path.write_text(json.dumps(verdict))
+    out = tmp_path / "site"
+    build(store, out)
+    index = (out / "index.html").read_text()
+    assert 'Claims by answer: <span class="answer">holds here</span> 1.' in index
+    assert '>quick: holds here</span>' in index
+    build(RESULTS, tmp_path / "committed")  # the committed reports name no primary yet
+    committed = len(list(RESULTS.glob("*/quick/verdict.json")))
+    assert f"Claims by answer: none answered yet; {committed} report(s) without a primary" in (tmp_path / "committed" / "index.html").read_text()

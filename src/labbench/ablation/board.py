@@ -103,8 +103,9 @@ def rows(reports: list[dict[str, Any]], root: Path) -> list[tuple[tuple, str]]:
     for v in reports:
         link = Path(v["_path"]).parent.relative_to(root).as_posix() + "/report.md"
         label = f"{v['claim_id']} " if v.get("claim_id") else ""
+        answer = (v.get("answer") or {}).get("answer")
         for i, h in enumerate(v["hypotheses"]):
-            first = f"{label}[`{v['name']}`]({link})" if i == 0 else ""
+            first = f"{label}[`{v['name']}`]({link})" + (f"<br>answer: **{answer}**" if answer else "") if i == 0 else ""
             effect = "-" if h["n"] == 0 or not math.isfinite(h["mean_diff"]) else difference_text(h)
             sentence = plain_sentence(h)
             out.append((claim_order(v.get("claim_id"), v["name"]) + (i,),
@@ -132,10 +133,30 @@ def unsized(results_dir: Path, root: Path, profile: str = "quick") -> list[tuple
     return out
 
 
+def answer_counts(reports: list[dict[str, Any]]) -> str:
+    """Claims counted by their claim-level answer (issue 26), and how many have none yet (no primary declared)."""
+    from labbench.ablation.results import ANSWERS
+
+    answered: dict[str, list[str]] = {}
+    without = 0
+    for v in reports:
+        answer = (v.get("answer") or {}).get("answer")
+        if answer is None:
+            without += 1
+            continue
+        answered.setdefault(answer, []).append(v.get("claim_id") or v["name"])
+    parts = [f"{a}: {len(answered[a])} ({', '.join(sorted(answered[a]))})" for a in ANSWERS if a in answered]
+    head = "Claims by answer: " + ("; ".join(parts) if parts else "none answered yet")
+    tail = (f"; {without} report(s) without a primary hypothesis, so without a claim-level answer (their hypotheses' verdicts below)"
+            if without else "")
+    return head + tail + "."
+
+
 def markdown(results_dir: Path, root: Path, profile: str = "quick") -> str:
-    """The README block: one row per hypothesis, linked to its report (and one per claim still without a budget)."""
+    """The README block: claims counted by answer, then one row per hypothesis, linked to its report (and one per
+    claim still without a budget)."""
     reports = load_reports(results_dir, profile)
-    lines = [START, "",
+    lines = [START, "", answer_counts(reports), "",
              "| claim | hypothesis | predicted | effect [95% CI] | seeds | verdict | where it differs from the claim |",
              "|---|---|---|---|---|---|---|", *(row for _, row in sorted(rows(reports, root) + unsized(results_dir, root, profile))), "",
              "Effect: the paired difference, positive = as predicted (docs/method.md). Generated from the committed "

@@ -162,6 +162,7 @@ def _reports(source: Path, dates: Dates) -> dict[str, list[dict[str, Any]]]:
                 "command": reproduce_command(report_md, v["name"], v["profile"]),
                 "claim_id": v.get("claim_id") or "", "claim": v.get("claim", ""),
                 "runs": v.get("runs", {}), "wall_time_s": v.get("wall_time_s"),
+                "answer": v.get("answer"),  # the claim-level answer (None: the spec names no primary)
                 "hypotheses": [hypothesis_row(h, v, i) for i, h in enumerate(v["hypotheses"])],
             })
     return out
@@ -233,7 +234,10 @@ def gather(source: Path) -> dict[str, Any]:
             "order": claim_order(claim_id, name),
         })
     claims.sort(key=lambda c: c["order"])
+    answered = [r["answer"]["answer"] for c in claims for r in c["reports"] if r.get("answer")]
     return {
         "source": source, "claims": claims, "sections": SECTIONS, "verdicts": VERDICTS,
+        "answers": {a: answered.count(a) for a in dict.fromkeys(answered)},
+        "unanswered": sum(1 for c in claims for r in c["reports"] if not r.get("answer")),
         "hypotheses": sum(len(r["hypotheses"]) for c in claims for r in c["reports"]),
     }

@@ -145,5 +145,6 @@ def render_site(data: dict[str, Any], source_label: str, forest: bool) -> tuple[
             c=c, root="../", section_title=data["sections"].get(c["section"], c["section"]), source_label=source_label)
     pages["index.html"] = env.get_template("index.html").render(
         claims=data["claims"], verdicts=data["verdicts"], counts=counts, total=data["hypotheses"],
+        answers=data.get("answers", {}), unanswered=data.get("unanswered", 0),
         sections=sections, section_titles=data["sections"], source_label=source_label, forest=forest, root="")
     return pages, assets
