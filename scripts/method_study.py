@@ -552,6 +552,32 @@ def run_tuned_aa(draws: int = DRAWS, seed: int = SEED, n: int = 8) -> dict:
             for r in TUNED_AA_SHARING for c in TUNED_AA_CURVATURES for p in TUNED_AA_PROCEDURES}
 
 
+MARGIN_SCENARIOS = {  # per-seed differences minus the margin, with mean 0 (the null of a margin hypothesis holds exactly)
+    "normal": lambda rng, size: rng.normal(size=size),
+    "right-skewed (lognormal, sigma 1)": lambda rng, size: rng.lognormal(0.0, 1.0, size) - math.exp(0.5),
+    "left-skewed (lognormal, sigma 1)": lambda rng, size: math.exp(0.5) - rng.lognormal(0.0, 1.0, size),
+    "a tenth of the seeds fail (-9 with p 0.1, else +1)": lambda rng, size: np.where(rng.random(size) < 0.1, -9.0, 1.0) + 0.0,
+}
+
+
+def margin_cell(scenario: str, n: int, draws: int, seed: int) -> dict:
+    """False "supported" (one-sided: the predicted side wins) of a margin or fixed-reference hypothesis whose null
+    holds exactly: the mean of the per-seed differences equals the margin. ``default``: labbench's rule; ``+sign``:
+    also the exact sign test (binomial) on the signs must reject."""
+    rng = np.random.default_rng([seed, 19, list(MARGIN_SCENARIOS).index(scenario), n])
+    d = MARGIN_SCENARIOS[scenario](rng, (draws, n))
+    mean = d.mean(axis=1)
+    p = default_p(paired_t_p(d), sign_flip_p(d))
+    positive = (d > 0).sum(axis=1)
+    p_sign = np.minimum(1.0, 2 * np.minimum(sps.binom.sf(positive - 1, n, 0.5), sps.binom.cdf(positive, n, 0.5)))
+    supported = (p <= ALPHA) & (mean > 0)
+    return {"default": float(supported.mean()), "+sign": float((supported & (p_sign <= ALPHA)).mean())}
+
+
+def run_margins(draws: int = DRAWS, seed: int = SEED, ns=(8, 10)) -> dict:
+    return {f"{s} | n={n}": margin_cell(s, n, draws, seed) for s in MARGIN_SCENARIOS for n in ns}
+
+
 def family_tables(result: dict) -> str:
     lines = ["Roles: one primary and k secondaries; `gatekeeping` = the primary alone at alpha, then Holm over the secondaries "
              "once it is decided (labbench's rule); `holm_all` = Holm over all 1 + k (the rule before roles). Rates in %; "
@@ -572,6 +598,13 @@ def family_tables(result: dict) -> str:
         for key, cell in result["drift"].items():
             shift, rho = (part.split("=")[1] for part in key.split(" | "))
             lines.append(f"| {shift} | {rho} | {_pct(cell['old'])} | {_pct(cell['drift'])} |")
+    if result.get("margins"):
+        lines += ["", f"Margin and fixed-reference hypotheses at their null (mean difference = the margin): false \"supported\" "
+                      f"(one-sided; alpha/2 = 2.5%), {result['draws']:,} draws. Rates in %", "",
+                  "| differences | n | default rule | + exact sign test |", "|---|---:|---:|---:|"]
+        for key, cell in result["margins"].items():
+            scenario, n = key.split(" | ")
+            lines.append(f"| {scenario} | {n.split('=')[1]} | {_pct(cell['default'])} | {_pct(cell['+sign'])} |")
     if result.get("tuned_aa"):
         lines += ["", f"Tuned A/A, simulated (two identical arms, each tuned on its own seeds over 5 grid values of a valley of the given "
                       f"curvature, then 8 paired final seeds); {result['draws']:,} draws. Rates in %", "",
@@ -643,6 +676,7 @@ def main(argv: list[str] | None = None) -> dict:
     result["families"] = run_families(draws=draws, seed=args.seed)
     result["drift"] = run_drift(draws=draws, seed=args.seed)
     result["tuned_aa"] = run_tuned_aa(draws=draws, seed=args.seed)
+    result["margins"] = run_margins(draws=draws, seed=args.seed)
     result["versions"] = {"python": platform.python_version(), "numpy": np.__version__, "scipy": scipy.__version__}
     result["machine"] = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                          "threads": {v: os.environ.get(v) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")}}

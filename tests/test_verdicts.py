@@ -128,18 +128,7 @@ def test_verdict_that_flips_late_is_unsettled(tmp_path):
         # a is better until 3/4 of the budget, then b overtakes it
         records["a"].append(record(1.1 + noise[0], curve=[(25, 1.0 + noise[1]), (50, 0.8 + noise[2]), (75, 0.7 + noise[3]), (100, 1.1 + noise[0])]))
         records["b"].append(record(0.6 + noise[4], curve=[(25, 1.5 + noise[5]), (50, 1.2 + noise[6]), (75, 0.9 + noise[7]), (100, 0.6 + noise[4])]))
-
-    class FakeStore:
-        def __init__(self):
-            self.by_id = {f"{arm}-{i}": r for arm, recs in records.items() for i, r in enumerate(recs)}
-
-        def record(self, run_id):
-            return self.by_id.get(run_id)
-
-    plan = Plan("planted", "smoke", list(range(SEEDS)), [])
-    plan.final_runs = [PlannedRun(arm, i, "final", (), f"{arm}-{i}") for arm in records for i in range(SEEDS)]
-    result = analyze(spec, plan, FakeStore())
-    (h,) = result["hypotheses"]
+    (h,) = _analyze(spec, records)["hypotheses"]
     assert [p["verdict"] for p in h["trajectory"]] == ["supported", "supported", "supported", "contradicted"]
     assert [p["step"] for p in h["trajectory"]] == [25, 50, 75, 100]
     assert h["verdict"] == "contradicted" and h["unsettled"]
