@@ -260,3 +260,18 @@ def test_the_verdict_and_the_report_say_what_the_batchnorm_arms_read():
     assert line.startswith("BatchNorm evaluation: **precise** statistics.")
     assert "`high`: val precise, test precise (20 training batches of the training batch)" in line
     assert batchnorm_eval(specs.load("adam-vs-sgd"), "quick", {"adam": [{"evaluation": {"batchnorm": None}}]}) is None
+
+
+@pytest.mark.unit
+def test_the_decision_is_hashed_through_the_arms_it_sets_not_through_its_prose():
+    """A report is stale when what ran changes: the precise override on the arms does, the reason written beside
+    the decision does not (validate keeps the two in agreement)."""
+    import dataclasses
+
+    from labbench.ablation import spec as specs
+
+    spec = specs.load("warmup")
+    reworded = dataclasses.replace(spec, raw={**spec.raw, "batchnorm_eval": {"statistics": "precise", "why": "other words"}})
+    assert specs.fingerprint(reworded, "quick") == specs.fingerprint(spec, "quick")
+    running = dataclasses.replace(spec, raw={**spec.raw, "base": [o for o in spec.raw["base"] if "precise" not in o]})
+    assert specs.fingerprint(running, "quick") != specs.fingerprint(spec, "quick")

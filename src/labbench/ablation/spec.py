@@ -249,11 +249,13 @@ def fingerprint(spec: Spec, profile: str, map_axes: bool = False) -> str:
     The parsed spec (comments do not count) with only this profile's settings (its time
     estimate and description left out), without the pilot (how the budget was found, not
     what ran), and without the map unless ``map_axes``. Committed reports carry it; a test
-    fails when it no longer matches the spec, so a changed spec forces a re-run.
+    fails when it no longer matches the spec, so a changed spec forces a re-run. ``batchnorm_eval`` is left
+    out too: what it decides is in the arms' overrides (``norm.precise_batches``, hashed with them, and
+    ``validate`` refuses a declaration they contradict); the rest is its reason, prose like a comment.
     """
-    raw = {k: v for k, v in spec.raw.items() if k not in ("pilot", "map", "profiles")}
+    raw = {k: v for k, v in spec.raw.items() if k not in ("pilot", "map", "profiles", "batchnorm_eval")}
     body = dict(spec.raw["profiles"].get(profile) or {})
-    raw["profiles"] = {profile: {k: v for k, v in body.items() if k not in ("estimated_minutes", "description")}}
+    raw["profiles"] = {profile: {k: v for k, v in body.items() if k not in ("estimated_minutes", "description", "batchnorm_eval")}}
     if map_axes:
         raw["map"] = (spec.raw.get("map") or {}).get("axes")
     return hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()[:12]
