@@ -60,8 +60,20 @@ def test_every_spec_validates_in_every_profile(name):
 @pytest.mark.parametrize("name", SHIPPED)
 def test_every_spec_smoke_profile_reproduces(name, tmp_path):
     spec = specs.load(name)
+    if spec.settings:  # every setting, then the answer across them
+        from labbench.ablation.settings import reproduce_all
+
+        outcomes, combined, _ = reproduce_all(spec, "smoke", root=tmp_path, wandb=False)
+        assert [s["name"] for s in combined["settings"]] == spec.setting_names() and combined["answer"]["answer"]
+        for sub, outcome in zip((spec.in_setting(n) for n in spec.setting_names()), outcomes):
+            _smoke_checks(sub, outcome, json.loads((tmp_path / sub.store_name / "smoke" / "verdict.json").read_text()))
+        return
     outcome = engine.reproduce(spec, "smoke", root=tmp_path, wandb=False)
-    verdict = json.loads((tmp_path / name / "smoke" / "verdict.json").read_text())
+    _smoke_checks(spec, outcome, json.loads((tmp_path / name / "smoke" / "verdict.json").read_text()))
+
+
+def _smoke_checks(spec, outcome, verdict):
+    name, folder = spec.name, outcome.report.parent
     assert {h["verdict"] for h in verdict["hypotheses"]} <= VERDICTS
     assert len(verdict["hypotheses"]) == len(spec.hypotheses)
     expected = engine.count_runs(spec, "smoke")
@@ -71,12 +83,13 @@ def test_every_spec_smoke_profile_reproduces(name, tmp_path):
     assert outcome.counts.get("failed", 0) == 0
     for arm in verdict["arms"].values():
         assert sum(arm["status_counts"].values()) == spec.profile("smoke").seeds
-    report = (tmp_path / name / "smoke" / "report.md").read_text()
+    report = (folder / "report.md").read_text()
     assert "## Verdict" in report and f"labbench reproduce {name} --profile smoke" in report
-    assert (tmp_path / name / "smoke" / "curves.png").stat().st_size > 1000
+    assert (folder / "curves.png").stat().st_size > 1000
     if spec.tuning is not None:
         assert set(outcome.plan.tuned) == set(spec.tuning_grid("smoke"))  # every arm the grid tunes (it may leave some out)
-        tuning_runs = [Store(tmp_path, name, "smoke").record(r.run_id) for r in outcome.plan.tuning_runs]
+        tuning_runs = [Store(folder.parents[1 if not spec.setting else 2], spec.store_name, "smoke").record(r.run_id)
+                       for r in outcome.plan.tuning_runs]
         assert all(r["config"]["evaluate_test"] is False for r in tuning_runs)
         assert all(not any(k.startswith("test/") for k in r["curves"]) for r in tuning_runs)  # test split unread
 

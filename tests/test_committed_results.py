@@ -16,9 +16,21 @@ from labbench.ablation import spec as specs
 from labbench.ablation.pilot import pilot_fingerprint, profile_agrees
 
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
-REPORTS = sorted(RESULTS.glob("*/*/verdict.json"))
+REPORTS = sorted([*RESULTS.glob("*/*/verdict.json"), *RESULTS.glob("*/*/*/verdict.json")])  # a claim's, and each setting's
 MAPS = sorted(RESULTS.glob("*/*/map.json"))
-PILOTED = [n for n in specs.available() if specs.load(n).pilot is not None]
+
+
+def _piloted() -> list[str]:
+    """Every spec (or setting, ``name:setting``) with a pilot section."""
+    out = []
+    for name in specs.available():
+        spec = specs.load(name)
+        out += [f"{name}:{s}" for s in spec.setting_names() if spec.in_setting(s).pilot is not None] if spec.settings \
+            else ([name] if spec.pilot is not None else [])
+    return out
+
+
+PILOTED = _piloted()
 
 
 def stale(path: Path) -> str | None:
@@ -28,6 +40,10 @@ def stale(path: Path) -> str | None:
     if name not in specs.available():
         return f"{path}: no spec named {name!r} in experiments/"
     spec = specs.load(name)
+    if result.get("setting"):  # one setting's report, beside the claim's
+        if result["setting"]["name"] not in spec.setting_names():
+            return f"{path}: {name} has no setting {result['setting']['name']!r} any more"
+        spec = spec.in_setting(result["setting"]["name"])
     is_map = path.name == "map.json"
     expected = specs.fingerprint(spec, profile, map_axes=is_map)
     again = f"labbench map {name} --profile {profile}" if is_map else f"labbench reproduce {name} --profile {profile}"
@@ -47,12 +63,14 @@ def test_a_committed_report_matches_the_spec_it_came_from(path):
 
 @pytest.mark.parametrize("name", PILOTED)
 def test_a_piloted_profile_carries_the_budget_its_committed_pilot_chose(name):
-    spec = specs.load(name)
-    path = RESULTS / name / "pilot" / "pilot.json"
-    assert path.is_file(), f"{name} has a pilot section but no committed pilot: run `labbench pilot {name} --report-dir {path.parent}`"
+    name, _, setting = name.partition(":")
+    spec = specs.load(name).in_setting(setting) if setting else specs.load(name)
+    path = RESULTS / name / "pilot" / setting / "pilot.json" if setting else RESULTS / name / "pilot" / "pilot.json"
+    option = f" --setting {setting}" if setting else ""
+    assert path.is_file(), f"{spec.label} has a pilot section but no committed pilot: run `labbench pilot {name}{option} --report-dir {path.parent}`"
     result = json.loads(path.read_text())
     if result["chosen"] is None:  # no budget was found: then no report of that profile may stand
-        report = RESULTS / name / spec.pilot.profile / "verdict.json"
+        report = RESULTS / name / spec.pilot.profile / setting / "verdict.json" if setting else RESULTS / name / spec.pilot.profile / "verdict.json"
         assert result["pilot_hash"] == pilot_fingerprint(spec), f"{name}: the committed pilot is for another version of the spec"
         assert not report.exists(), f"{report}: the committed pilot found no budget at which {spec.pilot.arm} learned"
         return

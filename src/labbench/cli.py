@@ -24,7 +24,7 @@ ANSWER_STYLE = {"holds here": "bold green", "smaller than claimed": "green", "do
 
 def catalog() -> list[dict]:
     """Every named ablation as data: what ``labbench list`` shows, and ``--json`` prints."""
-    from labbench.ablation.engine import count_runs
+    from labbench.ablation.engine import count_runs, estimated_minutes
 
     out = []
     for name in specs.available():
@@ -32,7 +32,8 @@ def catalog() -> list[dict]:
         out.append({
             "name": s.name, "claim_id": s.claim_id, "claim": s.claim, "sources": list(s.sources), "reference": s.reference,
             "arms": [a.name for a in s.arms],
-            "profiles": {p.name: {"runs": count_runs(s, p.name), "estimated_minutes": p.estimated_minutes, "seeds": p.seeds,
+            "settings": s.setting_names(),
+            "profiles": {p.name: {"runs": count_runs(s, p.name), "estimated_minutes": estimated_minutes(s, p.name), "seeds": p.seeds,
                                   "description": p.description} for p in s.profiles.values()},
         })
     return out
@@ -63,7 +64,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     from labbench.ablation.plan import arm_differences, arm_overrides, merge_overrides
     from labbench.config import compose, identity_config
 
-    s = specs.load(args.name)
+    s = _one_spec(specs.load(args.name), args)
     profile = args.profile
     s.profile(profile)
     if args.json:
@@ -128,14 +129,20 @@ def _summary(outcome, spec, elapsed: float | None = None) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    """``labbench validate NAME|PATH``: everything ``reproduce`` checks before it runs, and nothing else."""
+    """``labbench validate NAME|PATH``: everything ``reproduce`` checks before it runs (in every setting), and nothing else."""
+    top = specs.load(args.name)
+    for s in [top] if not top.settings else [top.in_setting(n) for n in _setting_names(top, args)]:
+        _validate_one(s, args)
+    return 0
+
+
+def _validate_one(s, args: argparse.Namespace) -> None:
     from labbench.ablation.engine import seed_warnings
     from labbench.ablation.validation import duplicate_hypotheses, method_warnings, power_lines, validate
 
-    s = specs.load(args.name)
     profiles = [args.profile] if args.profile else list(s.profiles)
     validate(s, args.profile, args.overrides)
-    console.print(f"[bold green]valid[/]: {s.name} ({s.path}), profiles {', '.join(profiles)}: every arm composes, every "
+    console.print(f"[bold green]valid[/]: {s.label} ({s.path}), profiles {', '.join(profiles)}: every arm composes, every "
                   "_target_ imports and binds its arguments, the arms differ only on "
                   f"{', '.join(s.factors) or 'their seeds'}, every metric has a declared direction")
     for name in profiles:
@@ -149,18 +156,63 @@ def cmd_validate(args: argparse.Namespace) -> int:
             console.print(f"{name}: {line}", soft_wrap=True)
         for line in warnings:
             console.print(f"[bold yellow]warning ({name}):[/] {line}", soft_wrap=True)
-    return 0
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
+    s = specs.load(args.name)
+    s.profile(args.profile)
+    launcher = _split_launcher(args)
+    if not s.settings:
+        _reproduce_one(s, args, launcher)
+        return 0
+    from labbench.ablation.settings import combined_verdict, write
+
+    names = _setting_names(s, args)
+    outcomes = [_reproduce_one(s.in_setting(name), args, launcher) for name in names]
+    if names == s.setting_names():
+        from labbench.ablation.store import Store, default_root
+
+        base = Path(args.report_dir) if args.report_dir else Store(args.out or default_root(), s.name, args.profile).dir
+        verdict = combined_verdict(s, args.profile, [o.verdict for o in outcomes], [o.report.parent for o in outcomes], base)
+        report = write(verdict, base)
+        _across_summary(verdict, report)
+    return 0
+
+
+def _setting_names(s, args: argparse.Namespace) -> list[str]:
+    """The settings a command acts on: ``--setting NAME`` or, without it, every setting of the spec."""
+    if getattr(args, "setting", None):
+        s.in_setting(args.setting)  # a clear error for an unknown name
+        return [args.setting]
+    return s.setting_names()
+
+
+def _one_spec(s, args: argparse.Namespace):
+    """Commands that act on one setting (show, pilot, plan, map): the spec in ``--setting NAME``, required when the spec
+    declares settings."""
+    if not s.settings:
+        if getattr(args, "setting", None):
+            raise specs.SpecError(f"{s.name} declares no settings; leave out --setting")
+        return s
+    if not getattr(args, "setting", None):
+        raise specs.SpecError(f"{s.name} is answered in settings {', '.join(s.setting_names())}: this command acts on one; "
+                              "add --setting NAME")
+    return s.in_setting(args.setting)
+
+
+def _across_summary(verdict: dict, report: Path) -> None:
+    answer = verdict["answer"]
+    console.rule(f"[bold]{verdict['name']}[/] across its settings")
+    console.print(f"answer: [bold]{answer['answer']}[/] ({answer['because']})", soft_wrap=True)
+    console.print(f"report: {report}\nverdict: {report.parent / 'verdict.json'}")
+
+
+def _reproduce_one(s, args: argparse.Namespace, launcher: list[str]):
     import time
 
     from labbench.ablation.engine import remaining_minutes, reproduce, seed_warnings, stored_runs
     from labbench.ablation.validation import power_lines
 
-    s = specs.load(args.name)
-    s.profile(args.profile)
-    launcher = _split_launcher(args)
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         TimeRemainingColumn(), console=console, transient=False)
     task = None
@@ -169,7 +221,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         nonlocal task
         stored = stored_runs(s, args.profile, args.seeds, args.overrides, args.out)
         est = remaining_minutes(s.profile(args.profile).estimated_minutes, total, stored)
-        console.print(f"[bold]{s.name}[/] ({args.profile}): {total} runs planned" + _time_line(total, stored, est))
+        console.print(f"[bold]{s.label}[/] ({args.profile}): {total} runs planned" + _time_line(total, stored, est))
         for line in seed_warnings(s, args.profile, args.seeds):
             console.print(f"[bold yellow]warning:[/] {line}")
         power, weak = power_lines(s, args.seeds or s.profile(args.profile).seeds)
@@ -183,13 +235,14 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         progress.update(task, advance=1, description=f"{run.stage} {run.arm} seed {run.seed}: {status}")
 
     start = time.perf_counter()
+    report_dir = (Path(args.report_dir) / s.setting) if args.report_dir and s.setting else args.report_dir
     with progress:
         outcome = reproduce(
             s, args.profile, args.seeds, args.overrides, args.out, args.jobs, not args.no_wandb, args.retry_failed,
-            args.report_dir, on_start, on_done, launcher,
+            report_dir, on_start, on_done, launcher,
         )
     _summary(outcome, s, time.perf_counter() - start)
-    return 0
+    return outcome
 
 
 def _time_line(total: int, stored: int, minutes: float | None) -> str:
@@ -219,7 +272,7 @@ def cmd_map(args: argparse.Namespace) -> int:
     from labbench.ablation.maps import cell_overrides, cells, estimated_minutes, map_seed_warnings, parse_axes, run_map, suggested_axes, validate_axes
     from labbench.ablation.plan import final_seeds
 
-    s = specs.load(args.name)
+    s = _one_spec(specs.load(args.name), args)
     s.profile(args.profile)
     axes = parse_axes(args.axis) if args.axis else suggested_axes(s)
     validate_axes(s, args.profile, axes, args.overrides)  # before anything runs
@@ -259,8 +312,16 @@ def cmd_report(args: argparse.Namespace) -> int:
     from labbench.ablation.engine import rebuild_report
 
     s = specs.load(args.name)
-    outcome = rebuild_report(s, args.profile, args.out, args.report_dir, args.overrides)
-    _summary(outcome, s)
+    if not s.settings:
+        _summary(rebuild_report(s, args.profile, args.out, args.report_dir, args.overrides), s)
+        return 0
+    from labbench.ablation.settings import rebuild_all
+
+    outcomes, verdict, report = rebuild_all(s, args.profile, _setting_names(s, args), args.report_dir, args.out, args.overrides)
+    for outcome in outcomes:
+        _summary(outcome, specs.load(args.name).in_setting(outcome.verdict["setting"]["name"]))
+    if verdict is not None:
+        _across_summary(verdict, report)
     return 0
 
 
@@ -268,7 +329,7 @@ def cmd_pilot(args: argparse.Namespace) -> int:
     """``labbench pilot NAME``: size the profile's budget from the standard-practice arm alone."""
     from labbench.ablation.pilot import chosen_overrides, run_pilot, write_budget
 
-    s = specs.load(args.name)
+    s = _one_spec(specs.load(args.name), args)
     if s.pilot is None:
         raise specs.SpecError(f"{s.name} has no pilot section; specs with one: "
                               f"{', '.join(n for n in specs.available() if specs.load(n).pilot is not None) or 'none'}")
@@ -296,7 +357,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from labbench.ablation.validation import validate
     from labbench.ablation.store import Store, default_root
 
-    s = specs.load(args.name)
+    s = _one_spec(specs.load(args.name), args)
     launcher = _split_launcher(args)
     validate(s, args.profile, args.overrides)
     store = Store(args.out or default_root(), s.name, args.profile)
@@ -334,6 +395,8 @@ SHARED_OPTIONS = {
     "out": (["--out"], {"default": None, "help": "root folder of ablation runs (default: outputs/ablations)"}),
     "report_dir": (["--report-dir"], {"default": None, "help": "write report.md / verdict.json / plots here instead"}),
     "no_wandb": (["--no-wandb"], {"action": "store_true", "help": "CSV logs only (no W&B runs)"}),
+    "setting": (["--setting"], {"default": None, "help": "one of the spec's settings (labbench show NAME lists them); "
+                                "reproduce, report and validate act on every setting without it"}),
     "launcher": (["--launcher"], {"default": None, "help": "run through a Hydra launcher: joblib, submitit_local, slurm (conf/hydra/launcher), "
                                   "with hydra.launcher.* overrides among the overrides"}),
 }
@@ -351,7 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
         """The ablation name, --profile, and the named options shared by several commands."""
         p.add_argument("name", help="ablation name (see `labbench list`) or path to a spec .yaml")
         p.add_argument("--profile", default="quick", help="smoke | quick | full (default: quick)")
-        for name in names:
+        for name in ("setting", *names):
             flags, kwargs = SHARED_OPTIONS[name]
             p.add_argument(*flags, **kwargs)
 
@@ -364,6 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="check a spec before anything runs: composition, _target_ arguments, factors, metrics")
     p.add_argument("name", help="ablation name (see `labbench list`) or path to a spec .yaml")
     p.add_argument("--profile", default=None, help="one profile (default: every profile of the spec)")
+    p.add_argument(*SHARED_OPTIONS["setting"][0], **SHARED_OPTIONS["setting"][1])
     p.add_argument("overrides", nargs="*", help="extra Hydra overrides applied to every arm")
     p.set_defaults(func=cmd_validate)
 

@@ -108,8 +108,9 @@ def rows(reports: list[dict[str, Any]], root: Path) -> list[tuple[tuple, str]]:
             first = f"{label}[`{v['name']}`]({link})" + (f"<br>answer: **{answer}**" if answer else "") if i == 0 else ""
             effect = "-" if h["n"] == 0 or not math.isfinite(h["mean_diff"]) else difference_text(h)
             sentence = plain_sentence(h)
+            where = f"[{h['setting']}] " if h.get("setting") else ""  # a claim answered in several settings
             out.append((claim_order(v.get("claim_id"), v["name"]) + (i,),
-                        f"| {first} | {h['name']} | {predicted_text(h)} | {effect} | {h['n']} | **{h['verdict']}** | {sentence} |"))
+                        f"| {first} | {where}{h['name']} | {predicted_text(h)} | {effect} | {h['n']} | **{h['verdict']}** | {sentence} |"))
     return out
 
 
@@ -145,7 +146,8 @@ def answer_counts(reports: list[dict[str, Any]]) -> str:
             without += 1
             continue
         answered.setdefault(answer, []).append(v.get("claim_id") or v["name"])
-    parts = [f"{a}: {len(answered[a])} ({', '.join(sorted(answered[a]))})" for a in ANSWERS if a in answered]
+    order = [*ANSWERS, *sorted(set(answered) - set(ANSWERS))]  # then the answers across settings ("holds in 2 of 2 settings")
+    parts = [f"{a}: {len(answered[a])} ({', '.join(sorted(answered[a]))})" for a in order if a in answered]
     head = "Claims by answer: " + ("; ".join(parts) if parts else "none answered yet")
     tail = (f"; {without} report(s) without a primary hypothesis, so without a claim-level answer (their hypotheses' verdicts below)"
             if without else "")

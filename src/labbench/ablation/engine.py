@@ -12,7 +12,7 @@ from labbench.ablation.execute import execute
 from labbench.ablation.plan import Plan, PlannedRun
 from labbench.ablation.report import write_report
 from labbench.ablation.results import analyze, pending_tuning
-from labbench.ablation.spec import Spec
+from labbench.ablation.spec import Spec, SpecError
 from labbench.ablation.store import Store
 from labbench.ablation.validation import validate
 
@@ -27,7 +27,17 @@ class Outcome:
     counts: dict[str, int]
 
 
+def one_setting(spec: Spec) -> None:
+    """A spec that declares settings runs one setting at a time (``spec.in_setting(name)``; ``labbench.ablation.settings``
+    answers them all): its bare base is none of them."""
+    if spec.settings and not spec.setting:
+        raise SpecError(f"{spec.name} is answered in settings ({', '.join(spec.setting_names())}): run one with "
+                        f"--setting NAME, or all of them (labbench reproduce {spec.name} without --setting)")
+
+
 def count_runs(spec: Spec, profile: str, seeds: int | None = None) -> int:
+    if spec.settings and not spec.setting:  # a claim answered in several settings: all of them
+        return sum(count_runs(spec.in_setting(name), profile, seeds) for name in spec.setting_names())
     n_seeds = seeds if seeds is not None else spec.profile(profile).seeds
     if spec.tuning is None:
         return len(spec.arms) * n_seeds
@@ -46,7 +56,7 @@ def stored_runs(spec: Spec, profile: str, seeds: int | None = None, extra: Seque
     from labbench.ablation.store import default_root
 
     extra = list(extra)
-    store = Store(root or default_root(), spec.name, profile)
+    store = Store(root or default_root(), spec.store_name, profile)
     final_seeds = planning.final_seeds(spec, profile, seeds)
     ids = {r.run_id for r in planning.tuning_runs(spec, profile, extra)}
     if spec.tuning is None:
@@ -56,6 +66,14 @@ def stored_runs(spec: Spec, profile: str, seeds: int | None = None, extra: Seque
         if saved.seeds == final_seeds:
             ids |= {r.run_id for r in saved.final_runs}
     return sum(store.is_done(run_id) for run_id in ids)
+
+
+def estimated_minutes(spec: Spec, profile: str) -> float | None:
+    """The profile's time estimate; for a claim answered in several settings, the sum of theirs (None if one lacks it)."""
+    if spec.settings and not spec.setting:
+        each = [spec.in_setting(name).profile(profile).estimated_minutes for name in spec.setting_names()]
+        return None if any(m is None for m in each) else sum(each)
+    return spec.profile(profile).estimated_minutes
 
 
 def remaining_minutes(estimate: float | None, total: int, stored: int) -> float | None:
@@ -116,13 +134,14 @@ def reproduce(
     from labbench.ablation.store import default_root
 
     extra = list(extra)
+    one_setting(spec)
     validate(spec, profile, extra)
-    store = Store(root or default_root(), spec.name, profile)
+    store = Store(root or default_root(), spec.store_name, profile)
     plan = Plan(spec.name, profile, planning.final_seeds(spec, profile, seeds), extra)
     plan.tuning_runs = planning.tuning_runs(spec, profile, extra)
     if on_start:
         on_start(count_runs(spec, profile, len(plan.seeds)))
-    tags = [t for t in (spec.claim_id, profile) if t]
+    tags = [t for t in (spec.claim_id, profile, spec.setting) if t]
     counts: dict[str, int] = {}
 
     def run_all(runs: list[PlannedRun]) -> None:
@@ -150,7 +169,8 @@ def rebuild_report(
     """Rebuild ``report.md`` and ``verdict.json`` from stored runs only; runs nothing."""
     from labbench.ablation.store import default_root
 
-    store = Store(root or default_root(), spec.name, profile)
+    one_setting(spec)
+    store = Store(root or default_root(), spec.store_name, profile)
     plan = Plan.from_dict(store.load_plan(list(extra)))
     verdict = analyze(spec, plan, store)
     report = write_report(spec, plan, store, verdict, Path(report_dir) if report_dir else default_report_dir(store, extra))

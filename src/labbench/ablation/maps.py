@@ -168,7 +168,7 @@ def run_map(
     """Reproduce the ablation at every cell; write ``map.json``, ``map.md`` and heat maps."""
     extra = list(extra)
     validate_axes(spec, profile, axes, extra)
-    store = Store(root or default_root(), spec.name, profile)
+    store = Store(root or default_root(), spec.store_name, profile)
     out = Path(out_dir) if out_dir else store.dir / "maps" / slug(axes)
     results = []
     counts: dict[str, int] = {}

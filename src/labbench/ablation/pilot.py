@@ -71,11 +71,15 @@ def one_arm(spec: Spec) -> Spec:
     return dataclasses.replace(spec, arms=(spec.arm(arm),), gates=tuple(dataclasses.replace(g, arms=()) for g in gates))
 
 
-def late_share(record: dict, expr: str, better: str) -> dict[str, float]:
+def late_share(record: dict, expr: str, better: str, progress_from: str = "failure") -> dict[str, float]:
     """The share of a run's progress on ``expr`` made in the last half of its budget.
 
     Progress runs from the metric's failure value (or its first logged value) to its value
-    at the end; the value at half the budget is the last one logged at or before it.
+    at the end; the value at half the budget is the last one logged at or before it. With
+    ``progress_from`` a baseline the run recorded for the metric's split (``bigram``), progress
+    counts from there: a language model's fall from ln V to the unigram and bigram entropies is
+    learnt in the first steps and would otherwise pass for most of its progress. A run that ends
+    no better than the baseline made no progress (an infinite late share).
     """
     key = parse_metric(expr).key
     points = record.get("curves", {}).get(key, [])
@@ -84,6 +88,12 @@ def late_share(record: dict, expr: str, better: str) -> dict[str, float]:
                         "and at the end); log it more often (e.g. trainer.val_check_interval = max_steps / 4)")
     budget = max(int(s) for s, _ in points)
     start = float(record.get("failure_values", {}).get(key, points[0][1]))
+    if progress_from != "failure":
+        baseline = f"{key.split('/', 1)[0]}/{progress_from}"
+        if baseline not in record.get("baselines", {}):
+            raise SpecError(f"pilot.progress_from {progress_from!r}: the runs record no {baseline!r} baseline (they record: "
+                            f"{', '.join(sorted(record.get('baselines', {}))) or 'none'})")
+        start = float(record["baselines"][baseline])
     half = metric_value(truncated(record, budget // 2), expr)
     end = metric_value(record, expr)
     sign = 1.0 if better == "lower" else -1.0
@@ -107,11 +117,11 @@ def run_pilot(
         raise SpecError(f"{spec.name} has no pilot section (how its budget is sized from the standard arm alone)")
     p = spec.pilot
     sub = one_arm(spec)
-    store = Store(root or default_root(), spec.name, p.profile)
-    tags = [t for t in (spec.claim_id, p.profile, "pilot") if t]
+    store = Store(root or default_root(), spec.store_name, p.profile)
+    tags = [t for t in (spec.claim_id, p.profile, spec.setting, "pilot") if t]
     result: dict[str, Any] = {
-        "name": spec.name, "profile": p.profile, "arm": p.arm, "metric": p.metric, "seeds": p.seeds,
-        "late_progress": p.late_progress, "gates": [dataclasses.asdict(g) for g in sub.gates],
+        "name": spec.name, **({"setting": spec.setting} if spec.setting else {}), "profile": p.profile, "arm": p.arm, "metric": p.metric, "seeds": p.seeds,
+        "late_progress": p.late_progress, "progress_from": p.progress_from, "gates": [dataclasses.asdict(g) for g in sub.gates],
         "pilot_hash": pilot_fingerprint(spec), "candidates": [], "chosen": None, "capped": False,
     }
     for index, candidate in enumerate(p.candidates):
@@ -127,7 +137,7 @@ def run_pilot(
         for r, rec in zip(runs, records):
             row: dict[str, Any] = {"seed": r.seed, "run_id": r.run_id, "status": (rec or {}).get("status", "missing")}
             if rec and rec.get("status") == "completed":
-                row.update(late_share(rec, p.metric, better))
+                row.update(late_share(rec, p.metric, better, p.progress_from))
                 row["gate_values"] = {g.metric: metric_value(rec, g.metric) for g in sub.gates}
             per_seed.append(row)
         gates = check_gates(sub, {p.arm: records})[p.arm]
@@ -187,30 +197,31 @@ def write_budget(spec: Spec, result: dict[str, Any]) -> Path:
 
     chosen = chosen_overrides(result)
     if chosen is None:
-        raise specs.SpecError(f"{spec.name}: the pilot chose no budget; nothing to write")
+        raise specs.SpecError(f"{spec.label}: the pilot chose no budget; nothing to write")
     path = spec.path
     original = path.read_text()
     lines = original.splitlines(keepends=True)
     profile = spec.pilot.profile
-    try:
-        start = lines.index(f"  {profile}:\n", next(i for i, line in enumerate(lines) if line.startswith("profiles:")))
-    except (StopIteration, ValueError):
-        raise specs.SpecError(f"{path}: no `  {profile}:` entry under `profiles:` to write the budget into") from None
-    end = next((i for i in range(start + 1, len(lines)) if not lines[i].startswith("    ") and lines[i].strip()), len(lines))
-    entry = next((i for i in range(start + 1, end) if lines[i].startswith("    overrides:")), None)
+    keys = ["settings", spec.setting, "profiles", profile] if spec.setting else ["profiles", profile]
+    start, end = _entry(lines, keys, create=bool(spec.setting))
+    indent = " " * (2 * len(keys))
+    entry = next((i for i in range(start + 1, end) if lines[i].startswith(f"{indent}overrides:")), None)
     flow = yaml.safe_dump(list(chosen), default_flow_style=True, width=1_000_000).strip()
-    text = f"    overrides: {flow}   # the pilot's choice (labbench pilot {spec.name} --write-profile)\n"
+    command = f"labbench pilot {spec.name}" + (f" --setting {spec.setting}" if spec.setting else "")
+    text = f"{indent}overrides: {flow}   # the pilot's choice ({command} --write-profile)\n"
     if entry is None:
         lines.insert(start + 1, text)
     else:
         stop = entry + 1
         if lines[entry].split("#")[0].strip() == "overrides:":  # a block of "- item" lines follows
-            while stop < end and lines[stop].lstrip().startswith(("- ", "#")) and lines[stop].startswith("      "):
+            while stop < end and lines[stop].lstrip().startswith(("- ", "#")) and lines[stop].startswith(indent) \
+                    and (lines[stop].startswith(indent + "  ") or lines[stop][len(indent)] in "-#"):  # "- item" indented or not
                 stop += 1
         lines[entry:stop] = [text]
     path.write_text("".join(lines))
     try:
-        problems = profile_agrees(specs.load(str(path)), result)
+        reloaded = specs.load(str(path))
+        problems = profile_agrees(reloaded.in_setting(spec.setting) if spec.setting else reloaded, result)
         if problems:
             raise specs.SpecError(f"{path}: after writing the budget the spec still disagrees with its pilot: {'; '.join(problems)}")
     except Exception:
@@ -219,13 +230,36 @@ def write_budget(spec: Spec, result: dict[str, Any]) -> Path:
     return path
 
 
+def _entry(lines: list[str], keys: list[str], create: bool = False) -> tuple[int, int]:
+    """The line of the block-style mapping entry at ``keys`` (``settings`` > NAME > ``profiles`` > ``quick``, two spaces a
+    level) and the end of its block; with ``create``, missing levels below the first are inserted."""
+    from labbench.ablation import spec as specs
+
+    lo, hi = 0, len(lines)
+    for depth, key in enumerate(keys):
+        indent = " " * (2 * depth)
+        found = next((i for i in range(lo, hi) if lines[i].rstrip("\n").split("#")[0].rstrip() == f"{indent}{key}:"), None)
+        if found is None:
+            if not create or depth == 0:
+                raise specs.SpecError(f"no `{indent}{key}:` entry under `{': '.join(keys[:depth]) or 'the spec'}` to write the budget into")
+            lines.insert(hi, f"{indent}{key}:\n")
+            found = hi
+            hi += 1
+        lo = found + 1
+        hi = next((i for i in range(lo, hi) if lines[i].strip() and not lines[i].startswith(indent + "  ")
+                   and not lines[i].lstrip().startswith("#")), hi)
+        last = found
+    return last, hi
+
+
 def render(spec: Spec, result: dict[str, Any]) -> str:
     p = spec.pilot
-    lines = [f"# {spec.name}: pilot for the `{p.profile}` budget", "",
+    lines = [f"# {spec.label}: pilot for the `{p.profile}` budget", "",
              f"The standard-practice arm `{p.arm}` alone, {p.seeds} seeds per candidate, cheapest candidate first. "
              f"A candidate is the budget when the arm passes its competence gates and made at most "
              f"{p.late_progress:.0%} of its progress on `{p.metric}` in the last half of the budget "
-             "(from the metric's failure value, or its first logged value). No other arm ran.", ""]
+             + ("(from the metric's failure value, or its first logged value)" if p.progress_from == "failure"
+                else f"(counted from the `{p.progress_from}` baseline the runs record)") + ". No other arm ran.", ""]
     lines += ["| # | overrides | tuned | gates (mean vs bar) | `" + p.metric + "` start / half / end (mean) | late share | met |",
               "|---|---|---|---|---|---|---|"]
     for c in result["candidates"]:
@@ -245,7 +279,8 @@ def render(spec: Spec, result: dict[str, Any]) -> str:
     else:
         lines += ["", f"**Chosen budget:** {' '.join(f'`{o}`' for o in chosen)}" if chosen else
                   "**No candidate met the rule**: the largest budget tried is not enough for the standard arm.", ""]
-    lines += [f"Pilot hash `{result['pilot_hash']}`. Reproduce: `labbench pilot {spec.name}`.", ""]
+    setting = f" --setting {spec.setting}" if spec.setting else ""
+    lines += [f"Pilot hash `{result['pilot_hash']}`. Reproduce: `labbench pilot {spec.name}{setting}`.", ""]
     return "\n".join(lines)
 
 

@@ -232,8 +232,9 @@ def _setup_rows(spec: Spec, plan: Plan, records: dict[str, list[dict | None]]) -
         length = f"{trainer['max_steps']} steps" if trainer.get("max_steps", -1) > 0 else f"{trainer.get('max_epochs')} epochs"
         budget = f"{length}, batch {cfg['data']['batch_size']} (the first arm's), precision {trainer['precision']}"
         if spec.pilot is not None and spec.pilot.profile == plan.profile and not plan.extra_overrides:
+            option, folder = (f" --setting {spec.setting}", f"pilot/{spec.setting}") if spec.setting else ("", "pilot")
             budget += (f"; sized before any comparison by the pilot on `{spec.pilot.arm}` alone "
-                       f"(`labbench pilot {spec.name}`, docs/results/{spec.name}/pilot/pilot.md)")
+                       f"(`labbench pilot {spec.name}{option}`, docs/results/{spec.name}/{folder}/pilot.md)")
             if spec.pilot.fallback == "largest":
                 budget += ("; when no candidate meets the pilot's rule it takes the largest, the most this profile's time "
                            "cap affords (the pilot says whether it did)")
@@ -402,8 +403,13 @@ def _batchnorm_lines(bn: dict | None) -> list[str]:
 def render(spec: Spec, plan: Plan, verdict: dict, records: dict[str, list[dict | None]], plots: dict[str, bool]) -> str:
     all_records = [r for recs in records.values() for r in recs if r]
     prov = _provenance(all_records)
-    lines = [f"# {spec.name}: `{plan.profile}` profile", ""]
+    lines = [f"# {spec.label}: `{plan.profile}` profile", ""]
     lines += [f"> **Claim{f' ({spec.claim_id})' if spec.claim_id else ''}.** {spec.claim}", ""]
+    if spec.setting:
+        s = spec.settings[0]
+        lines += [f"**Setting `{s.name}`**{': ' + s.description if s.description else ''}. One of the claim's settings: the "
+                  "answer across them is the claim's own report, one folder up in the committed results. "
+                  f"Why here: {s.why}", ""]
     if spec.sources:
         lines += ["Sources: " + "; ".join(spec.sources) + ".", ""]
     if spec.reference:
@@ -487,7 +493,7 @@ def render(spec: Spec, plan: Plan, verdict: dict, records: dict[str, list[dict |
               f"| device | {'; '.join(prov['devices'])} |",
               f"| precision | {', '.join(prov['precisions'])} |",
               f"| spec | `{spec.path.name}`, hash `{verdict.get('spec_hash', '-')}` (this profile's settings, gates and hypotheses) |", ""]
-    cmd = f"labbench reproduce {spec.name} --profile {plan.profile}"
+    cmd = f"labbench reproduce {spec.name} --profile {plan.profile}" + (f" --setting {spec.setting}" if spec.setting else "")
     if plan.seeds != list(range(spec.profile(plan.profile).seeds)):
         cmd += f" --seeds {len(plan.seeds)}"
     if plan.extra_overrides:

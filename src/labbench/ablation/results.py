@@ -559,6 +559,7 @@ def analyze(spec: Spec, plan: Plan, store: Store) -> dict[str, Any]:
         "name": spec.name,
         "claim_id": spec.claim_id,
         "claim": spec.claim,
+        **({"setting": setting_record(spec)} if spec.setting else {}),
         "profile": plan.profile,
         "spec_hash": fingerprint(spec, plan.profile),  # a changed spec makes this report stale (tests/test_committed_results.py)
         "method": METHOD,
@@ -577,6 +578,14 @@ def analyze(spec: Spec, plan: Plan, store: Store) -> dict[str, Any]:
         },
         "wall_time_s": round(sum(r.get("wall_time_s", 0.0) for r in [*flat, *(t for t in tuning_records if t)]), 1),
     }
+
+
+def setting_record(spec: Spec) -> dict[str, str] | None:
+    """Which of the claim's settings a report answers (None: the spec declares no settings)."""
+    if not spec.setting:
+        return None
+    s = spec.settings[0]
+    return {"name": s.name, "why": s.why, "description": s.description}
 
 
 def setting_line(spec: Spec, plan: Plan, records: list[dict]) -> str:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -36,7 +38,18 @@ SPEC_KEYS = {
     "predicted_to_fail": "arms the claim predicts to fail: not gated (their failure is a finding); a fails_to_learn or diverged hypothesis states it",
     "regime": "measured preconditions for the claim's mechanism: [{name, metric, arms, threshold, direction, hypotheses}]; where one fails, the hypotheses that depend on it are out of regime",
     "pilot": "how a profile's budget was sized before any comparison: {arm, candidates, seeds, metric, late_progress, profile, fallback (none | largest)}",
+    "settings": "optional: the settings the claim is answered in, name -> {why, overrides, profiles: {profile: {overrides, seeds, estimated_minutes, description}}, pilot, batchnorm_eval}; every profile runs each (labbench reproduce answers them all)",
 }
+SETTING_KEYS = {
+    "why": "why this setting is where the claim's mechanism is expected (the literature), written before it runs",
+    "description": "the setting in a few words (data, model)",
+    "overrides": "overrides added to base for every arm and profile of this setting",
+    "arms": "arm -> overrides added to that arm in this setting: an arm's meaning said in this setting's model (one unit wide: model.width=1 for an MLP, model.channels=[1,1] for a CNN)",
+    "profiles": "profile -> {overrides, seeds, estimated_minutes, description}: this setting's own budget (overrides applied after the profile's)",
+    "pilot": "keys of the spec's pilot this setting replaces (usually candidates), or a whole pilot section",
+    "batchnorm_eval": "the BatchNorm evaluation decision for this setting, where it differs from the spec's",
+}
+SETTING_PROFILE_KEYS = {"overrides", "seeds", "estimated_minutes", "description"}
 HYPOTHESIS_KEYS = {"name", "metric", "better", "worse", "direction", "margin", "note", "role", "min_effect", "min_effect_source"}
 ROLES = ("primary", "secondary", "sanity")  # the claim's headline / what qualifies it / a check of the setup (never support)
 TUNING_KEYS = {"param", "grid", "metric", "direction", "seeds", "repeats", "extend", "rule"}
@@ -45,7 +58,7 @@ REGIME_KEYS = {"name", "metric", "arms", "threshold", "fraction", "direction", "
 RATE_METRICS = ("diverged", "fails_to_learn")  # per-seed 0 / 1 outcomes, decided by the exact sign-flip (McNemar) test
 BASELINES = ("chance", "unigram", "bigram", "modes", "hq_share", "confidence", "failure")  # what the data modules and tasks record
 # (baselines()); failure: the metric's failure value (the task's, or the spec's `failure`), what a model that learned nothing scores
-PILOT_KEYS = {"arm", "candidates", "seeds", "metric", "late_progress", "profile", "fallback"}
+PILOT_KEYS = {"arm", "candidates", "seeds", "metric", "late_progress", "profile", "fallback", "progress_from"}
 PILOT_FALLBACKS = ("none", "largest")
 PROFILE_KEYS = {"seeds", "overrides", "estimated_minutes", "description", "tuning_grid", "batchnorm_eval"}
 BATCHNORM_STATISTICS = ("running", "precise")
@@ -186,6 +199,17 @@ class Pilot:
     late_progress: float = 0.1
     profile: str = "quick"
     fallback: str = "none"
+    progress_from: str = "failure"  # or a baseline the runs record (bigram): where the progress the rule counts starts
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting the claim is answered in: a data set or architecture where its mechanism is expected,
+    with ``why`` (the literature's reason), written before it runs. ``Spec.in_setting`` gives the spec it runs as."""
+
+    name: str
+    why: str
+    description: str = ""
 
 
 @dataclass(frozen=True)
@@ -222,7 +246,57 @@ class Spec:
     batchnorm_eval: BatchNormEval | None = None
     predicted_to_fail: tuple[str, ...] = ()
     regime: tuple[RegimeCheck, ...] = ()
+    settings: tuple[Setting, ...] = ()  # the settings the claim is answered in (empty: the spec itself is the one setting)
+    setting: str = ""  # set on the spec derived for one setting (Spec.in_setting)
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def store_name(self) -> str:
+        """The store folder's name: the ablation's, and the setting's below it (``causal-mask/char-lm``)."""
+        return f"{self.name}/{self.setting}" if self.setting else self.name
+
+    @property
+    def label(self) -> str:
+        """How commands and reports name it: ``causal-mask``, or ``causal-mask/char-lm`` in a setting (as its store folder)."""
+        return self.store_name
+
+    def setting_names(self) -> list[str]:
+        return [s.name for s in self.settings]
+
+    def in_setting(self, name: str) -> Spec:
+        """The spec as it runs in setting ``name``: base plus the setting's overrides, each profile with the setting's
+        own budget, the setting's pilot and BatchNorm decision. An ordinary spec to the planner, the engine, the pilot
+        and the report; its ``raw`` (hashed into reports) holds the setting's name and contents."""
+        if name not in self.setting_names():
+            valid = ", ".join(self.setting_names()) or "none (the spec declares no settings)"
+            raise SpecError(f"{self.name}: no setting {name!r}; settings: {valid}")
+        body = self.raw["settings"][name] or {}
+        raw = {k: v for k, v in self.raw.items() if k != "settings"}
+        raw["base"] = [*(self.raw.get("base") or []), *(body.get("overrides") or [])]
+        arms = {}
+        for arm, arm_body in self.raw["arms"].items():
+            own = (body.get("arms") or {}).get(arm) or []
+            if isinstance(arm_body, dict):
+                arms[arm] = {**arm_body, "overrides": [*(arm_body.get("overrides") or []), *own]}
+            else:
+                arms[arm] = [*(arm_body or []), *own]
+        raw["arms"] = arms
+        profiles = {}
+        for pname, pbody in (self.raw["profiles"] or {}).items():
+            merged = dict(pbody or {})
+            own = (body.get("profiles") or {}).get(pname) or {}
+            for key, value in own.items():
+                merged[key] = [*(merged.get("overrides") or []), *value] if key == "overrides" else value
+            profiles[pname] = merged
+        raw["profiles"] = profiles
+        if body.get("pilot") is not None:
+            raw["pilot"] = {**(self.raw.get("pilot") or {}), **body["pilot"]}
+        if body.get("batchnorm_eval") is not None:
+            raw["batchnorm_eval"] = body["batchnorm_eval"]
+        derived = parse(raw, self.path)
+        setting = next(s for s in self.settings if s.name == name)
+        return dataclasses.replace(derived, setting=name, settings=(setting,),
+                                   raw={**raw, "setting": name})
 
     def arm(self, name: str) -> Arm:
         return next(a for a in self.arms if a.name == name)
@@ -253,9 +327,15 @@ def fingerprint(spec: Spec, profile: str, map_axes: bool = False) -> str:
     out too: what it decides is in the arms' overrides (``norm.precise_batches``, hashed with them, and
     ``validate`` refuses a declaration they contradict); the rest is its reason, prose like a comment.
     """
-    raw = {k: v for k, v in spec.raw.items() if k not in ("pilot", "map", "profiles", "batchnorm_eval")}
+    raw = {k: v for k, v in spec.raw.items() if k not in ("pilot", "map", "profiles", "batchnorm_eval", "settings")}
     body = dict(spec.raw["profiles"].get(profile) or {})
     raw["profiles"] = {profile: {k: v for k, v in body.items() if k not in ("estimated_minutes", "description", "batchnorm_eval")}}
+    if spec.raw.get("settings") and not spec.setting:  # the whole claim: every setting's overrides and this profile's budget
+        raw["settings"] = {
+            name: {"overrides": (b or {}).get("overrides"), "arms": (b or {}).get("arms"),
+                   "profile": {k: v for k, v in (((b or {}).get("profiles") or {}).get(profile) or {}).items()
+                               if k not in ("estimated_minutes", "description")}}
+            for name, b in spec.raw["settings"].items()}
     if map_axes:
         raw["map"] = (spec.raw.get("map") or {}).get("axes")
     return hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()[:12]
@@ -548,6 +628,7 @@ def parse(raw: dict[str, Any], path: Path) -> Spec:
     for m in metrics:
         parse_metric(m)
     pilot = _pilot(path, raw.get("pilot"), arm_names, profiles, tuple(gates), tuning)
+    settings = _settings(path, raw.get("settings"), profiles, arm_names)
     sources = raw.get("sources") or ()
     return Spec(
         name=raw["name"],
@@ -571,6 +652,7 @@ def parse(raw: dict[str, Any], path: Path) -> Spec:
         batchnorm_eval=_batchnorm_eval(path, "batchnorm_eval", raw.get("batchnorm_eval")),
         predicted_to_fail=predicted,
         regime=regime,
+        settings=settings,
         raw=raw,
     )
 
@@ -602,6 +684,50 @@ def _regime(path: Path, body: Any, arm_names: list[str], hypothesis_names: list[
             raise _fail(path, f"{where}.hypotheses names {unknown}; hypotheses are: {hypothesis_names}")
         out.append(RegimeCheck(str(c["name"]), c["metric"], arms, c["threshold"] if not is_reference(c["threshold"]) else float(c["threshold"]),
                                _direction(path, where, c["direction"]), float(c.get("fraction", 1.0)), guarded, str(c.get("note", ""))))
+    return tuple(out)
+
+
+SETTING_NAME = re.compile(r"[a-z0-9][a-z0-9-]*")
+
+
+def _settings(path: Path, body: Any, profiles: dict[str, Profile], arm_names: list[str]) -> tuple[Setting, ...]:
+    """The ``settings`` section's structure; each setting's overrides are checked when it is derived and validated."""
+    if body is None:
+        return ()
+    if not isinstance(body, dict) or not body:
+        raise _fail(path, "settings must map setting names to {why, overrides, profiles, pilot}; leave it out for one setting")
+    out = []
+    for name, s in body.items():
+        where = f"settings.{name}"
+        if not isinstance(name, str) or not SETTING_NAME.fullmatch(name):
+            raise _fail(path, f"setting name {name!r} must be lower-case letters, digits and '-' (it names a folder)")
+        if not isinstance(s, dict):
+            raise _fail(path, f"{where} must be a mapping with keys {', '.join(sorted(SETTING_KEYS))}")
+        _unknown(path, where, set(s), SETTING_KEYS)
+        why = " ".join(str(s.get("why") or "").split())
+        if not why:
+            raise _fail(path, f"{where}.why is required: why the claim's mechanism is expected in this setting (the literature), "
+                              "written before it runs")
+        _strings(path, f"{where}.overrides", s.get("overrides"))
+        arms = s.get("arms") or {}
+        if not isinstance(arms, dict) or not set(arms) <= set(arm_names):
+            raise _fail(path, f"{where}.arms must map arms of the spec ({', '.join(arm_names)}) to overrides, got {arms!r}")
+        for arm, overrides in arms.items():
+            _strings(path, f"{where}.arms.{arm}", overrides)
+        own = s.get("profiles") or {}
+        if not isinstance(own, dict):
+            raise _fail(path, f"{where}.profiles must map profile names to {{overrides, seeds, estimated_minutes, description}}")
+        for pname, pbody in own.items():
+            if pname not in profiles:
+                raise _fail(path, f"{where}.profiles names profile {pname!r}; the spec's profiles: {', '.join(profiles)}")
+            if not isinstance(pbody, dict):
+                raise _fail(path, f"{where}.profiles.{pname} must be a mapping with keys {', '.join(sorted(SETTING_PROFILE_KEYS))}")
+            _unknown(path, f"{where}.profiles.{pname}", set(pbody), SETTING_PROFILE_KEYS)
+            _strings(path, f"{where}.profiles.{pname}.overrides", pbody.get("overrides"))
+        if s.get("pilot") is not None and not isinstance(s["pilot"], dict):
+            raise _fail(path, f"{where}.pilot must be a mapping of pilot keys ({', '.join(sorted(PILOT_KEYS))}) it replaces")
+        _unknown(path, f"{where}.pilot", set(s.get("pilot") or {}), PILOT_KEYS)
+        out.append(Setting(name, why, " ".join(str(s.get("description") or "").split())))
     return tuple(out)
 
 
@@ -673,4 +799,8 @@ def _pilot(path: Path, body: Any, arm_names: list[str], profiles: dict[str, Prof
     if fallback not in PILOT_FALLBACKS:
         raise _fail(path, f"pilot.fallback {fallback!r} is not one of {', '.join(PILOT_FALLBACKS)} (none: no budget when no "
                           "candidate meets the rule; largest: the largest candidate, the most the profile's time cap affords)")
-    return Pilot(body["arm"], parsed, metric, seeds, late, profile, fallback)
+    progress_from = str(body.get("progress_from", "failure"))
+    if progress_from not in BASELINES:
+        raise _fail(path, f"pilot.progress_from {progress_from!r} is not one of {', '.join(BASELINES)} (failure: the metric's "
+                          "failure value; bigram: a language model's count baseline, what a model that learned letter pairs scores)")
+    return Pilot(body["arm"], parsed, metric, seeds, late, profile, fallback, progress_from)

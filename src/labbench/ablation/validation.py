@@ -28,10 +28,10 @@ def _check_directions(spec: Spec, arm: str, task: str) -> None:
         try:
             direction(parse_metric(expr).key, task)
         except UnknownMetric as err:
-            raise SpecError(f"{spec.name}: arm {arm!r} reads {expr!r}: {err}") from err
+            raise SpecError(f"{spec.label}: arm {arm!r} reads {expr!r}: {err}") from err
     for expr in [g.metric for g in spec.gates] + ([spec.tuning.metric] if spec.tuning is not None else []):
         if direction(parse_metric(expr).key, task) == "neither":
-            raise SpecError(f"{spec.name}: {expr!r} has no better side (its task declares 'neither'), so it cannot be a gate "
+            raise SpecError(f"{spec.label}: {expr!r} has no better side (its task declares 'neither'), so it cannot be a gate "
                             "or a tuning metric; use a loss, an accuracy or another metric with a direction")
 
 
@@ -117,7 +117,7 @@ def _check_batchnorm_eval(spec: Spec, arm: str, profile: str, cfg) -> None:
     decision = spec.batchnorm_decision(profile)
     if decision is None:
         raise SpecError(
-            f"{spec.name}: arm {arm!r} has BatchNorm in profile {profile!r} but the spec does not say which statistics its "
+            f"{spec.label}: arm {arm!r} has BatchNorm in profile {profile!r} but the spec does not say which statistics its "
             "evaluations read: add batchnorm_eval: {statistics: running | precise, why: ...} (running: the moving average a "
             "deployed network uses; precise: re-estimated with the evaluated weights, norm.precise_batches=N on those arms)"
         )
@@ -125,7 +125,7 @@ def _check_batchnorm_eval(spec: Spec, arm: str, profile: str, cfg) -> None:
     if precise != (decision.statistics == "precise"):
         fix = "set norm.precise_batches=N (e.g. 20) on it" if decision.statistics == "precise" else "drop norm.precise_batches from it"
         raise SpecError(
-            f"{spec.name}: batchnorm_eval says {decision.statistics} statistics in profile {profile!r}, but arm {arm!r} has "
+            f"{spec.label}: batchnorm_eval says {decision.statistics} statistics in profile {profile!r}, but arm {arm!r} has "
             f"norm.precise_batches={norm.get('precise_batches', 0)}: {fix}"
         )
 
@@ -133,15 +133,20 @@ def _check_batchnorm_eval(spec: Spec, arm: str, profile: str, cfg) -> None:
 def validate(spec: Spec, profile: str | None = None, extra: Sequence[str] = ()) -> None:
     """Before anything runs: every arm composes in every profile, every ``_target_`` imports and
     binds its arguments, every metric the spec reads has a declared direction, and the arms'
-    resolved configs differ only on the declared factors (or on values interpolated from them)."""
+    resolved configs differ only on the declared factors (or on values interpolated from them).
+    A spec answered in several settings is validated in each of them."""
+    if spec.settings and not spec.setting:
+        for setting in spec.setting_names():
+            validate(spec.in_setting(setting), profile, extra)
+        return
     for name in [profile] if profile else list(spec.profiles):
         spec.profile(name)
         for arm in spec.arms:
             try:
                 cfg = compose(arm_overrides(spec, arm.name, name, extra))
             except Exception as err:
-                raise SpecError(f"{spec.name}: arm {arm.name!r} does not compose in profile {name!r}: {err}") from err
-            check_targets(cfg, f"{spec.name}: arm {arm.name!r} in profile {name!r}")
+                raise SpecError(f"{spec.label}: arm {arm.name!r} does not compose in profile {name!r}: {err}") from err
+            check_targets(cfg, f"{spec.label}: arm {arm.name!r} in profile {name!r}")
             _check_directions(spec, arm.name, cfg.task._target_)
             _check_batchnorm_eval(spec, arm.name, name, cfg)
         raw = {arm.name: _raw_values(compose(merge_overrides(arm_overrides(spec, arm.name, name, extra), ["seed=0"]))) for arm in spec.arms}
@@ -154,7 +159,7 @@ def validate(spec: Spec, profile: str | None = None, extra: Sequence[str] = ()) 
         if stray:
             details = "; ".join(f"{k}: {diffs[k]}" for k in stray[:5])
             raise SpecError(
-                f"{spec.name}: in profile {name!r} the arms' resolved configs differ on keys outside the declared factors "
+                f"{spec.label}: in profile {name!r} the arms' resolved configs differ on keys outside the declared factors "
                 f"{list(spec.factors)}: {details}. Declare them in `factors` or make the arms identical there."
             )
 

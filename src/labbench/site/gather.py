@@ -63,7 +63,7 @@ def gate_status(h: dict[str, Any], verdict: dict[str, Any]) -> str:
         return f"not gated ({GATE_FREE_SHORT[h['gate_free']]})" + (f"; missed by {', '.join(waived)}" if waived else "")
     if h.get("undertrained"):
         return "missed: " + ", ".join(sorted({m["arm"] for m in h["undertrained"]}))
-    if any(a.get("gates") for a in verdict.get("arms", {}).values()):
+    if verdict.get("gates_declared") or any(a.get("gates") for a in verdict.get("arms", {}).values()):
         return "passed"
     return "none declared"
 
@@ -128,7 +128,7 @@ def hypothesis_row(h: dict[str, Any], verdict: dict[str, Any], index: int) -> di
     d = standardized(h)
     measured = h["n"] > 0 and _finite(h["mean_diff"])
     return {
-        "index": index, "name": h["name"], "metric": h["metric"], "predicted": predicted_text(h),
+        "index": index, "name": (f"[{h['setting']}] " if h.get("setting") else "") + h["name"], "metric": h["metric"], "predicted": predicted_text(h),
         "effect": difference_text(h) if measured else "-",
         "d": None if d is None else d[0], "d_low": None if d is None else d[1], "d_high": None if d is None else d[2],
         "n": h["n"], "verdict": h["verdict"], "verdict_raw": h.get("verdict_raw", h["verdict"]),
