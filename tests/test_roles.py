@@ -236,3 +236,20 @@ def test_with_a_primary_a_gate_derives_from_a_failure_baseline_and_a_quality_bar
     assert gates["a"][0]["bar"] == pytest.approx(0.9 * 2.3) and gates["a"][0]["passed"] and not gates["b"][0]["passed"]
     # without a primary a number is still accepted (the specs written before roles)
     _records_spec(tmp_path, "old", ["a", "b"], [{**primary[0], "role": "secondary"}], gates=[{"metric": "test/acc", "threshold": 0.9}])
+
+
+@pytest.mark.unit
+def test_the_seed_warning_counts_the_family_the_first_decision_is_made_in(tmp_path):
+    """With a primary, the first decision is the primary alone (6 seeds can decide it whatever the secondaries); without
+    one, Holm across every hypothesis but the checks; the checks never count."""
+    from labbench.ablation.engine import first_family, seed_warnings
+
+    many = [_h("test/acc", role="primary"), _h("val/acc"), _h("val/loss"), _h("test/loss"), _h("train/loss", role="sanity")]
+    spec = _spec(tmp_path, many)
+    assert first_family(spec) == 1
+    assert not any("cannot" in w for w in seed_warnings(spec, "smoke", 6))
+    five = seed_warnings(spec, "smoke", 5)
+    assert "cannot give any verdict on the primary hypothesis (tested alone)" in five[0] and "at least 6 seeds" in five[0]
+    plain = _spec(tmp_path, [{**h, "role": "secondary"} if h.get("role") == "primary" else h for h in many], name="plain")
+    assert first_family(plain) == 4  # the sanity check stays out
+    assert "4 hypothesis(es)" in seed_warnings(plain, "smoke", 6)[0] and "at least 8 seeds" in seed_warnings(plain, "smoke", 6)[0]

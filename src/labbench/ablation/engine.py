@@ -81,15 +81,25 @@ def remaining_minutes(estimate: float | None, total: int, stored: int) -> float 
     return None if estimate is None or total <= 0 else estimate * (total - stored) / total
 
 
+def first_family(spec: Spec) -> int:
+    """How many hypotheses share the first decision's correction: the primary alone where one is declared (the
+    secondaries wait for it), else every hypothesis but the sanity checks (Holm across them)."""
+    if any(h.role == "primary" for h in spec.hypotheses):
+        return 1
+    return max(1, sum(1 for h in spec.hypotheses if h.role != "sanity"))
+
+
 def seed_warnings(spec: Spec, profile: str, seeds: int | None = None) -> list[str]:
     """What to tell the user before running: hypotheses that no outcome could decide with these seeds."""
     from labbench.ablation.stats import RECOMMENDED_SEEDS, can_decide, seeds_needed
 
     n = seeds if seeds is not None else spec.profile(profile).seeds
-    k = len(spec.hypotheses)
+    k = first_family(spec)
     if not can_decide(n, k):
-        return [f"{n} paired seeds cannot give any verdict on {k} hypothesis(es): the sign-flip test with Holm's correction "
-                f"needs at least {seeds_needed(k)} seeds (docs/method.md); every hypothesis will be inconclusive"]
+        what = "the primary hypothesis (tested alone)" if any(h.role == "primary" for h in spec.hypotheses) else f"{k} hypothesis(es)"
+        return [f"{n} paired seeds cannot give any verdict on {what}: the sign-flip test"
+                + (" with Holm's correction" if k > 1 else "") + f" needs at least {seeds_needed(k)} seeds (docs/method.md); "
+                "nothing will be decided (a competence gate missed says undertrained first)"]
     if n < RECOMMENDED_SEEDS:
         return [f"{n} paired seeds: a verdict is possible, but the method recommends {RECOMMENDED_SEEDS}+ (docs/method.md: power)"]
     return []

@@ -567,7 +567,8 @@ def analyze(spec: Spec, plan: Plan, store: Store) -> dict[str, Any]:
         "regime": regime,
         "predicted_to_fail": list(spec.predicted_to_fail),
         "alpha": ALPHA,
-        "seeds_needed": seeds_needed(max(1, sum(1 for h in hypotheses if not h["undertrained"]))),
+        "seeds_needed": seeds_needed(1 if answer is not None else max(1, sum(1 for h in hypotheses if not h["undertrained"]
+                                                                                   and h.get("role") != "sanity"))),
         "hypotheses": hypotheses,
         "arms": arms,
         "directions": {m: _safe_direction(flat, m) for m in metrics},

@@ -216,14 +216,18 @@ def power_lines(spec: Spec, seeds: int) -> tuple[list[str], list[str]]:
 
 
 def method_warnings(spec: Spec) -> list[str]:
-    """What keeps a spec written before roles from a claim-level answer (refused once it names a primary)."""
+    """What keeps a spec from a claim-level answer a reviewer signs: no primary (refused once the catalog has them),
+    quality-bar gates, one setting only."""
     from labbench.ablation.spec import is_reference
 
-    if any(h.role == "primary" for h in spec.hypotheses):
-        return []
-    out = ["no primary hypothesis (role: primary): the report gives verdicts per hypothesis but no claim-level answer"]
-    for i, g in enumerate(spec.gates):
-        if is_reference(g.threshold):
-            out.append(f"gates[{i}] ({g.metric} beyond {g.threshold:g}) is a fixed quality bar, refused once the spec names a primary: "
-                       "derive it from a failure baseline (chance, unigram, bigram, failure, ... with a fraction)")
+    out = []
+    if not any(h.role == "primary" for h in spec.hypotheses):
+        out.append("no primary hypothesis (role: primary): the report gives verdicts per hypothesis but no claim-level answer")
+        for i, g in enumerate(spec.gates):
+            if is_reference(g.threshold):
+                out.append(f"gates[{i}] ({g.metric} beyond {g.threshold:g}) is a fixed quality bar, refused once the spec names a primary: "
+                           "derive it from a failure baseline (chance, unigram, bigram, failure, ... with a fraction)")
+    if not spec.settings:
+        out.append("answered in one setting: a verdict there is a fact about that setting; declare `settings` (two or more, each "
+                   "with why the mechanism is expected there) for an answer across them (experiments/README.md)")
     return out
