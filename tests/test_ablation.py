@@ -253,3 +253,28 @@ def test_parallel_jobs_run_the_same_plan(tmp_path):
     assert stored == sorted(r.run_id for r in outcome.plan.final_runs)
     threads = {store.record(r)["provenance"]["device"]["torch_threads"] for r in stored}
     assert threads == {max(1, (os.cpu_count() or 1) // 2)}  # each worker got its share of the cores
+
+
+def test_a_spec_given_as_a_path_gets_hints_that_name_that_path(tmp_path):
+    """Issue 27, item 1: every 'run this next' line works when pasted, for a spec outside the shipped folder too."""
+    folder = tmp_path / "specs"
+    folder.mkdir()
+    path = write_spec(folder, "mine")
+    given = "specs/mine.yaml"
+    spec = specs.load(str(path))
+    assert spec.ref == str(path) and specs.load("aa-control").ref == "aa-control"
+    plan = cli("labbench", "plan", given, "--profile", "smoke", "--no-wandb", "--out", "store", cwd=tmp_path)
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    assert f"labbench reproduce {given} --profile smoke --out store" in plan.stdout or f"labbench plan {given} --profile smoke --out store" in plan.stdout
+    done = cli("labbench", "reproduce", given, "--profile", "smoke", "--no-wandb", "--out", "store", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"labbench reproduce {given} --profile smoke" in (tmp_path / "store" / "mine" / "smoke" / "report.md").read_text()
+    missing = cli("labbench", "validate", "specs/nope.yaml", cwd=tmp_path)
+    assert missing.returncode == 2 and "no spec file specs/nope.yaml: the path does not exist" in " ".join(missing.stdout.split())
+    # a folder of one's own specs: found by name, listed, and then named by name
+    listing = cli("labbench", "list", "--json", cwd=tmp_path, env={"LABBENCH_SPECS": str(folder)})
+    assert "mine" in [e["name"] for e in json.loads(listing.stdout)]
+    by_name = cli("labbench", "validate", "mine", "--profile", "smoke", cwd=tmp_path, env={"LABBENCH_SPECS": str(folder)})
+    assert by_name.returncode == 0, by_name.stdout
+    unknown = cli("labbench", "validate", "yours", cwd=tmp_path)
+    assert unknown.returncode == 2 and "LABBENCH_SPECS" in " ".join(unknown.stdout.split())

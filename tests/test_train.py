@@ -197,3 +197,29 @@ def test_wandb_logger_does_not_pass_the_removed_anonymous_setting(tmp_path):
     logger = wandb_logger(str(tmp_path), mode="offline")
     assert "anonymous" not in logger._wandb_init
     assert logger._wandb_init["project"] == "labbench" and logger._wandb_init["dir"] == str(tmp_path)
+
+
+def test_the_classifier_logs_the_plain_likelihood_and_the_calibration_error_whatever_its_loss(tmp_path):
+    """Issue 27: with label smoothing, test/loss is the smoothed criterion (it cannot fall below the smoothing's own
+    entropy); test/nll is the plain negative log-likelihood to compare across losses, test/ece the calibration error."""
+    plain = run(compose(["data=digits", "seed=0", *fast_overrides(60)]), tmp_path / "ce")["metrics"]["final"]
+    assert plain["test/nll"] == pytest.approx(plain["test/loss"], rel=1e-5)  # with the plain loss they are one number
+    assert plain["val/nll"] == pytest.approx(plain["val/loss"], rel=1e-5)
+    assert 0.0 <= plain["test/ece"] <= 1.0 and 0.0 <= plain["val/ece"] <= 1.0
+    smooth = run(compose(["data=digits", "seed=0", "loss=label_smoothing", *fast_overrides(60)]), tmp_path / "ls")["metrics"]["final"]
+    # the smoothed criterion: (1 - 0.1) x NLL + 0.1 x the mean over classes of -log p, above the NLL for a trained model
+    assert smooth["test/loss"] > smooth["test/nll"] + 0.1
+    from labbench.tasks.classify import ClassificationTask
+
+    assert ClassificationTask.metric_directions["nll"] == ClassificationTask.metric_directions["ece"] == "lower"
+
+
+@pytest.mark.unit
+def test_the_calibration_error_is_the_confidence_accuracy_gap_by_hand():
+    """A hand case for the metric behind test/ece: four predictions at confidence 0.9 of which two are right fall in
+    one bin, |0.9 - 0.5| = 0.4; two at 0.6, both right, in another, |0.6 - 1| = 0.4: ECE = 0.4."""
+    from torchmetrics.classification import MulticlassCalibrationError
+
+    p = torch.tensor([[0.9, 0.1], [0.9, 0.1], [0.9, 0.1], [0.9, 0.1], [0.4, 0.6], [0.4, 0.6]])
+    y = torch.tensor([0, 0, 1, 1, 1, 1])
+    assert float(MulticlassCalibrationError(2, n_bins=15, norm="l1")(p, y)) == pytest.approx(0.4)

@@ -314,3 +314,19 @@ def test_a_run_that_diverged_late_counts_as_what_it_was_at_earlier_evaluations()
     assert run_value(truncated(late, 50), "val/loss") == 0.8  # it was training normally at step 50
     assert run_value(truncated(late, 100), "val/loss") == 2.3  # from the step it diverged: the failure value
     assert run_value(late, "val/loss") == 2.3
+
+
+@pytest.mark.unit
+def test_the_caveats_beside_a_verdict_table_name_the_edge_the_unsettled_and_the_untested():
+    """Issue 27, item 7: what the report warns about is printed under the terminal's table as well."""
+    from labbench.ablation.report import caveats
+
+    h = {"name": "a beats b", "verdict": "supported", "n": 8, "metric": "test/acc", "unsettled": True}
+    gap = {"arm": "b", "metric": "test/acc", "mean": 0.2, "bar": 0.5}
+    verdict = {"hypotheses": [h, {**h, "name": "c beats b", "unsettled": False, "verdict": "undertrained", "undertrained": [gap]}],
+               "arms": {"a": {"tuned": {"value": 0.3, "on_edge": True}}, "b": {"tuned": {"value": 0.01, "on_edge": False}}}}
+    lines = caveats(verdict)
+    assert any(line.startswith("`a`'s tuned value 0.3 is **on the edge of its grid**") for line in lines)
+    assert not any("`b`'s tuned" in line for line in lines)
+    assert any(line.startswith("\"a beats b\" is **unsettled**") for line in lines)
+    assert any(line.startswith("\"c beats b\" is **undertrained**: `b` missed a competence gate") for line in lines)

@@ -112,6 +112,12 @@ def _summary(outcome, spec, elapsed: float | None = None) -> None:
         console.print(f"answer: [{ANSWER_STYLE[answer['answer']]}]{answer['answer']}[/] ({answer['because']}; primary: "
                       f"{answer['primary']}) in {answer['setting']}", soft_wrap=True)
     console.print(_verdict_table(outcome.verdict))
+    from rich.markup import escape
+
+    from labbench.ablation.report import caveats
+
+    for line in caveats(outcome.verdict):
+        console.print(f"[bold yellow]caveat:[/] {escape(line.replace('**', '').replace('`', ''))}", soft_wrap=True)
     arms = Table(title="arms", title_justify="left")
     arms.add_column("arm")
     arms.add_column("runs")
@@ -363,13 +369,14 @@ def cmd_plan(args: argparse.Namespace) -> int:
     store = Store(args.out or default_root(), s.name, args.profile)
     stage, commands = multirun_commands(s, args.profile, store, args.overrides, args.seeds, not args.no_wandb)
     launcher = [f"hydra/launcher={launcher[0]}", *launcher[1:]] if launcher else []
-    print(f"# {s.name} ({args.profile}), {'tuning' if stage == 'tune' else 'final'} stage: one Hydra multirun per arm")
+    print(f"# {s.label} ({args.profile}), {'tuning' if stage == 'tune' else 'final'} stage: one Hydra multirun per arm")
+    same = (f" --setting {s.setting}" if s.setting else "") + (f" --out {args.out}" if args.out else "")
     for command in commands:
         print(shell([*command, *launcher]))
     if stage == "tune":
-        print(f"# when these are done, run `labbench plan {s.name} --profile {args.profile}` again for the final stage")
+        print(f"# when these are done, run `labbench plan {s.ref} --profile {args.profile}{same}` again for the final stage")
     else:
-        print(f"# then aggregate (runs nothing already stored): labbench reproduce {s.name} --profile {args.profile}"
+        print(f"# then aggregate (runs nothing already stored): labbench reproduce {s.ref} --profile {args.profile}{same}"
               + (f" --seeds {args.seeds}" if args.seeds else "") + ("" if not args.overrides else " " + " ".join(args.overrides)))
     return 0
 

@@ -207,7 +207,7 @@ def write_budget(spec: Spec, result: dict[str, Any]) -> Path:
     indent = " " * (2 * len(keys))
     entry = next((i for i in range(start + 1, end) if lines[i].startswith(f"{indent}overrides:")), None)
     flow = yaml.safe_dump(list(chosen), default_flow_style=True, width=1_000_000).strip()
-    command = f"labbench pilot {spec.name}" + (f" --setting {spec.setting}" if spec.setting else "")
+    command = f"labbench pilot {spec.ref}" + (f" --setting {spec.setting}" if spec.setting else "")
     text = f"{indent}overrides: {flow}   # the pilot's choice ({command} --write-profile)\n"
     if entry is None:
         lines.insert(start + 1, text)
@@ -280,7 +280,7 @@ def render(spec: Spec, result: dict[str, Any]) -> str:
         lines += ["", f"**Chosen budget:** {' '.join(f'`{o}`' for o in chosen)}" if chosen else
                   "**No candidate met the rule**: the largest budget tried is not enough for the standard arm.", ""]
     setting = f" --setting {spec.setting}" if spec.setting else ""
-    lines += [f"Pilot hash `{result['pilot_hash']}`. Reproduce: `labbench pilot {spec.name}{setting}`.", ""]
+    lines += [f"Pilot hash `{result['pilot_hash']}`. Reproduce: `labbench pilot {spec.ref}{setting}`.", ""]
     return "\n".join(lines)
 
 

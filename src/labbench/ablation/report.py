@@ -234,7 +234,7 @@ def _setup_rows(spec: Spec, plan: Plan, records: dict[str, list[dict | None]]) -
         if spec.pilot is not None and spec.pilot.profile == plan.profile and not plan.extra_overrides:
             option, folder = (f" --setting {spec.setting}", f"pilot/{spec.setting}") if spec.setting else ("", "pilot")
             budget += (f"; sized before any comparison by the pilot on `{spec.pilot.arm}` alone "
-                       f"(`labbench pilot {spec.name}{option}`, docs/results/{spec.name}/{folder}/pilot.md)")
+                       f"(`labbench pilot {spec.ref}{option}`, docs/results/{spec.name}/{folder}/pilot.md)")
             if spec.pilot.fallback == "largest":
                 budget += ("; when no candidate meets the pilot's rule it takes the largest, the most this profile's time "
                            "cap affords (the pilot says whether it did)")
@@ -319,6 +319,22 @@ def _warnings(verdict: dict) -> list[str]:
         if h.get("constant") is not None and h["verdict"] != "undertrained":
             out.append(f"- \"{h['name']}\" is **uninformative**: every seed of every arm gave {_f(h['constant'])} on "
                        f"`{h['metric']}` (a ceiling or floor), so the metric cannot tell the arms apart here, whatever the verdict.")
+    return out
+
+
+def caveats(verdict: dict) -> list[str]:
+    """What a reader must know beside the verdict table, one markdown line each: the report's warnings, a tuned value on
+    its grid's edge, a verdict still moving at the end of the budget. The terminal prints them under its table too."""
+    out = [line.removeprefix("- ") for line in _warnings(verdict)]
+    for arm, a in verdict.get("arms", {}).items():
+        tuned = a.get("tuned") or {}
+        if tuned.get("on_edge"):
+            out.append(f"`{arm}`'s tuned value {tuned.get('value')} is **on the edge of its grid**: the optimum may lie outside it, "
+                       "and the arm may be compared below its best.")
+    for h in verdict["hypotheses"]:
+        if h.get("unsettled"):
+            out.append(f"\"{h['name']}\" is **unsettled**: the effect still moved over the last half of the budget; a longer run "
+                       "may answer differently.")
     return out
 
 
@@ -493,7 +509,7 @@ def render(spec: Spec, plan: Plan, verdict: dict, records: dict[str, list[dict |
               f"| device | {'; '.join(prov['devices'])} |",
               f"| precision | {', '.join(prov['precisions'])} |",
               f"| spec | `{spec.path.name}`, hash `{verdict.get('spec_hash', '-')}` (this profile's settings, gates and hypotheses) |", ""]
-    cmd = f"labbench reproduce {spec.name} --profile {plan.profile}" + (f" --setting {spec.setting}" if spec.setting else "")
+    cmd = f"labbench reproduce {spec.ref} --profile {plan.profile}" + (f" --setting {spec.setting}" if spec.setting else "")
     if plan.seeds != list(range(spec.profile(plan.profile).seeds)):
         cmd += f" --seeds {len(plan.seeds)}"
     if plan.extra_overrides:

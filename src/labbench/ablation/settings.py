@@ -105,7 +105,7 @@ def combined_verdict(spec: Spec, profile: str, verdicts: list[dict[str, Any]], r
         })
     first = verdicts[0]
     return {
-        "name": spec.name, "claim_id": spec.claim_id, "claim": spec.claim, "profile": profile,
+        "name": spec.name, "claim_id": spec.claim_id, "claim": spec.claim, "profile": profile, "spec_ref": spec.ref,
         "spec_hash": fingerprint(spec, profile), "method": first.get("method"), "alpha": first.get("alpha"),
         "answer": {**across, "primary": primary, "setting": f"{len(settings)} settings: " + "; ".join(s["name"] for s in settings)},
         "settings": settings,
@@ -130,7 +130,7 @@ def render(verdict: dict[str, Any]) -> str:
         lines.append(f"| [{s['name']}]({s['report']}) | {s['why']} | {s['line']} | **{s['answer']}** | "
                      f"{_p(s['p_primary'])} / {_p(s['p_across'])} |")
     lines += ["", "Every hypothesis, its runs and curves are in each setting's report (linked above).", "",
-              f"Spec hash `{verdict['spec_hash']}`. Reproduce: `labbench reproduce {verdict['name']} --profile {verdict['profile']}` "
+              f"Spec hash `{verdict['spec_hash']}`. Reproduce: `labbench reproduce {verdict.get('spec_ref', verdict['name'])} --profile {verdict['profile']}` "
               "(every setting; `--setting NAME` for one).", ""]
     return "\n".join(lines)
 

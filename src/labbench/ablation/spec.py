@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from importlib import resources
@@ -164,6 +165,17 @@ class Tuning:
         return (self.param,) if isinstance(self.param, str) else tuple(self.param)
 
     @property
+    def ref(self) -> str:
+        """How a command names this spec: its name where lookup by name finds this very file, else the path it was
+        loaded from (a user's spec outside the searched folders), so every hint printed can be pasted as it is."""
+        try:
+            if find(self.name).resolve() == self.path.resolve():
+                return self.name
+        except SpecError:
+            pass
+        return str(self.path)
+
+    @property
     def label(self) -> str:
         """The tuned key(s) as a reader sees them: ``optimizer.lr`` or ``optimizer.lr x optimizer.weight_decay``."""
         return " x ".join(self.params)
@@ -254,6 +266,17 @@ class Spec:
     def store_name(self) -> str:
         """The store folder's name: the ablation's, and the setting's below it (``causal-mask/char-lm``)."""
         return f"{self.name}/{self.setting}" if self.setting else self.name
+
+    @property
+    def ref(self) -> str:
+        """How a command names this spec: its name where lookup by name finds this very file, else the path it was
+        loaded from (a user's spec outside the searched folders), so every hint printed can be pasted as it is."""
+        try:
+            if find(self.name).resolve() == self.path.resolve():
+                return self.name
+        except SpecError:
+            pass
+        return str(self.path)
 
     @property
     def label(self) -> str:
@@ -362,24 +385,41 @@ def arms_of(h: Hypothesis) -> list[str]:
     return list(dict.fromkeys(out))
 
 
+SPECS_ENV = "LABBENCH_SPECS"  # more folders of specs, searched by name after the shipped ones (os.pathsep between folders)
+
+
 def experiments_dir() -> Path:
     """The shipped specs (the repo's ``experiments/``, packaged as ``labbench.experiments``)."""
     return Path(str(resources.files("labbench.experiments")))
 
 
+def spec_dirs() -> list[Path]:
+    """Where a spec is looked up by name: the shipped ``experiments/``, then the folders in ``$LABBENCH_SPECS``."""
+    extra = [Path(p).expanduser() for p in os.environ.get(SPECS_ENV, "").split(os.pathsep) if p.strip()]
+    return [experiments_dir(), *extra]
+
+
 def available() -> list[str]:
-    return sorted(p.stem for p in experiments_dir().glob("*.yaml"))
+    """Every spec name lookup finds (the shipped ones and those in ``$LABBENCH_SPECS``)."""
+    return sorted({p.stem for d in spec_dirs() if d.is_dir() for p in d.glob("*.yaml")})
 
 
 def find(name_or_path: str) -> Path:
-    """A spec by name (``xavier-vs-kaiming``) or by path to a YAML file."""
+    """A spec by name (``xavier-vs-kaiming``, shipped or in a ``$LABBENCH_SPECS`` folder) or by path to a YAML file."""
     path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml") and path.is_file():
-        return path
-    candidate = experiments_dir() / f"{name_or_path}.yaml"
-    if candidate.is_file():
-        return candidate
-    raise SpecError(f"no ablation named {name_or_path!r}; available: {', '.join(available())} (or give a path to a spec .yaml)")
+    if path.suffix in (".yaml", ".yml") or os.sep in name_or_path:
+        if path.is_file():
+            return path
+        raise SpecError(f"no spec file {name_or_path}: the path does not exist (from {Path.cwd()}); give a path to a spec "
+                        f".yaml, or a name: {', '.join(available())}")
+    for folder in spec_dirs():
+        candidate = folder / f"{name_or_path}.yaml"
+        if candidate.is_file():
+            return candidate
+    folders = ", ".join(str(d) for d in spec_dirs()[1:])
+    raise SpecError(f"no ablation named {name_or_path!r}; available: {', '.join(available())} (or give a path to a spec .yaml; "
+                    f"names are looked up in the shipped experiments/" + (f" and {folders}" if folders else
+                                                                          f" and in the folders of ${SPECS_ENV}, none set") + ")")
 
 
 def load(name_or_path: str) -> Spec:
