@@ -123,6 +123,7 @@ def test_resume_after_interruption_runs_only_what_is_missing(tmp_path):
     assert len(list(store.runs_dir.iterdir())) == 6  # no duplicates
 
 
+@pytest.mark.integration  # a slow end-to-end run (CI and -m integration; the default tier keeps its budget)
 def test_kill_9_mid_ablation_then_resume(tmp_path):
     """A real SIGKILL of `labbench reproduce`: the rerun completes the plan with no lost or duplicated runs."""
     path = write_spec(tmp_path, "pair", profiles={"smoke": {"seeds": 6}}, base=["data=synthetic", "trainer.max_steps=40", "trainer.val_check_interval=20"])
@@ -243,6 +244,7 @@ def test_plan_round_trips(tmp_path):
     assert Plan.from_dict(json.loads(json.dumps(outcome.plan.as_dict()))).as_dict() == outcome.plan.as_dict()
 
 
+@pytest.mark.integration  # a slow end-to-end run (CI and -m integration; the default tier keeps its budget)
 def test_parallel_jobs_run_the_same_plan(tmp_path):
     """--jobs 2: worker processes run the plan; every run lands once, under the planned id."""
     spec = specs.load(write_spec(tmp_path, "pair"))

@@ -44,6 +44,7 @@ def test_two_processes_match_one_at_the_same_global_batch(tmp_path, one_process,
     assert not (out / "fit_outcome.json").exists()
 
 
+@pytest.mark.integration  # a slow end-to-end run (CI and -m integration; the default tier keeps its budget)
 def test_ranks_judge_divergence_together(tmp_path):
     """The judged loss is the global batch's, so every rank decides as one process would.
     A max_loss just above the first step's global loss lies below one rank's half-batch loss:
@@ -157,6 +158,7 @@ class GroupState(L.Callback):
         (self.folder / f"{getattr(stage, 'value', stage)}-{trainer.global_rank}").write_text(str(torch.distributed.is_initialized()))
 
 
+@pytest.mark.integration  # a slow end-to-end run (CI and -m integration; the default tier keeps its budget)
 @pytest.mark.parametrize("close", [True, pytest.param(False, marks=pytest.mark.slow)])  # False: the control
 def test_spawned_ranks_close_their_process_group_at_the_end_of_each_stage(tmp_path, close):
     from labbench.probes.process_group import CloseProcessGroup, spawned_rank

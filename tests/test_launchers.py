@@ -6,6 +6,8 @@ import json
 import os
 from pathlib import Path
 
+import pytest
+
 from conftest import cli
 from test_ablation import write_spec
 
@@ -30,6 +32,7 @@ def test_joblib_packs_runs_and_splits_the_cores(tmp_path):
     assert {r["provenance"]["device"]["torch_threads"] for r in records} == {max(1, (os.cpu_count() or 1) // 2)}
 
 
+@pytest.mark.integration  # a slow end-to-end run (CI and -m integration; the default tier keeps its budget)
 def test_submitit_local_runs_one_record_per_job(tmp_path):
     result = cli("labbench-train", "-m", "hydra/launcher=submitit_local", *SHORT, "seed=0,1",
                  f"hydra.sweep.dir={tmp_path}", cwd=tmp_path)
@@ -46,6 +49,7 @@ def test_slurm_launcher_config_composes(tmp_path):
     assert "partition: gpu" in result.stdout and "gpus_per_node: 1" in result.stdout
 
 
+@pytest.mark.integration  # a slow end-to-end run (CI and -m integration; the default tier keeps its budget)
 def test_a_failed_run_does_not_stop_the_sweep(tmp_path):
     # batch_size=100000 is larger than the training split: that run fails, the other completes.
     result = cli("labbench-train", "-m", *SHORT, "data.batch_size=16,100000", f"hydra.sweep.dir={tmp_path}", cwd=tmp_path)
@@ -55,6 +59,7 @@ def test_a_failed_run_does_not_stop_the_sweep(tmp_path):
     assert records[100000]["status"] == "failed" and "data.batch_size" in records[100000]["error"]["message"]
 
 
+@pytest.mark.integration  # a slow end-to-end run (CI and -m integration; the default tier keeps its budget)
 def test_reproduce_through_a_launcher_then_resume(tmp_path):
     spec = specs.load(write_spec(tmp_path, "packed"))
     root = tmp_path / "out"
@@ -74,6 +79,7 @@ def test_reproduce_through_a_launcher_then_resume(tmp_path):
     assert third.verdict["hypotheses"] == first.verdict["hypotheses"]
 
 
+@pytest.mark.integration  # a slow end-to-end run (CI and -m integration; the default tier keeps its budget)
 def test_cli_reproduce_keeps_launcher_overrides_out_of_the_plan(tmp_path):
     path = write_spec(tmp_path, "cli-packed")
     result = cli("labbench", "reproduce", str(path), "--profile", "smoke", "--out", str(tmp_path / "out"), "--no-wandb",

@@ -69,6 +69,7 @@ def test_table_and_heat_map_encode_the_verdicts_they_are_given(tmp_path):
     assert (tmp_path / "heatmap_0.png").is_file() and json.loads((tmp_path / "map.json").read_text())["cells"][1]["hypotheses"][0]["verdict"] == "contradicted"
 
 
+@pytest.mark.catalog  # every named ablation's map: with the catalog's smoke runs (CI and -m catalog)
 @pytest.mark.parametrize("name", [n for n in specs.available() if specs.load(n).raw.get("map")])
 def test_suggested_axes_compose(name):
     from labbench.ablation.maps import suggested_axes
@@ -77,6 +78,7 @@ def test_suggested_axes_compose(name):
     validate_axes(spec, "smoke", suggested_axes(spec))
 
 
+@pytest.mark.integration  # a slow end-to-end run (CI and -m integration; the default tier keeps its budget)
 def test_map_cli_prints_the_plan_and_rejects_bad_axes(tmp_path):
     from conftest import cli
 

@@ -92,6 +92,7 @@ def test_grid_sweep_tunes_the_learning_rate_per_arm(tmp_path):
     assert "best optimizer.lr per arm" in result.stdout
 
 
+@pytest.mark.integration  # a slow end-to-end run (CI and -m integration; the default tier keeps its budget)
 def test_optuna_sweep_minimizes_the_objective_reproducibly(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
 

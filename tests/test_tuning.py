@@ -73,6 +73,7 @@ def test_the_next_value_repeats_the_grids_spacing_beyond_its_edge():
     assert next_value("a", ["a", "b"]) is None
 
 
+@pytest.mark.integration  # a slow end-to-end run (CI and -m integration; the default tier keeps its budget)
 def test_tuning_extends_past_an_edge_on_the_arms_own_scores(tmp_path):
     """A grid far below a workable rate puts every arm's best on the upper edge; extend walks on from there."""
     import yaml
@@ -136,6 +137,7 @@ def test_an_arm_the_grid_leaves_out_is_not_tuned_and_keeps_the_base_value(tmp_pa
         specs.load(str(tmp_path / "bad.yaml"))
 
 
+@pytest.mark.integration  # a slow end-to-end run (CI and -m integration; the default tier keeps its budget)
 def test_two_keys_tuned_jointly_run_each_pair_and_the_report_shows_the_landscape(tmp_path):
     """B5's protocol: learning rate x weight decay on one grid (Loshchilov & Hutter 2019, Fig. 2)."""
     import yaml
