@@ -169,3 +169,21 @@ def test_a_language_model_pilot_counts_progress_from_the_bigram_baseline():
     assert from_bigram["start"] == 2.545 and from_bigram["late_share"] == pytest.approx((2.5 - 2.3) / (2.545 - 2.3))  # 0.82
     with pytest.raises(specs.SpecError, match="record no 'val/trigram'|not one of"):
         late_share(record, "val/loss", "lower", "trigram")
+
+
+@pytest.mark.unit
+def test_a_revision_note_is_prose_shown_in_the_report_and_the_readme_row(tmp_path):
+    """Issue 28: the README row says what changed and why; rewording it re-runs nothing."""
+    from labbench.ablation.board import rows
+
+    plain = _spec(tmp_path)
+    revised = _spec(tmp_path, revised="the comparator now matches the claim")
+    assert revised.revised == "the comparator now matches the claim"
+    assert specs.fingerprint(plain, "smoke") == specs.fingerprint(revised, "smoke")
+    assert specs.fingerprint(plain.in_setting("wide"), "smoke") == specs.fingerprint(revised.in_setting("wide"), "smoke")
+    verdict = {"name": "claim", "claim_id": "B9", "revised": revised.revised, "answer": {"answer": "holds in 1 of 2 settings"},
+               "_path": tmp_path / "claim" / "quick" / "verdict.json",
+               "hypotheses": [{"name": "h", "setting": "wide", "n": 8, "mean_diff": 0.5, "ci_low": 0.2, "ci_high": 0.8, "margin": 0.0,
+                               "verdict": "supported", "metric": "test/acc", "better": "a", "worse": "b", "direction": "higher"}]}
+    (row,) = [r for _, r in rows([verdict], tmp_path)]
+    assert "answer: **holds in 1 of 2 settings**<br>revised: the comparator now matches the claim" in row and "| [wide] h |" in row

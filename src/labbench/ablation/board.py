@@ -105,7 +105,8 @@ def rows(reports: list[dict[str, Any]], root: Path) -> list[tuple[tuple, str]]:
         label = f"{v['claim_id']} " if v.get("claim_id") else ""
         answer = (v.get("answer") or {}).get("answer")
         for i, h in enumerate(v["hypotheses"]):
-            first = f"{label}[`{v['name']}`]({link})" + (f"<br>answer: **{answer}**" if answer else "") if i == 0 else ""
+            first = (f"{label}[`{v['name']}`]({link})" + (f"<br>answer: **{answer}**" if answer else "")
+                     + (f"<br>revised: {v['revised']}" if v.get("revised") else "")) if i == 0 else ""
             effect = "-" if h["n"] == 0 or not math.isfinite(h["mean_diff"]) else difference_text(h)
             sentence = plain_sentence(h)
             where = f"[{h['setting']}] " if h.get("setting") else ""  # a claim answered in several settings

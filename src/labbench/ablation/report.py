@@ -432,6 +432,8 @@ def render(spec: Spec, plan: Plan, verdict: dict, records: dict[str, list[dict |
         lines += [f"Reference: {spec.reference}", ""]
     if spec.notes:
         lines += [f"Note: {spec.notes}", ""]
+    if spec.revised:
+        lines += [f"**Revised.** {spec.revised}", ""]
     lines += _batchnorm_lines(verdict.get("batchnorm_eval"))
     answer = verdict.get("answer")
     if answer:

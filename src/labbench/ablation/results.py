@@ -560,6 +560,7 @@ def analyze(spec: Spec, plan: Plan, store: Store) -> dict[str, Any]:
         "claim_id": spec.claim_id,
         "claim": spec.claim,
         **({"setting": setting_record(spec)} if spec.setting else {}),
+        **({"revised": spec.revised} if spec.revised else {}),
         "profile": plan.profile,
         "spec_hash": fingerprint(spec, plan.profile),  # a changed spec makes this report stale (tests/test_committed_results.py)
         "method": METHOD,

@@ -107,6 +107,7 @@ def combined_verdict(spec: Spec, profile: str, verdicts: list[dict[str, Any]], r
     return {
         "name": spec.name, "claim_id": spec.claim_id, "claim": spec.claim, "profile": profile, "spec_ref": spec.ref,
         "spec_hash": fingerprint(spec, profile), "method": first.get("method"), "alpha": first.get("alpha"),
+        **({"revised": spec.revised} if spec.revised else {}),
         "answer": {**across, "primary": primary, "setting": f"{len(settings)} settings: " + "; ".join(s["name"] for s in settings)},
         "settings": settings,
         "hypotheses": [{**h, "setting": v["setting"]["name"]} for v in verdicts for h in v.get("hypotheses", [])],
@@ -121,6 +122,7 @@ def render(verdict: dict[str, Any]) -> str:
     lines = [f"# {verdict['name']}: the claim across its settings (`{verdict['profile']}` profile)", "",
              f"**Claim{' ' + verdict['claim_id'] if verdict.get('claim_id') else ''}.** {verdict['claim']}", "",
              f"**Answer: {answer['answer']}.** {answer['because']}.", "",
+             *([f"**Revised.** {verdict['revised']}", ""] if verdict.get("revised") else []),
              f"Primary hypothesis: {answer.get('primary') or '-'}. Each setting's primary is tested at alpha = "
              f"{verdict.get('alpha')} in its own report; the tally corrects the primaries across the settings (Holm), so the "
              "chance that any setting answers by accident stays at alpha.", "",

@@ -31,6 +31,7 @@ SPEC_KEYS = {
     "tuning": "optional per-arm nuisance tuning on the validation split",
     "profiles": "smoke / quick / full: seeds (default: the method's recommended 8), overrides, estimated minutes",
     "notes": "optional remarks shown in the report",
+    "revised": "optional: one or two sentences on what changed since the spec's last reported version, and why (shown in the report and the README row; prose, not hashed)",
     "curves": "optional curve keys plotted per arm in curves.png (default: train/loss, val/loss, val/acc)",
     "map": "optional suggested map axes {axes: {key: [values]}, minutes_per_cell: {profile: minutes}}",
     "gates": "what 'learned' means: [{metric, threshold (a number or a baseline: chance, unigram, bigram, modes, hq_share, confidence), fraction, arms}]",
@@ -251,6 +252,7 @@ class Spec:
     profiles: dict[str, Profile]
     tuning: Tuning | None = None
     notes: str = ""
+    revised: str = ""  # what changed since the last reported version, and why (prose: not in the fingerprint)
     curves: tuple[str, ...] = ()
     gates: tuple[Gate, ...] = ()
     failure: dict[str, float] = field(default_factory=dict)
@@ -350,7 +352,7 @@ def fingerprint(spec: Spec, profile: str, map_axes: bool = False) -> str:
     out too: what it decides is in the arms' overrides (``norm.precise_batches``, hashed with them, and
     ``validate`` refuses a declaration they contradict); the rest is its reason, prose like a comment.
     """
-    raw = {k: v for k, v in spec.raw.items() if k not in ("pilot", "map", "profiles", "batchnorm_eval", "settings")}
+    raw = {k: v for k, v in spec.raw.items() if k not in ("pilot", "map", "profiles", "batchnorm_eval", "settings", "revised")}
     body = dict(spec.raw["profiles"].get(profile) or {})
     raw["profiles"] = {profile: {k: v for k, v in body.items() if k not in ("estimated_minutes", "description", "batchnorm_eval")}}
     if spec.raw.get("settings") and not spec.setting:  # the whole claim: every setting's overrides and this profile's budget
@@ -685,6 +687,7 @@ def parse(raw: dict[str, Any], path: Path) -> Spec:
         profiles=profiles,
         tuning=tuning,
         notes=" ".join(str(raw.get("notes", "")).split()),
+        revised=" ".join(str(raw.get("revised", "")).split()),
         curves=_curves(path, raw.get("curves")),
         gates=tuple(gates),
         failure={str(k): float(v) for k, v in failure.items()},
