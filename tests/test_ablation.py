@@ -280,3 +280,17 @@ def test_a_spec_given_as_a_path_gets_hints_that_name_that_path(tmp_path):
     assert by_name.returncode == 0, by_name.stdout
     unknown = cli("labbench", "validate", "yours", cwd=tmp_path)
     assert unknown.returncode == 2 and "LABBENCH_SPECS" in " ".join(unknown.stdout.split())
+
+
+def test_progress_names_the_run_being_trained_before_it_finishes(tmp_path):
+    """Issue 27, item 8: the label is the running run (with the value a tuning run tries), not the last one finished."""
+    spec = specs.load(write_spec(tmp_path, "pair", tuning={"param": "optimizer.lr", "grid": [0.001, 0.01], "metric": "val/loss",
+                                                           "direction": "lower"}, profiles={"smoke": {"seeds": 2}}))
+    events = []
+    engine.reproduce(spec, "smoke", root=tmp_path / "runs", wandb=False,
+                     on_begin=lambda r: events.append(("begin", r.run_id)), on_done=lambda r, status: events.append((status, r.run_id)))
+    begun = [e for e in events if e[0] == "begin"]
+    assert len(begun) == 4 + 4  # 2 arms x 2 values x 1 tuning seed, then 2 arms x 2 seeds
+    for i, (kind, run_id) in enumerate(events):
+        if kind == "begin":
+            assert events[i + 1] == ("completed", run_id)  # begun, then finished, before the next one starts

@@ -51,6 +51,8 @@ def test_labbench_train_end_to_end_on_digits(tmp_path):
     # W&B wrote an offline run holding the flat config and the final metrics
     wandb_dir = Path(record["files"]["wandb"])
     assert wandb_dir.is_dir() and list(wandb_dir.glob("run-*.wandb"))
+    # where labbench.loggers.wandb_note tells a user to point `wandb sync`: <runs>/<run id>/wandb/offline-run-*
+    assert wandb_dir.parent == run_dir / "wandb" and wandb_dir.name.startswith("offline-run-")
     inspect = subprocess.run(
         [str(BIN / "wandb"), "leet", "inspect", "--summary", "--json", str(wandb_dir)],
         capture_output=True, text=True, timeout=120,
@@ -223,3 +225,28 @@ def test_the_calibration_error_is_the_confidence_accuracy_gap_by_hand():
     p = torch.tensor([[0.9, 0.1], [0.9, 0.1], [0.9, 0.1], [0.9, 0.1], [0.4, 0.6], [0.4, 0.6]])
     y = torch.tensor([0, 0, 1, 1, 1, 1])
     assert float(MulticlassCalibrationError(2, n_bins=15, norm="l1")(p, y)) == pytest.approx(0.4)
+
+
+@pytest.mark.unit
+def test_the_wandb_note_says_where_the_runs_are_and_how_to_see_them(monkeypatch, tmp_path):
+    """Issue 27, item 4: W&B is never silent; offline, the note gives the sync command for the store's run folders."""
+    from labbench.loggers import wandb_note
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    note = wandb_note(tmp_path / "runs", "my-claim")
+    assert f"wandb sync {tmp_path / 'runs'}/*/wandb/offline-run-*" in note and "account" in note and "labbench site" in note
+    monkeypatch.setenv("WANDB_MODE", "online")
+    assert "group my-claim" in wandb_note(tmp_path / "runs", "my-claim")
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    assert wandb_note(tmp_path, "x").startswith("W&B: disabled")
+
+
+def test_labbench_train_takes_no_wandb_as_the_ablation_commands_do(tmp_path):
+    from labbench.train import without_wandb_flag
+
+    assert without_wandb_flag(["labbench-train", "--no-wandb", "logger=wandb", "seed=1"]) == ["labbench-train", "seed=1", "logger=csv"]
+    assert without_wandb_flag(["labbench-train", "seed=1"]) == ["labbench-train", "seed=1"]
+    proc = cli("labbench-train", "--no-wandb", "trainer.max_steps=4", "trainer.val_check_interval=4", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    record = read_record(_single_run_dir(tmp_path / "outputs" / "runs"))
+    assert set(record["config"]["logger"]) == {"csv"} and not record["files"].get("wandb")  # CSV curves, no W&B run

@@ -237,17 +237,29 @@ def _reproduce_one(s, args: argparse.Namespace, launcher: list[str]):
             console.print(f"[bold yellow]warning:[/] {line}", soft_wrap=True)
         task = progress.add_task("runs", total=total)
 
+    def label(run) -> str:
+        tried = f" {s.tuning.show(run.tuned_value)}" if run.stage == "tune" and s.tuning is not None and run.tuned_value is not None else ""
+        return f"{run.stage} {run.arm} seed {run.seed}{tried}"
+
+    def on_begin(run) -> None:
+        progress.update(task, description=f"{label(run)}: running")
+
     def on_done(run, status: str) -> None:
-        progress.update(task, advance=1, description=f"{run.stage} {run.arm} seed {run.seed}: {status}")
+        progress.update(task, advance=1, description=f"{label(run)}: {status}")
 
     start = time.perf_counter()
     report_dir = (Path(args.report_dir) / s.setting) if args.report_dir and s.setting else args.report_dir
     with progress:
         outcome = reproduce(
             s, args.profile, args.seeds, args.overrides, args.out, args.jobs, not args.no_wandb, args.retry_failed,
-            report_dir, on_start, on_done, launcher,
+            report_dir, on_start, on_done, launcher, on_begin,
         )
     _summary(outcome, s, time.perf_counter() - start)
+    if not args.no_wandb and not launcher:
+        from labbench.ablation.store import Store, default_root
+        from labbench.loggers import wandb_note
+
+        console.print(wandb_note(Store(args.out or default_root(), s.store_name, args.profile).runs_dir, s.name), soft_wrap=True)
     return outcome
 
 

@@ -38,6 +38,18 @@ def resolve_wandb_mode(mode: str) -> str:
     return "online" if wandb_configured() else "offline"
 
 
+def wandb_note(runs_dir: Path, group: str) -> str:
+    """One line for the end of an ablation: where its W&B runs went and how to see them (no silence about W&B)."""
+    mode = resolve_wandb_mode("auto")
+    if mode == "disabled":
+        return "W&B: disabled (WANDB_MODE=disabled): CSV curves only; the report and `labbench site` are the view."
+    if mode == "online":
+        return f"W&B: online, project labbench, group {group} (one W&B run per training run, job type = arm)."
+    return (f"W&B: offline (no account or server configured): each run's W&B files are under {runs_dir}/<run id>/wandb. "
+            f"A dashboard needs an account and a network, or a self-hosted server (WANDB_BASE_URL); then: "
+            f"wandb sync {runs_dir}/*/wandb/offline-run-*  Without one, the report and `labbench site` are the offline view.")
+
+
 def wandb_logger(
     save_dir: str,
     project: str = "labbench",

@@ -215,6 +215,9 @@ def run(
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)", category=Warning)
     warnings.filterwarnings("ignore", message=r".*overridden `transfer_batch_to_device`", category=UserWarning)  # Task's, on purpose
+    # Task.log_train decides which steps log (every log_every_n_steps across epoch boundaries); Lightning's warning that an
+    # epoch is shorter than the interval (printed once per run, i.e. once per run of an ablation) says nothing here
+    warnings.filterwarnings("ignore", message=r".*smaller than the logging interval", category=UserWarning)
     start = time.perf_counter()
     loggers: list = []
     trainer = None
@@ -320,12 +323,21 @@ def require_plugins(argv: list[str]) -> None:
                          "(hydra-optuna-sweeper, which requires optuna 2.x); a grid needs nothing: optimizer.lr=0.1,0.03,0.01")
 
 
+def without_wandb_flag(argv: list[str]) -> list[str]:
+    """``--no-wandb``, as the ablation commands take it, is ``logger=csv`` here (CSV curves, no W&B run); Hydra itself
+    knows no such flag. Placed in ``sys.argv`` so that ranks Lightning re-executes see the same override."""
+    if "--no-wandb" not in argv:
+        return argv
+    return [a for a in argv if a != "--no-wandb" and not a.startswith("logger=")] + ["logger=csv"]
+
+
 def main() -> None:
     """Console entry point ``labbench-train``: the Hydra app over ``conf/train.yaml``."""
     import sys
 
     import hydra
 
+    sys.argv = without_wandb_flag(sys.argv)
     require_plugins(sys.argv[1:])
 
     @hydra.main(config_path=f"pkg://{CONFIG_MODULE}", config_name="train", version_base="1.3")

@@ -136,6 +136,7 @@ def reproduce(
     on_start: Callable[[int], None] | None = None,
     on_done: ProgressFn | None = None,
     launcher: Sequence[str] = (),
+    on_begin: Callable[[PlannedRun], None] | None = None,
 ) -> Outcome:
     """Plan, run what is missing (tuning first), aggregate, and write the report.
 
@@ -156,7 +157,7 @@ def reproduce(
 
     def run_all(runs: list[PlannedRun]) -> None:
         store.save_plan(plan.as_dict())  # before running: an interrupted ablation can still be reported
-        for k, v in execute(runs, store, spec.name, tags, jobs, wandb, retry_failed, on_done, launcher).items():
+        for k, v in execute(runs, store, spec.name, tags, jobs, wandb, retry_failed, on_done, launcher, on_begin).items():
             counts[k] = counts.get(k, 0) + v
 
     if plan.tuning_runs:

@@ -54,8 +54,12 @@ def execute(
     retry_failed: bool = False,
     on_done: ProgressFn | None = None,
     launcher: Sequence[str] = (),
+    on_begin: Callable[[PlannedRun], None] | None = None,
 ) -> dict[str, int]:
     """Run every run of ``runs`` without a finished record; returns counts by outcome.
+
+    ``on_begin(run)``: called as a run starts here (one process: a progress bar names the run being trained, not the last
+    one finished).
 
     ``launcher``: a Hydra launcher option and its overrides (``["joblib",
     "hydra.launcher.n_jobs=2"]``); empty runs here (``jobs`` decides how).
@@ -93,6 +97,8 @@ def execute(
 
     if jobs <= 1:
         for r in todo:
+            if on_begin:
+                on_begin(r)
             finish(r, _train_one(*job(r)))
         return counts
 
