@@ -393,6 +393,55 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """``labbench export NAME``: every run of the stored ablation as a table (CSV or JSON), one row per run."""
+    from labbench.ablation.export import runs_table, to_csv
+    from labbench.ablation.plan import Plan
+    from labbench.ablation.store import Store, default_root
+
+    top = specs.load(args.name)
+    rows = []
+    for s in [top] if not top.settings else [top.in_setting(n) for n in _setting_names(top, args)]:
+        store = Store(args.out or default_root(), s.store_name, args.profile)
+        plan = Plan.from_dict(store.load_plan(args.overrides))
+        rows += [{**({"setting": s.setting} if s.setting else {}), **row} for row in runs_table(s, plan, store)]
+    text = json.dumps(rows, indent=2, default=str) if args.format == "json" else to_csv(rows)
+    if args.file:
+        Path(args.file).write_text(text)
+        console.print(f"{len(rows)} runs written to {args.file}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """``labbench compare A B``: two reports' hypotheses side by side (smoke vs quick, two spec versions, two people)."""
+    from labbench.ablation.export import compare, load_verdict
+
+    result = compare(load_verdict(args.a), load_verdict(args.b))
+    if args.json:
+        print(json.dumps(result, indent=2, default=str))
+        return 0
+    table = Table(title=f"{result['names'][0]}: A = {args.a}, B = {args.b}")
+    for col in ("hypothesis", "A: verdict, effect [95% CI], n", "B: verdict, effect [95% CI], n"):
+        table.add_column(col, overflow="fold")
+
+    def cell(side):
+        if side is None:
+            return "-"
+        fmt = lambda x: "n/a" if x is None or (isinstance(x, float) and x != x) else f"{x:.4g}"  # noqa: E731
+        return f"{side['verdict']}, {fmt(side['mean_diff'])} [{fmt(side['ci_low'])}, {fmt(side['ci_high'])}], {side['n']}"
+
+    for row in result["rows"]:
+        name = (f"[{row['setting']}] " if row["setting"] else "") + row["hypothesis"] + (" (changed)" if row["verdict_changed"] else "")
+        table.add_row(name, cell(row["a"]), cell(row["b"]))
+    console.print(table)
+    console.print(f"answers: A {result['answers'][0] or '-'}; B {result['answers'][1] or '-'}", soft_wrap=True)
+    for note in result["notes"]:
+        console.print(f"[bold yellow]note:[/] {note}", soft_wrap=True)
+    return 0
+
+
 def cmd_site(args: argparse.Namespace) -> int:
     """``labbench site``: every claim, hypothesis and verdict on one static site (opens from file://)."""
     from labbench.site import SiteError, build
@@ -423,7 +472,7 @@ SHARED_OPTIONS = {
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="labbench", description="Named ablations: test a claim about deep learning with seeds, statistics and a verdict.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{list,show,validate,reproduce,pilot,plan,map,report,site}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{list,show,validate,reproduce,pilot,plan,map,report,export,compare,site}")
 
     p = sub.add_parser("list", help="every named ablation: claim, sources, arms, profiles, estimated time")
     p.add_argument("--json", action="store_true", help="the same content as JSON, for scripts")
@@ -479,6 +528,19 @@ def build_parser() -> argparse.ArgumentParser:
     add(p, "out", "report_dir")
     p.add_argument("overrides", nargs="*", help="the overrides the reproduction was run with, if any")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("export", help="every stored run of an ablation as a table (CSV or JSON): arm, seed, tuned value, outcome, metrics")
+    add(p, "out")
+    p.add_argument("--format", choices=("csv", "json"), default="csv", help="csv (default) or json")
+    p.add_argument("--file", default=None, help="write here instead of standard output")
+    p.add_argument("overrides", nargs="*", help="the overrides the reproduction was run with, if any")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("compare", help="two reports' hypotheses side by side (report folders or verdict.json files)")
+    p.add_argument("a", help="a report folder (docs/results/NAME/quick) or its verdict.json")
+    p.add_argument("b", help="the other one")
+    p.add_argument("--json", action="store_true", help="the comparison as JSON")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("site", help="a static site of every claim and verdict (index, forest plot, a page per claim); no server needed")
     p.add_argument("--source", default="docs/results", help="committed results (default: docs/results) or a store (outputs/ablations)")

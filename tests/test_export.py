@@ -1,0 +1,49 @@
+"""Results out (issue 27, item 9): every run as a table, and two reports side by side."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+
+from conftest import cli
+from test_ablation import write_spec
+
+
+def test_export_gives_every_run_with_its_seed_and_value_as_the_statistics_read_them(tmp_path):
+    tuning = {"param": "optimizer.lr", "grid": [0.001, 0.01], "metric": "val/loss", "direction": "lower"}
+    path = write_spec(tmp_path, "pair", tuning=tuning, metrics=["test/acc"], profiles={"smoke": {"seeds": 3}})
+    out = tmp_path / "store"
+    done = cli("labbench", "reproduce", str(path), "--profile", "smoke", "--no-wandb", "--out", str(out), cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    exported = cli("labbench", "export", str(path), "--profile", "smoke", "--out", str(out), cwd=tmp_path)
+    assert exported.returncode == 0, exported.stdout + exported.stderr
+    rows = list(csv.DictReader(io.StringIO(exported.stdout)))
+    assert [r["stage"] for r in rows] == ["tune"] * 4 + ["final"] * 6
+    assert {r["tuned"] for r in rows if r["stage"] == "tune"} == {"optimizer.lr=0.001", "optimizer.lr=0.01"}
+    assert set(rows[0]) >= {"arm", "seed", "tuned", "status", "run_id", "val/loss", "test/acc"}
+    verdict = json.loads((out / "pair" / "smoke" / "verdict.json").read_text())
+    for arm in ("a", "b"):
+        finals = [r for r in rows if r["stage"] == "final" and r["arm"] == arm]
+        assert [int(r["seed"]) for r in finals] == verdict["arms"][arm]["seeds"]  # which seed each value belongs to
+        assert [float(r["test/acc"]) for r in finals] == pytest.approx(verdict["arms"][arm]["metrics"]["test/acc"]["values"])
+    as_json = cli("labbench", "export", str(path), "--profile", "smoke", "--out", str(out), "--format", "json",
+                  "--file", str(tmp_path / "runs.json"), cwd=tmp_path)
+    assert as_json.returncode == 0 and len(json.loads((tmp_path / "runs.json").read_text())) == 10
+
+    # the same report against itself: nothing changed; against an edited copy: the change is named
+    same = json.loads(cli("labbench", "compare", str(out / "pair" / "smoke"), str(out / "pair" / "smoke"), "--json", cwd=tmp_path).stdout)
+    assert same["notes"] == [] and not any(r["verdict_changed"] for r in same["rows"])
+    other = tmp_path / "other" / "verdict.json"
+    other.parent.mkdir()
+    edited = {**verdict, "spec_hash": "0" * 12, "hypotheses": [{**h, "verdict": "supported" if h["verdict"] != "supported" else "contradicted"}
+                                                               for h in verdict["hypotheses"]]}
+    other.write_text(json.dumps(edited))
+    diff = json.loads(cli("labbench", "compare", str(out / "pair" / "smoke"), str(other), "--json", cwd=tmp_path).stdout)
+    assert all(r["verdict_changed"] for r in diff["rows"]) and "different spec versions" in diff["notes"][0]
+    shown = cli("labbench", "compare", str(out / "pair" / "smoke"), str(other), cwd=tmp_path)
+    assert shown.returncode == 0 and "(changed)" in shown.stdout
+    missing = cli("labbench", "compare", str(tmp_path / "nowhere"), str(other), cwd=tmp_path)
+    assert missing.returncode == 2 and "no verdict.json there" in missing.stdout
