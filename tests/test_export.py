@@ -47,3 +47,28 @@ def test_export_gives_every_run_with_its_seed_and_value_as_the_statistics_read_t
     assert shown.returncode == 0 and "(changed)" in shown.stdout
     missing = cli("labbench", "compare", str(tmp_path / "nowhere"), str(other), cwd=tmp_path)
     assert missing.returncode == 2 and "no verdict.json there" in missing.stdout
+
+
+def test_labbench_new_writes_a_spec_that_validates_and_never_overwrites(tmp_path):
+    """Issue 27, item 6: a first spec from a commented template, not by deleting a shipped one's notes."""
+    made = cli("labbench", "new", "my-claim", "--dir", "specs", cwd=tmp_path)
+    assert made.returncode == 0, made.stdout + made.stderr
+    path = tmp_path / "specs" / "my-claim.yaml"
+    text = path.read_text()
+    assert "name: my-claim " in text and "labbench validate specs/my-claim.yaml" in text
+    checked = cli("labbench", "validate", "specs/my-claim.yaml", cwd=tmp_path)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "my-claim/digits" in checked.stdout and "my-claim/mnist1d" in checked.stdout and "the primary 83%" in checked.stdout
+    again = cli("labbench", "new", "my-claim", "--dir", "specs", cwd=tmp_path)
+    assert again.returncode == 2 and "exists already" in again.stdout and path.read_text() == text
+    bad = cli("labbench", "new", "My Claim", cwd=tmp_path)
+    assert bad.returncode == 2 and "lower-case letters" in bad.stdout
+
+
+@pytest.mark.integration
+def test_the_template_spec_reproduces_in_its_smoke_profile(tmp_path):
+    assert cli("labbench", "new", "tpl", cwd=tmp_path).returncode == 0
+    done = cli("labbench", "reproduce", "tpl.yaml", "--profile", "smoke", "--no-wandb", "--out", "store", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    combined = json.loads((tmp_path / "store" / "tpl" / "smoke" / "verdict.json").read_text())
+    assert [s["name"] for s in combined["settings"]] == ["digits", "mnist1d"] and combined["answer"]["answer"]

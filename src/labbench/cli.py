@@ -393,6 +393,26 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_new(args: argparse.Namespace) -> int:
+    """``labbench new NAME``: a commented spec to edit (a worked example: label smoothing, two settings, a primary)."""
+    from importlib import resources
+
+    from labbench.ablation.spec import SETTING_NAME
+
+    if not SETTING_NAME.fullmatch(args.name):
+        raise specs.SpecError(f"{args.name!r}: a spec name is lower-case letters, digits and '-' (it names the file and a folder)")
+    path = Path(args.dir) / f"{args.name}.yaml"
+    if path.exists():
+        raise specs.SpecError(f"{path} exists already; choose another name or --dir (nothing was written)")
+    text = resources.files("labbench.ablation").joinpath("spec_template.yaml").read_text()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text.replace("name: NAME ", f"name: {args.name} ", 1).replace("PATH", str(path)))
+    console.print(f"wrote {path}: a worked example (label smoothing in two settings) to edit into your claim.", soft_wrap=True)
+    console.print(f"next: labbench validate {path}\n      labbench pilot {path} --setting digits --write-profile\n"
+                  f"      labbench reproduce {path} --profile quick", soft_wrap=True)
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     """``labbench export NAME``: every run of the stored ablation as a table (CSV or JSON), one row per run."""
     from labbench.ablation.export import runs_table, to_csv
@@ -472,7 +492,7 @@ SHARED_OPTIONS = {
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="labbench", description="Named ablations: test a claim about deep learning with seeds, statistics and a verdict.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{list,show,validate,reproduce,pilot,plan,map,report,export,compare,site}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{list,show,validate,reproduce,pilot,plan,map,report,new,export,compare,site}")
 
     p = sub.add_parser("list", help="every named ablation: claim, sources, arms, profiles, estimated time")
     p.add_argument("--json", action="store_true", help="the same content as JSON, for scripts")
@@ -528,6 +548,11 @@ def build_parser() -> argparse.ArgumentParser:
     add(p, "out", "report_dir")
     p.add_argument("overrides", nargs="*", help="the overrides the reproduction was run with, if any")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("new", help="write a commented spec to edit: a worked example with a primary hypothesis and two settings")
+    p.add_argument("name", help="the new ablation's name (lower-case letters, digits, '-'); the file is NAME.yaml")
+    p.add_argument("--dir", default=".", help="the folder to write it in (default: here); add it to $LABBENCH_SPECS to use the name")
+    p.set_defaults(func=cmd_new)
 
     p = sub.add_parser("export", help="every stored run of an ablation as a table (CSV or JSON): arm, seed, tuned value, outcome, metrics")
     add(p, "out")
