@@ -52,3 +52,33 @@ def test_multirun_writes_one_record_per_job_in_run_id_folders(tmp_path):
         (0, "xavier_normal"), (0, "kaiming_normal"), (1, "xavier_normal"), (1, "kaiming_normal"),
     }
     assert all(p.name == read_record(p)["run_id"] for p in (r_dir.parent for r_dir in (tmp_path / "outputs").rglob("run.json")))
+
+
+def test_an_80_column_terminal_gets_whole_numbers_whole_yaml_and_a_short_list(tmp_path):
+    """Issue 27, item 3: nothing the user reads or copies is cut or broken mid-token at 80 columns."""
+    listing = cli("labbench", "list", cwd=tmp_path, env={"COLUMNS": "80"})
+    assert listing.returncode == 0 and len(listing.stdout.splitlines()) < 250  # one block per spec, not a 1,000-line table
+    assert "zero-init-symmetry (B9): quick" in listing.stdout and "settings: mlp-mnist, tanh-mnist1d" in listing.stdout
+    show = cli("labbench", "show", "xavier-vs-kaiming", "--profile", "smoke", cwd=tmp_path, env={"COLUMNS": "80"})
+    assert show.returncode == 0 and any(line.strip() == "_target_: labbench.models.MLP" for line in show.stdout.splitlines())
+    assert "labbench.models.…" not in show.stdout
+
+
+def test_the_verdict_table_keeps_every_number_whole_on_a_narrow_terminal():
+    from rich.console import Console
+
+    import labbench.cli as cli_module
+
+    h = {"name": "a long hypothesis name that needs wrapping on a narrow terminal", "metric": "train/loss@0:200:noise",
+         "better": "large-fixed", "worse": "small-fixed", "direction": "lower", "margin": 0.0, "n": 8, "mean_diff": -0.001281,
+         "ci_low": -0.0021234, "ci_high": -0.000412, "prob_improvement": 0.25, "p_holm": 0.0078125, "verdict": "contradicted"}
+    verdict = {"name": "batch-size", "profile": "quick", "hypotheses": [h]}
+    for width in (80, 200):
+        console = Console(width=width, record=True, color_system=None)
+        saved, cli_module.console = cli_module.console, console
+        try:
+            console.print(cli_module._verdict_table(verdict))
+        finally:
+            cli_module.console = saved
+        text = console.export_text()
+        assert "-0.001281" in text and "0.00781" in text, (width, text)

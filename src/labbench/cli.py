@@ -44,6 +44,17 @@ def cmd_list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(entries, indent=2))
         return 0
+    if console.width < NARROW:  # a table's claim column would be a few characters wide: one block per spec
+        from rich.markup import escape
+
+        for e in entries:
+            quick = e["profiles"].get("quick") or next(iter(e["profiles"].values()))
+            minutes = f", ~{quick['estimated_minutes']:g} min" if quick.get("estimated_minutes") is not None else ""
+            settings = f"; settings: {', '.join(e['settings'])}" if e.get("settings") else ""
+            console.print(f"[bold]{e['name']}[/]" + (f" ({e['claim_id']})" if e["claim_id"] else "")
+                          + f": quick {quick['runs']} runs{minutes}; arms: {', '.join(e['arms'])}{escape(settings)}", highlight=False)
+            console.print(f"  {escape(e['claim'])}", highlight=False)
+        return 0
     table = Table(title="named ablations", show_lines=True)
     width = max(len(e["name"]) for e in entries)
     table.add_column("name", no_wrap=True, min_width=width)  # never wrapped: `labbench list | grep NAME` finds it
@@ -74,15 +85,18 @@ def cmd_show(args: argparse.Namespace) -> int:
                           "differences": arm_differences(s, profile, args.overrides, resolve=True), "factors": list(s.factors)},
                          indent=2, default=str))
         return 0
-    console.rule(f"[bold]{s.name}[/] spec ({s.path})")
-    console.print(yaml.safe_dump(s.raw, sort_keys=False, allow_unicode=True))
+    console.rule(f"[bold]{s.label}[/] spec ({s.path})")
+    # soft_wrap: long lines run on (the terminal wraps them) instead of being re-wrapped, so the YAML still reads as YAML
+    console.print(yaml.safe_dump(s.raw, sort_keys=False, allow_unicode=True), soft_wrap=True, highlight=False, markup=False)
     for arm in s.arms:
         overrides = merge_overrides(arm_overrides(s, arm.name, profile, args.overrides), ["seed=0"])
         console.rule(f"arm [bold]{arm.name}[/] ({profile} profile, seed 0): resolved config")
-        console.print(yaml.safe_dump(identity_config(compose(overrides)), sort_keys=False))
+        console.print(yaml.safe_dump(identity_config(compose(overrides)), sort_keys=False), soft_wrap=True, highlight=False, markup=False)
     console.rule("keys on which the arms differ")
     diffs = arm_differences(s, profile, args.overrides, resolve=True)
     table = Table("key", *[a.name for a in s.arms])
+    for column in table.columns:
+        column.overflow = "fold"  # a value such as model._target_ is folded, never cut to "labbench.models.…"
     for key, by_arm in diffs.items():
         table.add_row(key, *[str(by_arm[a.name]) for a in s.arms])
     console.print(table if diffs else "none (arms differ only in their seeds)")
@@ -92,17 +106,37 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _verdict_table(verdict: dict) -> Table:
-    table = Table(title=f"{verdict['name']} ({verdict['profile']})")
-    for col in ("hypothesis", "metric", "predicted", "difference [95% CI]", "P(impr.)", "p (Holm)", "verdict"):
-        table.add_column(col, overflow="fold")
+NARROW = 120  # below this many columns a table of numbers breaks them mid-token: print one block per row instead
+
+
+def _verdict_table(verdict: dict):
+    """The verdicts as a table, or, on a terminal narrower than ``NARROW``, one block per hypothesis (no number is ever
+    cut: ``-0.001281`` never shows as ``-0.0012``)."""
+    rows = []
     for h in verdict["hypotheses"]:
         raw = f" (raw: {h['verdict_raw']})" if h.get("verdict_raw", h["verdict"]) != h["verdict"] else ""
         role = "" if h.get("role", "secondary") == "secondary" else f" [{h['role']}]"
-        table.add_row(
-            h["name"] + role, h["metric"], predicted_text(h).replace("`", ""), difference_text(h), f"{h['prob_improvement']:.2f}",
-            f"{h.get('p_holm', float('nan')):.3g}", f"[{VERDICT_STYLE[h['verdict']]}]{h['verdict']}[/]{raw}",
-        )
+        rows.append((h["name"] + role, h["metric"], predicted_text(h).replace("`", ""), difference_text(h),
+                     f"{h['prob_improvement']:.2f}", f"{h.get('p_holm', float('nan')):.3g}",
+                     f"[{VERDICT_STYLE[h['verdict']]}]{h['verdict']}[/]{raw}"))
+    if console.width < NARROW:
+        from rich.console import Group
+        from rich.markup import escape
+        from rich.text import Text
+
+        blocks = [Text.from_markup(f"[bold]{escape(verdict['name'])} ({verdict['profile']})[/]")]
+        for name, metric, predicted, diff, prob, p, word in rows:
+            blocks.append(Text.from_markup(f"{escape(name)}\n  {word}; {escape(predicted)} on {escape(metric)}\n"
+                                           f"  difference {escape(diff)}; P(impr.) {prob}; p (Holm) {p}"))
+        return Group(*blocks)
+    table = Table(title=f"{verdict['name']} ({verdict['profile']})")
+    for col in ("hypothesis", "metric", "predicted"):
+        table.add_column(col, overflow="fold")
+    for col in ("difference [95% CI]", "P(impr.)", "p (Holm)"):
+        table.add_column(col, no_wrap=True)  # numbers whole
+    table.add_column("verdict", overflow="fold")
+    for row in rows:
+        table.add_row(*row)
     return table
 
 

@@ -73,10 +73,11 @@ def print_summary(record: dict[str, Any], console: Console | None = None) -> Non
         where.add_row(name, _short(f"{files.get('output_dir')}/{file}"))
     if files.get("wandb"):
         where.add_row("W&B", _short(files["wandb"]))
-        where.add_row("", f"upload: wandb sync {_short(files['wandb'])}")
 
     console.print(Panel(what, title="labbench run", title_align="left"))
     console.print(metrics)
     if record.get("sample"):
         console.print(Panel(record["sample"].strip("\n")[:400], title="sample (end of training)", title_align="left"))
     console.print(where)
+    if files.get("wandb"):  # whole, never cut with an ellipsis: it is meant to be copied (soft_wrap: the terminal wraps it)
+        console.print(f"upload to W&B (an account and a network): wandb sync {_short(files['wandb'])}", soft_wrap=True, highlight=False)
