@@ -72,3 +72,22 @@ def test_the_template_spec_reproduces_in_its_smoke_profile(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     combined = json.loads((tmp_path / "store" / "tpl" / "smoke" / "verdict.json").read_text())
     assert [s["name"] for s in combined["settings"]] == ["digits", "mnist1d"] and combined["answer"]["answer"]
+
+
+def test_reproduce_says_what_it_measured_and_writes_it_into_the_spec_when_asked(tmp_path):
+    """Issue 27, item 5: an estimate is the spec's guess until measured; --update-estimate writes the measurement."""
+    import yaml
+
+    from labbench.ablation import spec as specs
+
+    path = write_spec(tmp_path, "pair", profiles={"smoke": {"seeds": 3, "estimated_minutes": 99}})
+    done = cli("labbench", "reproduce", str(path), "--profile", "smoke", "--no-wandb", "--out", "store", "--update-estimate", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    said = " ".join(done.stdout.split())
+    assert "(the spec's estimate)" in said and "measured:" in said and "for 6 runs trained here" in said and "the spec estimated 99 min" in said
+    written = yaml.safe_load(path.read_text())["profiles"]["smoke"]
+    assert 0 < written["estimated_minutes"] < 5 and written["seeds"] == 3
+    assert "measured by labbench reproduce --update-estimate" in path.read_text()
+    assert specs.load(str(path)).profile("smoke").estimated_minutes == written["estimated_minutes"]
+    again = cli("labbench", "reproduce", str(path), "--profile", "smoke", "--no-wandb", "--out", "store", cwd=tmp_path)
+    assert again.returncode == 0 and "measured:" not in again.stdout  # nothing trained, nothing measured

@@ -251,7 +251,7 @@ def _reproduce_one(s, args: argparse.Namespace, launcher: list[str]):
     import time
 
     from labbench.ablation.engine import remaining_minutes, reproduce, seed_warnings, stored_runs
-    from labbench.ablation.validation import power_lines
+    from labbench.ablation.validation import duplicate_hypotheses, method_warnings, power_lines
 
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         TimeRemainingColumn(), console=console, transient=False)
@@ -262,8 +262,8 @@ def _reproduce_one(s, args: argparse.Namespace, launcher: list[str]):
         stored = stored_runs(s, args.profile, args.seeds, args.overrides, args.out)
         est = remaining_minutes(s.profile(args.profile).estimated_minutes, total, stored)
         console.print(f"[bold]{s.label}[/] ({args.profile}): {total} runs planned" + _time_line(total, stored, est))
-        for line in seed_warnings(s, args.profile, args.seeds):
-            console.print(f"[bold yellow]warning:[/] {line}")
+        for line in [*seed_warnings(s, args.profile, args.seeds), *duplicate_hypotheses(s), *method_warnings(s)]:
+            console.print(f"[bold yellow]warning:[/] {line}", soft_wrap=True)
         power, weak = power_lines(s, args.seeds or s.profile(args.profile).seeds)
         for line in power:
             console.print(line, soft_wrap=True)
@@ -288,7 +288,9 @@ def _reproduce_one(s, args: argparse.Namespace, launcher: list[str]):
             s, args.profile, args.seeds, args.overrides, args.out, args.jobs, not args.no_wandb, args.retry_failed,
             report_dir, on_start, on_done, launcher, on_begin,
         )
-    _summary(outcome, s, time.perf_counter() - start)
+    elapsed = time.perf_counter() - start
+    _summary(outcome, s, elapsed)
+    _measured_line(s, args, outcome, elapsed)
     if not args.no_wandb and not launcher:
         from labbench.ablation.store import Store, default_root
         from labbench.loggers import wandb_note
@@ -303,8 +305,34 @@ def _time_line(total: int, stored: int, minutes: float | None) -> str:
         return ", all already stored (reused): nothing to train"
     line = f", {stored} already stored (reused)" if stored else ""
     if minutes is not None:
-        line += f"; about {minutes:.3g} min on a 2-core CPU" + (" for the rest" if stored else "")
+        line += f"; about {minutes:.3g} min on a 2-core CPU" + (" for the rest" if stored else "") + " (the spec's estimate)"
     return line
+
+
+def _measured_line(s, args: argparse.Namespace, outcome, elapsed: float) -> None:
+    """After a reproduction: the time it took against the spec's estimate, and with ``--update-estimate`` the measured
+    figure written into the spec (a run reused from the store costs nothing, so the time per trained run is scaled)."""
+    from labbench.ablation.engine import count_runs
+    from labbench.ablation.spec_edit import set_profile_value
+    from labbench.record import _cpu_name
+
+    trained = sum(v for k, v in outcome.counts.items() if k != "skipped")
+    if not trained:
+        return
+    total = count_runs(s, args.profile, args.seeds)
+    minutes = elapsed / 60 * total / trained
+    estimate = s.profile(args.profile).estimated_minutes
+    said = f"the spec estimated {estimate:g} min" if estimate is not None else "the spec gives no estimate"
+    console.print(f"measured: {elapsed / 60:.1f} min for {trained} runs trained here, about {minutes:.1f} min for all {total} on "
+                  f"this machine ({said})", soft_wrap=True)
+    if args.update_estimate:
+        from datetime import date
+
+        path, _ = set_profile_value(s, args.profile, "estimated_minutes", f"{minutes:.1f}",
+                                    f"measured by labbench reproduce --update-estimate, {_cpu_name()}, {date.today().isoformat()}")
+        console.print(f"wrote estimated_minutes: {minutes:.1f} into profile {args.profile!r} of {path}", soft_wrap=True)
+    elif estimate is None or abs(minutes - estimate) > 0.25 * estimate:
+        console.print("to write it into the spec: the same command with --update-estimate", soft_wrap=True)
 
 
 def _split_launcher(args: argparse.Namespace) -> list[str]:
@@ -556,6 +584,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("reproduce", help="run what is missing, aggregate, print the verdicts, write the report")
     add(p, "seeds", "jobs", "out", "report_dir", "no_wandb", "launcher")
     p.add_argument("--retry-failed", action="store_true", help="run failed runs again (default: they count as failed)")
+    p.add_argument("--update-estimate", action="store_true",
+                   help="write the measured time into the profile's estimated_minutes in the spec file (comments kept)")
     p.add_argument("overrides", nargs="*", help="extra Hydra overrides applied to every run (e.g. trainer.max_steps=100)")
     p.set_defaults(func=cmd_reproduce)
 

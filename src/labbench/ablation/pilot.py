@@ -38,6 +38,7 @@ from labbench.ablation.report import _f
 from labbench.ablation.engine import tune_arms
 from labbench.ablation.results import check_gates, metric_direction
 from labbench.ablation.spec import Spec, SpecError
+from labbench.ablation.spec_edit import set_profile_value
 from labbench.ablation.store import Store
 from labbench.ablation.validation import validate
 from labbench.record import write_json_atomic
@@ -198,27 +199,9 @@ def write_budget(spec: Spec, result: dict[str, Any]) -> Path:
     chosen = chosen_overrides(result)
     if chosen is None:
         raise specs.SpecError(f"{spec.label}: the pilot chose no budget; nothing to write")
-    path = spec.path
-    original = path.read_text()
-    lines = original.splitlines(keepends=True)
-    profile = spec.pilot.profile
-    keys = ["settings", spec.setting, "profiles", profile] if spec.setting else ["profiles", profile]
-    start, end = _entry(lines, keys, create=bool(spec.setting))
-    indent = " " * (2 * len(keys))
-    entry = next((i for i in range(start + 1, end) if lines[i].startswith(f"{indent}overrides:")), None)
     flow = yaml.safe_dump(list(chosen), default_flow_style=True, width=1_000_000).strip()
     command = f"labbench pilot {spec.ref}" + (f" --setting {spec.setting}" if spec.setting else "")
-    text = f"{indent}overrides: {flow}   # the pilot's choice ({command} --write-profile)\n"
-    if entry is None:
-        lines.insert(start + 1, text)
-    else:
-        stop = entry + 1
-        if lines[entry].split("#")[0].strip() == "overrides:":  # a block of "- item" lines follows
-            while stop < end and lines[stop].lstrip().startswith(("- ", "#")) and lines[stop].startswith(indent) \
-                    and (lines[stop].startswith(indent + "  ") or lines[stop][len(indent)] in "-#"):  # "- item" indented or not
-                stop += 1
-        lines[entry:stop] = [text]
-    path.write_text("".join(lines))
+    path, original = set_profile_value(spec, spec.pilot.profile, "overrides", flow, f"the pilot's choice ({command} --write-profile)")
     try:
         reloaded = specs.load(str(path))
         problems = profile_agrees(reloaded.in_setting(spec.setting) if spec.setting else reloaded, result)
@@ -228,28 +211,6 @@ def write_budget(spec: Spec, result: dict[str, Any]) -> Path:
         path.write_text(original)
         raise
     return path
-
-
-def _entry(lines: list[str], keys: list[str], create: bool = False) -> tuple[int, int]:
-    """The line of the block-style mapping entry at ``keys`` (``settings`` > NAME > ``profiles`` > ``quick``, two spaces a
-    level) and the end of its block; with ``create``, missing levels below the first are inserted."""
-    from labbench.ablation import spec as specs
-
-    lo, hi = 0, len(lines)
-    for depth, key in enumerate(keys):
-        indent = " " * (2 * depth)
-        found = next((i for i in range(lo, hi) if lines[i].rstrip("\n").split("#")[0].rstrip() == f"{indent}{key}:"), None)
-        if found is None:
-            if not create or depth == 0:
-                raise specs.SpecError(f"no `{indent}{key}:` entry under `{': '.join(keys[:depth]) or 'the spec'}` to write the budget into")
-            lines.insert(hi, f"{indent}{key}:\n")
-            found = hi
-            hi += 1
-        lo = found + 1
-        hi = next((i for i in range(lo, hi) if lines[i].strip() and not lines[i].startswith(indent + "  ")
-                   and not lines[i].lstrip().startswith("#")), hi)
-        last = found
-    return last, hi
 
 
 def render(spec: Spec, result: dict[str, Any]) -> str:
