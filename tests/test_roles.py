@@ -253,3 +253,14 @@ def test_the_seed_warning_counts_the_family_the_first_decision_is_made_in(tmp_pa
     plain = _spec(tmp_path, [{**h, "role": "secondary"} if h.get("role") == "primary" else h for h in many], name="plain")
     assert first_family(plain) == 4  # the sanity check stays out
     assert "4 hypothesis(es)" in seed_warnings(plain, "smoke", 6)[0] and "at least 8 seeds" in seed_warnings(plain, "smoke", 6)[0]
+
+
+@pytest.mark.unit
+def test_a_sanity_check_that_comes_out_the_same_everywhere_is_not_flagged_uninformative(tmp_path):
+    """A check states a value true by construction (a rank of exactly 1): a constant there is the expected outcome; the
+    same constant on a hypothesis that compares arms is a ceiling, flagged."""
+    spec = _spec(tmp_path, [_h("test/acc", role="primary"), _h("val/acc"), _h("test/loss", role="sanity")])
+    ones = [1.0] * 8
+    out = _by_name(judge(spec, _values(**{"test/acc": (UP, ZERO, ZERO), "val/acc": (ones, ones, ones),
+                                          "test/loss": (ones, ones, ones)}), {}))
+    assert out["test/loss"]["constant"] is None and out["val/acc"]["constant"] == 1.0

@@ -330,7 +330,8 @@ def constant_value(per_arm: dict[str, list[float]], arms: list[str]) -> float | 
     """The one value every seed of every arm of a hypothesis gave (equal at float32 precision), else None.
 
     A metric at its ceiling or floor on every run (accuracy 1.0 everywhere, a rank of exactly 1)
-    cannot tell the arms apart: whatever the verdict, the report flags it as uninformative.
+    cannot tell the arms apart: whatever the verdict, the report flags it as uninformative (not for a
+    ``sanity`` check, which states a value true by construction: there a constant is the expected outcome).
     """
     values = [v for arm in arms for v in per_arm.get(arm, []) if math.isfinite(v)]
     if len(values) < 2 or max(values) - min(values) > resolution(values):
@@ -364,7 +365,8 @@ def judge(spec: Spec, values: dict[str, dict[str, list[float]]], gates: dict[str
                     "direction": h.direction, "margin": h.margin, "note": h.note, **c.as_dict(),
                     "verdict_raw": c.verdict, "undertrained": [] if free else missed,
                     "gate_free": free, "gates_waived": missed if free else [],
-                    "constant": None if kind == "rate" else constant_value(per_arm, arms_of(h))})
+                    # a check of the setup is meant to come out the same everywhere (a rank of exactly 1): not a ceiling
+                    "constant": None if kind == "rate" or h.role == "sanity" else constant_value(per_arm, arms_of(h))})
     failed = [c for c in (regime or []) if not c["met"]]
     for h, hyp in zip(out, spec.hypotheses):
         h["role"], h["min_effect"], h["min_effect_source"] = hyp.role, hyp.min_effect, hyp.min_effect_source
