@@ -264,3 +264,23 @@ def test_a_sanity_check_that_comes_out_the_same_everywhere_is_not_flagged_uninfo
     out = _by_name(judge(spec, _values(**{"test/acc": (UP, ZERO, ZERO), "val/acc": (ones, ones, ones),
                                           "test/loss": (ones, ones, ones)}), {}))
     assert out["test/loss"]["constant"] is None and out["val/acc"]["constant"] == 1.0
+
+
+@pytest.mark.unit
+def test_a_margin_verdict_says_which_failure_rate_its_seeds_do_not_exclude(tmp_path):
+    """docs/method.md, "Margins": 8 seeds all beyond the margin still allow a 31% rate of seeds that fall short."""
+    from labbench.ablation.report import _warnings
+
+    spec = _spec(tmp_path, [_h("test/acc", role="primary", margin=-0.5), _h("val/acc", "a", 0.2)])
+    out = _by_name(judge(spec, _values(**{"test/acc": (UP, ZERO, ZERO), "val/acc": (UP, ZERO, ZERO)}), {}))
+    primary = out["test/acc"]
+    assert primary["short_of_margin"] == 0 and primary["short_rate_bound"] == pytest.approx(1 - 0.05 ** (1 / 8))  # 0.312
+    one_short = _by_name(judge(spec, _values(**{"test/acc": (UP[:7] + [-1.0], ZERO, ZERO), "val/acc": (UP, ZERO, ZERO)}), {}))
+    from scipy.stats import beta
+
+    assert one_short["test/acc"]["short_of_margin"] == 1
+    assert one_short["test/acc"]["short_rate_bound"] == pytest.approx(beta.ppf(0.95, 2, 7))  # Clopper-Pearson, 1 of 8
+    lines = _warnings({"hypotheses": [primary]})
+    assert any("0 of 8 seeds fell short of the margin; a rate of such seeds up to 31% is not excluded" in line for line in lines)
+    plain = _by_name(judge(_spec(tmp_path, [_h("test/acc", role="primary")], name="plain"), _values(**{"test/acc": (UP, ZERO, ZERO)}), {}))
+    assert "short_rate_bound" not in plain["test/acc"]  # a plain difference has no margin to fall short of

@@ -316,6 +316,10 @@ def _warnings(verdict: dict) -> list[str]:
         if h.get("out_of_regime"):
             out.append(f"- \"{h['name']}\" is **out of regime**: the check(s) {', '.join(h['out_of_regime'])} failed (below); "
                        "this setting could not show the mechanism.")
+        if h.get("short_rate_bound") is not None and h["verdict"] in ("supported", "smaller than claimed"):
+            out.append(f"- \"{h['name']}\": {h['short_of_margin']} of {h['n']} seeds fell short of the margin; a rate of such "
+                       f"seeds up to {h['short_rate_bound']:.0%} is not excluded (one-sided 95%): a mean beyond a margin does not "
+                       "rule out rare failures (docs/method.md, \"Margins\").")
         if h.get("constant") is not None and h["verdict"] != "undertrained":
             out.append(f"- \"{h['name']}\" is **uninformative**: every seed of every arm gave {_f(h['constant'])} on "
                        f"`{h['metric']}` (a ceiling or floor), so the metric cannot tell the arms apart here, whatever the verdict.")

@@ -326,6 +326,24 @@ def gate_free(h: Hypothesis) -> str | None:
     return "init" if m.at_init else None
 
 
+def short_of_margin(pairs: list[tuple[float, float]], h: Hypothesis) -> dict[str, Any]:
+    """For a margin or fixed-reference hypothesis: how many seeds fell short of the margin, and the largest rate of such
+    seeds the runs do not exclude (one-sided 95%, Clopper-Pearson; 1 - 0.05^(1/n) when none did).
+
+    A mean beyond the margin says nothing of rare failures that did not happen in n seeds (docs/method.md, "Margins"):
+    with 8 seeds and none short, a rate up to 31% is not excluded. The report prints it beside a supported verdict.
+    """
+    from scipy.stats import beta
+
+    n = len(pairs)
+    if n == 0:
+        return {}
+    oriented = [(w - b) if h.direction == "lower" else (b - w) for b, w in pairs]
+    short = sum(1 for d in oriented if not d > h.margin)
+    bound = 1.0 if short == n else float(beta.ppf(0.95, short + 1, n - short))
+    return {"short_of_margin": short, "short_rate_bound": bound}
+
+
 def constant_value(per_arm: dict[str, list[float]], arms: list[str]) -> float | None:
     """The one value every seed of every arm of a hypothesis gave (equal at float32 precision), else None.
 
@@ -366,7 +384,8 @@ def judge(spec: Spec, values: dict[str, dict[str, list[float]]], gates: dict[str
                     "verdict_raw": c.verdict, "undertrained": [] if free else missed,
                     "gate_free": free, "gates_waived": missed if free else [],
                     # a check of the setup is meant to come out the same everywhere (a rank of exactly 1): not a ceiling
-                    "constant": None if kind == "rate" or h.role == "sanity" else constant_value(per_arm, arms_of(h))})
+                    "constant": None if kind == "rate" or h.role == "sanity" else constant_value(per_arm, arms_of(h)),
+                    **(short_of_margin(pairs, h) if kind != "rate" and (h.margin or is_reference(h.better) or is_reference(h.worse)) else {})})
     failed = [c for c in (regime or []) if not c["met"]]
     for h, hyp in zip(out, spec.hypotheses):
         h["role"], h["min_effect"], h["min_effect_source"] = hyp.role, hyp.min_effect, hyp.min_effect_source
