@@ -280,6 +280,10 @@ def test_a_spec_given_as_a_path_gets_hints_that_name_that_path(tmp_path):
     assert by_name.returncode == 0, by_name.stdout
     unknown = cli("labbench", "validate", "yours", cwd=tmp_path)
     assert unknown.returncode == 2 and "LABBENCH_SPECS" in " ".join(unknown.stdout.split())
+    # the working directory's experiments/ is searched too
+    (tmp_path / "experiments").mkdir()
+    write_spec(tmp_path / "experiments", "ours")
+    assert cli("labbench", "validate", "ours", "--profile", "smoke", cwd=tmp_path).returncode == 0
 
 
 def test_progress_names_the_run_being_trained_before_it_finishes(tmp_path):

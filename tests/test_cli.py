@@ -72,7 +72,7 @@ def test_the_verdict_table_keeps_every_number_whole_on_a_narrow_terminal():
     h = {"name": "a long hypothesis name that needs wrapping on a narrow terminal", "metric": "train/loss@0:200:noise",
          "better": "large-fixed", "worse": "small-fixed", "direction": "lower", "margin": 0.0, "n": 8, "mean_diff": -0.001281,
          "ci_low": -0.0021234, "ci_high": -0.000412, "prob_improvement": 0.25, "p_holm": 0.0078125, "verdict": "contradicted"}
-    verdict = {"name": "batch-size", "profile": "quick", "hypotheses": [h]}
+    verdict = {"name": "batch-size", "profile": "quick", "hypotheses": [{**h, "role": "primary"}]}
     for width in (80, 200):
         console = Console(width=width, record=True, color_system=None)
         saved, cli_module.console = cli_module.console, console
@@ -82,3 +82,4 @@ def test_the_verdict_table_keeps_every_number_whole_on_a_narrow_terminal():
             cli_module.console = saved
         text = console.export_text()
         assert "-0.001281" in text and "0.00781" in text, (width, text)
+        assert "[primary]" in text  # escaped: not swallowed as rich markup

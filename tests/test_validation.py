@@ -96,3 +96,22 @@ def test_a_spec_written_before_roles_is_told_what_keeps_it_from_an_answer():
     assert len(method_warnings(specs.load("bn-vs-gn"))) == 2  # its gate is the chance baseline; one setting
     assert method_warnings(specs.load("bn-vs-gn"))[1].startswith("answered in one setting")
     assert method_warnings(specs.load("zero-init-symmetry")) == []  # a primary, baseline gates, two settings
+
+
+def test_reading_loss_across_arms_whose_losses_differ_is_warned(tmp_path):
+    """Issue 27, item 2: with label smoothing test/loss is the smoothed criterion; compare test/nll."""
+    from test_ablation import write_spec
+
+    from labbench.ablation.validation import loss_warnings
+
+    arms = {"plain": ["loss=ce"], "smooth": ["loss=label_smoothing"]}
+    h = {"name": "smoothing helps", "metric": "test/loss", "better": "smooth", "worse": "plain", "direction": "lower"}
+    spec = specs.load(write_spec(tmp_path, "ls", factors=["loss"], arms=arms, hypotheses=[h]))
+    lines = loss_warnings(spec, "smoke")
+    assert any(line.startswith('hypothesis "smoothing helps" reads test/loss') and "compare test/nll" in line for line in lines)
+    assert any(line.startswith("curve val/loss") for line in lines)  # the default curves
+    fixed = specs.load(write_spec(tmp_path, "ls", factors=["loss"], arms=arms, curves=["train/loss", "val/nll"],
+                                  hypotheses=[{**h, "metric": "test/nll"}]))
+    assert loss_warnings(fixed, "smoke") == []
+    same = specs.load(write_spec(tmp_path, "ls", hypotheses=[{**h, "better": "a", "worse": "b"}]))
+    assert loss_warnings(same, "smoke") == []  # one loss for every arm: */loss compares models

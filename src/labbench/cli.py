@@ -10,6 +10,7 @@ from pathlib import Path
 import yaml
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.markup import escape
 from rich.table import Table
 
 from labbench.ablation import spec as specs
@@ -45,7 +46,6 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(json.dumps(entries, indent=2))
         return 0
     if console.width < NARROW:  # a table's claim column would be a few characters wide: one block per spec
-        from rich.markup import escape
 
         for e in entries:
             quick = e["profiles"].get("quick") or next(iter(e["profiles"].values()))
@@ -116,18 +116,17 @@ def _verdict_table(verdict: dict):
     for h in verdict["hypotheses"]:
         raw = f" (raw: {h['verdict_raw']})" if h.get("verdict_raw", h["verdict"]) != h["verdict"] else ""
         role = "" if h.get("role", "secondary") == "secondary" else f" [{h['role']}]"
-        rows.append((h["name"] + role, h["metric"], predicted_text(h).replace("`", ""), difference_text(h),
+        # every text escaped: "[primary]" or a pair "[a, b]" is text, not rich markup (it would vanish)
+        rows.append((escape(h["name"] + role), escape(h["metric"]), escape(predicted_text(h).replace("`", "")), escape(difference_text(h)),
                      f"{h['prob_improvement']:.2f}", f"{h.get('p_holm', float('nan')):.3g}",
-                     f"[{VERDICT_STYLE[h['verdict']]}]{h['verdict']}[/]{raw}"))
+                     f"[{VERDICT_STYLE[h['verdict']]}]{h['verdict']}[/]{escape(raw)}"))
     if console.width < NARROW:
         from rich.console import Group
-        from rich.markup import escape
         from rich.text import Text
 
         blocks = [Text.from_markup(f"[bold]{escape(verdict['name'])} ({verdict['profile']})[/]")]
         for name, metric, predicted, diff, prob, p, word in rows:
-            blocks.append(Text.from_markup(f"{escape(name)}\n  {word}; {escape(predicted)} on {escape(metric)}\n"
-                                           f"  difference {escape(diff)}; P(impr.) {prob}; p (Holm) {p}"))
+            blocks.append(Text.from_markup(f"{name}\n  {word}; {predicted} on {metric}\n  difference {diff}; P(impr.) {prob}; p (Holm) {p}"))
         return Group(*blocks)
     table = Table(title=f"{verdict['name']} ({verdict['profile']})")
     for col in ("hypothesis", "metric", "predicted"):
@@ -146,7 +145,6 @@ def _summary(outcome, spec, elapsed: float | None = None) -> None:
         console.print(f"answer: [{ANSWER_STYLE[answer['answer']]}]{answer['answer']}[/] ({answer['because']}; primary: "
                       f"{answer['primary']}) in {answer['setting']}", soft_wrap=True)
     console.print(_verdict_table(outcome.verdict))
-    from rich.markup import escape
 
     from labbench.ablation.report import caveats
 
@@ -178,7 +176,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def _validate_one(s, args: argparse.Namespace) -> None:
     from labbench.ablation.engine import seed_warnings
-    from labbench.ablation.validation import duplicate_hypotheses, method_warnings, power_lines, validate
+    from labbench.ablation.validation import duplicate_hypotheses, loss_warnings, method_warnings, power_lines, validate
 
     profiles = [args.profile] if args.profile else list(s.profiles)
     validate(s, args.profile, args.overrides)
@@ -188,7 +186,7 @@ def _validate_one(s, args: argparse.Namespace) -> None:
     for name in profiles:
         for line in seed_warnings(s, name):
             console.print(f"[bold yellow]warning ({name}):[/] {line}")
-    for line in [*duplicate_hypotheses(s), *method_warnings(s)]:
+    for line in [*duplicate_hypotheses(s), *method_warnings(s), *loss_warnings(s, "smoke")]:
         console.print(f"[bold yellow]warning:[/] {line}", soft_wrap=True)
     for name in profiles:
         lines, warnings = power_lines(s, s.profile(name).seeds)
@@ -251,7 +249,7 @@ def _reproduce_one(s, args: argparse.Namespace, launcher: list[str]):
     import time
 
     from labbench.ablation.engine import remaining_minutes, reproduce, seed_warnings, stored_runs
-    from labbench.ablation.validation import duplicate_hypotheses, method_warnings, power_lines
+    from labbench.ablation.validation import duplicate_hypotheses, loss_warnings, method_warnings, power_lines
 
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         TimeRemainingColumn(), console=console, transient=False)
@@ -262,7 +260,8 @@ def _reproduce_one(s, args: argparse.Namespace, launcher: list[str]):
         stored = stored_runs(s, args.profile, args.seeds, args.overrides, args.out)
         est = remaining_minutes(s.profile(args.profile).estimated_minutes, total, stored)
         console.print(f"[bold]{s.label}[/] ({args.profile}): {total} runs planned" + _time_line(total, stored, est))
-        for line in [*seed_warnings(s, args.profile, args.seeds), *duplicate_hypotheses(s), *method_warnings(s)]:
+        for line in [*seed_warnings(s, args.profile, args.seeds), *duplicate_hypotheses(s), *method_warnings(s),
+                     *loss_warnings(s, args.profile)]:
             console.print(f"[bold yellow]warning:[/] {line}", soft_wrap=True)
         power, weak = power_lines(s, args.seeds or s.profile(args.profile).seeds)
         for line in power:
@@ -343,7 +342,7 @@ def _split_launcher(args: argparse.Namespace) -> list[str]:
     launcher_overrides = [o for o in args.overrides if o.startswith("hydra.launcher.")]
     args.overrides = [o for o in args.overrides if not o.startswith("hydra.launcher.")]
     if launcher_overrides and not args.launcher:
-        raise SystemExit("hydra.launcher.* overrides need --launcher NAME (joblib, submitit_local, slurm, ...)")
+        raise SystemExit("hydra.launcher.* overrides need --launcher NAME (local, slurm, or a Hydra launcher such as joblib)")
     return [args.launcher, *launcher_overrides] if args.launcher else []
 
 
@@ -411,8 +410,9 @@ def cmd_pilot(args: argparse.Namespace) -> int:
 
     s = _one_spec(specs.load(args.name), args)
     if s.pilot is None:
-        raise specs.SpecError(f"{s.name} has no pilot section; specs with one: "
-                              f"{', '.join(n for n in specs.available() if specs.load(n).pilot is not None) or 'none'}")
+        raise specs.SpecError(f"{s.label} has no `pilot` section: {{arm, candidates, seeds, metric, late_progress}} says how a "
+                              "profile's budget is sized from the standard-practice arm alone (experiments/README.md, key "
+                              "`pilot`; `labbench new` writes a spec with one)")
     console.print(f"[bold]{s.name}[/] pilot: arm [bold]{s.pilot.arm}[/], {len(s.pilot.candidates)} candidate budget(s), "
                   f"{s.pilot.seeds} seeds each, cheapest first")
     result = run_pilot(s, args.out, not args.no_wandb, args.report_dir,
@@ -531,7 +531,7 @@ def cmd_site(args: argparse.Namespace) -> int:
     try:
         built = build(args.source, args.out)
     except SiteError as err:
-        console.print(f"[bold red]error:[/] {err}")
+        console.print(f"[bold red]error:[/] {escape(str(err))}")  # escaped: "[a, b]" in a message is text, not markup
         return 2
     console.print(f"site: {built.claims} claims, {built.hypotheses} hypotheses from {args.source}; "
                   f"{built.written} files written, {built.removed} stale removed", soft_wrap=True)
@@ -547,7 +547,8 @@ SHARED_OPTIONS = {
     "no_wandb": (["--no-wandb"], {"action": "store_true", "help": "CSV logs only (no W&B runs)"}),
     "setting": (["--setting"], {"default": None, "help": "one of the spec's settings (labbench show NAME lists them); "
                                 "reproduce, report and validate act on every setting without it"}),
-    "launcher": (["--launcher"], {"default": None, "help": "run through a Hydra launcher: joblib, submitit_local, slurm (conf/hydra/launcher), "
+    "launcher": (["--launcher"], {"default": None, "help": "run through a Hydra launcher: local (joblib processes) or slurm, labbench's (conf/hydra/launcher), "
+                                  "or any installed Hydra launcher by name (joblib, submitit_local), "
                                   "with hydra.launcher.* overrides among the overrides"}),
 }
 
@@ -651,7 +652,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (specs.SpecError, FileNotFoundError) as err:
-        console.print(f"[bold red]error:[/] {err}")
+        console.print(f"[bold red]error:[/] {escape(str(err))}")  # escaped: "[a, b]" in a message is text, not markup
         return 2
 
 

@@ -396,9 +396,14 @@ def experiments_dir() -> Path:
 
 
 def spec_dirs() -> list[Path]:
-    """Where a spec is looked up by name: the shipped ``experiments/``, then the folders in ``$LABBENCH_SPECS``."""
+    """Where a spec is looked up by name: the shipped ``experiments/``, the working directory's ``experiments/``, then
+    the folders in ``$LABBENCH_SPECS`` (each once)."""
     extra = [Path(p).expanduser() for p in os.environ.get(SPECS_ENV, "").split(os.pathsep) if p.strip()]
-    return [experiments_dir(), *extra]
+    out: list[Path] = []
+    for folder in [experiments_dir(), Path.cwd() / "experiments", *extra]:
+        if not any(folder.resolve() == seen.resolve() for seen in out):
+            out.append(folder)
+    return out
 
 
 def available() -> list[str]:
@@ -420,8 +425,8 @@ def find(name_or_path: str) -> Path:
             return candidate
     folders = ", ".join(str(d) for d in spec_dirs()[1:])
     raise SpecError(f"no ablation named {name_or_path!r}; available: {', '.join(available())} (or give a path to a spec .yaml; "
-                    f"names are looked up in the shipped experiments/" + (f" and {folders}" if folders else
-                                                                          f" and in the folders of ${SPECS_ENV}, none set") + ")")
+                    f"names are looked up in the shipped experiments/, then in {folders} and the folders of ${SPECS_ENV}"
+                    + ("" if os.environ.get(SPECS_ENV) else ", none set") + ")")
 
 
 def load(name_or_path: str) -> Spec:

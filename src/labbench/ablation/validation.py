@@ -231,3 +231,26 @@ def method_warnings(spec: Spec) -> list[str]:
         out.append("answered in one setting: a verdict there is a fact about that setting; declare `settings` (two or more, each "
                    "with why the mechanism is expected there) for an answer across them (experiments/README.md)")
     return out
+
+
+def loss_warnings(spec: Spec, profile: str) -> list[str]:
+    """A hypothesis, gate, tuning metric or curve that reads ``*/loss`` across arms whose ``loss`` differs compares two
+    criteria, not two models (a label-smoothed cross-entropy cannot fall below about 0.5 nats): read ``*/nll`` instead."""
+    from labbench.ablation.metrics import parse_metric
+
+    differ = [k for k in arm_differences(spec, profile, resolve=True) if k == "loss" or k.startswith("loss.")]
+    if not differ:
+        return []
+    reads = {f"hypothesis \"{h.name}\"": h.metric for h in spec.hypotheses}
+    reads.update({f"gates[{i}]": g.metric for i, g in enumerate(spec.gates)})
+    if spec.tuning is not None:
+        reads["tuning.metric"] = spec.tuning.metric
+    # curves: the validation one (train/loss is each arm's own training trace, plotted as such)
+    reads.update({f"curve {c}": c for c in (spec.curves or ("val/loss",)) if not c.startswith("train/")})
+    out = []
+    for where, expr in reads.items():
+        key = parse_metric(expr).key if "/" in expr else expr
+        if key.endswith("/loss"):
+            out.append(f"{where} reads {key}, but the arms' losses differ ({', '.join(differ)}): each arm's {key} is its own "
+                       f"training criterion; compare {key.rsplit('/', 1)[0]}/nll (the plain likelihood) instead")
+    return out
