@@ -179,7 +179,8 @@ def plot_probes(records: dict[str, list[dict | None]], path: Path) -> bool:
 
 
 def plot_metrics(verdict: dict, path: Path) -> bool:
-    """Per hypothesis metric: every seed's value per arm, with the mean and its interval."""
+    """Per hypothesis metric: every seed's value per arm (a line joins a seed's values: the design is paired), with the
+    mean and its interval."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -191,11 +192,17 @@ def plot_metrics(verdict: dict, path: Path) -> bool:
     arms = list(verdict["arms"])
     fig, axes = plt.subplots(1, len(metrics), figsize=(max(4.0, 1.3 * len(arms)) * len(metrics), 3.6), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
+        # the design is paired (arms share seeds): a thin line joins each seed's values across the arms, at the same offset
+        per_arm = [np.array(verdict["arms"][arm]["metrics"][metric]["values"], dtype=float) for arm in arms]
+        n = max((len(v) for v in per_arm), default=0)
+        offsets = np.linspace(-0.12, 0.12, n) if n > 1 else np.zeros(max(n, 1))
+        for k in range(n):
+            ys = [v[k] if k < len(v) else np.nan for v in per_arm]
+            ax.plot(np.arange(len(arms)) + offsets[k], ys, color="grey", alpha=0.35, linewidth=0.6, zorder=1)
         for i, arm in enumerate(arms):
             m = verdict["arms"][arm]["metrics"][metric]
-            vals = np.array(m["values"], dtype=float)
-            jitter = np.linspace(-0.12, 0.12, len(vals)) if len(vals) > 1 else np.zeros(1)
-            ax.scatter(i + jitter, vals, s=14, alpha=0.7)
+            vals = per_arm[i]
+            ax.scatter(i + offsets[: len(vals)], vals, s=14, alpha=0.7, zorder=2)
             if math.isfinite(m["mean"]):
                 low = m["ci_low"] if math.isfinite(m["ci_low"]) else m["mean"]
                 high = m["ci_high"] if math.isfinite(m["ci_high"]) else m["mean"]
