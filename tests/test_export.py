@@ -66,12 +66,29 @@ def test_labbench_new_writes_a_spec_that_validates_and_never_overwrites(tmp_path
 
 
 @pytest.mark.integration
-def test_the_template_spec_reproduces_in_its_smoke_profile(tmp_path):
-    assert cli("labbench", "new", "tpl", cwd=tmp_path).returncode == 0
-    done = cli("labbench", "reproduce", "tpl.yaml", "--profile", "smoke", "--no-wandb", "--out", "store", cwd=tmp_path)
+def test_from_labbench_new_to_a_smoke_reproduction_with_every_printed_command_run_as_printed(tmp_path):
+    """Issue 27, done when: a spec outside experiments/ goes from `labbench new` to a validated smoke reproduction, and the
+    follow-up commands it prints (new's, the reports') run as printed."""
+    import re
+    import shlex
+
+    made = cli("labbench", "new", "tpl", "--dir", "specs", cwd=tmp_path)
+    assert made.returncode == 0
+    validate_line = next(line.split("next:")[-1].strip() for line in made.stdout.splitlines() if "labbench validate" in line)
+    assert validate_line == "labbench validate specs/tpl.yaml"
+    assert cli(*shlex.split(validate_line), cwd=tmp_path).returncode == 0
+    done = cli("labbench", "reproduce", "specs/tpl.yaml", "--profile", "smoke", "--no-wandb", "--out", "store", cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     combined = json.loads((tmp_path / "store" / "tpl" / "smoke" / "verdict.json").read_text())
     assert [s["name"] for s in combined["settings"]] == ["digits", "mnist1d"] and combined["answer"]["answer"]
+    # each setting's report prints how to reproduce it: run as printed (plus where the store is), it trains nothing
+    report = (tmp_path / "store" / "tpl" / "digits" / "smoke" / "report.md").read_text()
+    command = re.search(r"## Reproduce\s*```bash\n(.+?)\n```", report).group(1)
+    assert command == "labbench reproduce specs/tpl.yaml --profile smoke --setting digits"
+    again = cli(*shlex.split(command), "--no-wandb", "--out", "store", cwd=tmp_path)
+    assert again.returncode == 0 and "nothing to train" in again.stdout
+    claim = (tmp_path / "store" / "tpl" / "smoke" / "report.md").read_text()
+    assert "`labbench reproduce specs/tpl.yaml --profile smoke`" in claim
 
 
 def test_reproduce_says_what_it_measured_and_writes_it_into_the_spec_when_asked(tmp_path):
