@@ -97,8 +97,13 @@ def combined_verdict(spec: Spec, profile: str, verdicts: list[dict[str, Any]], r
     across = across_settings(names, answers)
     primary = next((h["name"] for v in verdicts for h in v.get("hypotheses", []) if h.get("role") == "primary"), None)
     settings = []
+    from labbench.ablation.report import difference_text, predicted_text
+
     for v, a, d in zip(verdicts, answers, report_dirs):
+        first = next((h for h in v.get("hypotheses", []) if h.get("role") == "primary"), None)
         settings.append({
+            "primary_effect": (f"{predicted_text(first).replace('`', '')}: {difference_text(first)}, n {first['n']}"
+                               if first is not None and first.get("n") else "-"),
             **v["setting"], "answer": a["answer"], "answer_alone": a["answer_alone"], "p_primary": a["p"], "p_across": a["p_across"],
             "line": (v.get("answer") or {}).get("setting", ""), "because": (v.get("answer") or {}).get("because", ""),
             "report": Path(os.path.relpath(d, out_dir)).as_posix() + "/report.md", "spec_hash": v["spec_hash"], "wall_time_s": v.get("wall_time_s"),
@@ -126,10 +131,10 @@ def render(verdict: dict[str, Any]) -> str:
              f"Primary hypothesis: {answer.get('primary') or '-'}. Each setting's primary is tested at alpha = "
              f"{verdict.get('alpha')} in its own report; the tally corrects the primaries across the settings (Holm), so the "
              "chance that any setting answers by accident stays at alpha.", "",
-             "| setting | why it is where the mechanism is expected | run in | answer | primary p (alone / across) |",
-             "|---|---|---|---|---|"]
+             "| setting | why it is where the mechanism is expected | run in | primary: predicted, difference [95% CI] | answer | primary p (alone / across) |",
+             "|---|---|---|---|---|---|"]
     for s in verdict["settings"]:
-        lines.append(f"| [{s['name']}]({s['report']}) | {s['why']} | {s['line']} | **{s['answer']}** | "
+        lines.append(f"| [{s['name']}]({s['report']}) | {s['why']} | {s['line']} | {s.get('primary_effect', '-')} | **{s['answer']}** | "
                      f"{_p(s['p_primary'])} / {_p(s['p_across'])} |")
     lines += ["", "Every hypothesis, its runs and curves are in each setting's report (linked above).", "",
               f"Spec hash `{verdict['spec_hash']}`. Reproduce: `labbench reproduce {verdict.get('spec_ref', verdict['name'])} --profile {verdict['profile']}` "
