@@ -245,3 +245,36 @@ def test_a_spec_with_a_primary_tunes_on_three_seeds(tmp_path):
     assert (before.seeds, before.rule) == (1, "best")  # specs written before roles keep what they ran with
     with pytest.raises(specs.SpecError, match="tuning.rule must be best or one_se"):
         specs.load(write_spec(tmp_path, "bad", tuning={**tuning, "rule": "median"}))
+
+
+def test_an_arm_can_follow_another_arms_tuned_value(tmp_path):
+    """tuning.follow: Keskar et al.'s protocol at a fair rate, the large batch at the value tuned for the small one."""
+    import yaml
+
+    from labbench.ablation import engine
+    from labbench.ablation import spec as specs
+    from labbench.ablation.store import Store
+
+    raw = {"name": "follow", "claim": "c", "factors": ["data.batch_size"],
+           "base": ["data=synthetic", "optimizer.lr=0.004", "trainer.max_steps=4", "trainer.val_check_interval=2"],
+           "arms": {"small": ["data.batch_size=16"], "large-same": ["data.batch_size=64"], "large-tuned": ["data.batch_size=64"]},
+           "hypotheses": [{"metric": "val/loss", "better": "small", "worse": "large-same", "direction": "lower"}],
+           "tuning": {"param": "optimizer.lr", "grid": {"small": [0.01, 0.1], "large-tuned": [0.01, 0.1]},
+                      "follow": {"large-same": "small"}, "metric": "val/loss", "direction": "lower"},
+           "profiles": {"smoke": {"seeds": 2}}}
+    (tmp_path / "follow.yaml").write_text(yaml.safe_dump(raw))
+    spec = specs.load(str(tmp_path / "follow.yaml"))
+    assert spec.tuning.follow == {"large-same": "small"}
+    outcome = engine.reproduce(spec, "smoke", root=tmp_path / "store", wandb=False)
+    assert {r.arm for r in outcome.plan.tuning_runs} == {"small", "large-tuned"}  # the follower runs no tuning of its own
+    assert outcome.plan.tuned["large-same"] == {"value": outcome.plan.tuned["small"]["value"], "followed": "small"}
+    store = Store(tmp_path / "store", "follow", "smoke")
+    lrs = {r.arm: store.record(r.run_id)["config"]["optimizer"]["lr"] for r in outcome.plan.final_runs}
+    assert lrs["large-same"] == lrs["small"] == outcome.plan.tuned["small"]["value"]
+    report = outcome.report.read_text()
+    assert f"the value tuned for `small` (tuning.follow" in report
+    for bad in ({"large-same": "nobody"}, {"small": "large-tuned"}, {"large-same": "large-same"}):
+        raw["tuning"]["follow"] = bad
+        (tmp_path / "follow.yaml").write_text(yaml.safe_dump(raw))
+        with pytest.raises(specs.SpecError, match="tuning.follow maps arms the grid leaves out to tuned arms"):
+            specs.load(str(tmp_path / "follow.yaml"))

@@ -254,10 +254,14 @@ def _setup_rows(spec: Spec, plan: Plan, records: dict[str, list[dict | None]]) -
     if spec.tuning is not None:
         t = spec.tuning
         grid = spec.tuning_grid(plan.profile)
-        fixed = [a.name for a in spec.arms if a.name not in grid]
+        fixed = [a.name for a in spec.arms if a.name not in grid and a.name not in t.follow]
         untuned = f"; not tuned (the base value): {', '.join(f'`{a}`' for a in fixed)}" if fixed else ""
         rows.append(("tuning", f"`{t.label}` per arm on `{t.metric}` ({t.direction} is better), {len(next(iter(grid.values())))} values x {t.seeds} seed(s) per arm, validation split only{untuned}"))
         for arm, info in plan.tuned.items():
+            if info.get("followed"):
+                rows.append((f"tuned `{arm}`", f"`{t.show(info['value'])}`: the value tuned for `{info['followed']}` (tuning.follow; "
+                                               "no tuning of its own)"))
+                continue
             edge = " **on the edge of its grid: the optimum may lie outside it**" if info.get("on_edge") else ""
             scores = ", ".join(f"{k}: {_f(v)}" for k, v in info["scores"].items())
             never = " **no value of its grid cleared the competence gate**" if info.get("cleared_gate") is False else ""
@@ -290,6 +294,8 @@ def _landscape_lines(spec: Spec, plan: Plan) -> list[str]:
              f"Mean `{t.metric}` on the validation split per `{t.params[0]}` (rows) and `{t.params[1]}` (columns); "
              f"**bold**: the arm's choice.", ""]
     for arm, info in plan.tuned.items():
+        if info.get("followed"):
+            continue  # took another arm's value: no landscape of its own
         values = [ast.literal_eval(k) for k in info["scores"]]
         rows = sorted({v[0] for v in values})
         cols = sorted({v[1] for v in values})

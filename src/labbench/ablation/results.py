@@ -292,7 +292,17 @@ def pending_tuning(spec: Spec, profile: str, extra, store: Store) -> tuple[list[
             return [r for r in added if not store.is_done(r.run_id)], runs, tuned
         runs = runs + added
         tuned = choose_tuned(spec, profile, runs, store)
-    return [], runs, tuned
+    return [], runs, with_followers(spec, tuned)
+
+
+def with_followers(spec: Spec, tuned: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """``tuning.follow``: an arm that takes another arm's tuned value (Keskar et al.'s protocol: the large batch at the rate
+    tuned for the small one) gets it, marked with the arm it followed; it ran no tuning of its own."""
+    out = dict(tuned)
+    for follower, leader in (spec.tuning.follow if spec.tuning is not None else {}).items():
+        if leader in tuned:
+            out[follower] = {"value": tuned[leader]["value"], "followed": leader}
+    return out
 
 
 def final_records(plan: Plan, store: Store) -> dict[str, list[dict | None]]:

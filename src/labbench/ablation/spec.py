@@ -54,7 +54,7 @@ SETTING_KEYS = {
 SETTING_PROFILE_KEYS = {"overrides", "seeds", "estimated_minutes", "description"}
 HYPOTHESIS_KEYS = {"name", "metric", "better", "worse", "direction", "margin", "note", "role", "min_effect", "min_effect_source"}
 ROLES = ("primary", "secondary", "sanity")  # the claim's headline / what qualifies it / a check of the setup (never support)
-TUNING_KEYS = {"param", "grid", "metric", "direction", "seeds", "repeats", "extend", "rule"}
+TUNING_KEYS = {"param", "grid", "metric", "direction", "seeds", "repeats", "extend", "rule", "follow"}
 GATE_KEYS = {"metric", "threshold", "fraction", "arms"}
 REGIME_KEYS = {"name", "metric", "arms", "threshold", "fraction", "direction", "hypotheses", "note"}
 RATE_METRICS = ("diverged", "fails_to_learn")  # per-seed 0 / 1 outcomes, decided by the exact sign-flip (McNemar) test
@@ -160,6 +160,7 @@ class Tuning:
     repeats: int = 1  # disjoint blocks of tuning seeds: does the choice survive other seeds?
     extend: int = 0  # a best value on the grid's edge: try up to this many more values beyond it, one grid step each
     rule: str = "best"  # best: the best mean; one_se: the smallest value within one standard error of it (labbench.tuning)
+    follow: dict[str, str] = field(default_factory=dict)  # arm -> the tuned arm whose chosen value it takes (no tuning of its own)
 
     @property
     def params(self) -> tuple[str, ...]:
@@ -610,8 +611,14 @@ def parse(raw: dict[str, Any], path: Path) -> Spec:
         rule = t.get("rule", "best")
         if rule not in ("best", "one_se"):
             raise _fail(path, f"tuning.rule must be best or one_se (the smallest value within one standard error of the best), got {rule!r}")
+        follow = t.get("follow") or {}
+        if not isinstance(follow, dict) or any(a not in arm_names or a in grid for a in follow) \
+                or any(leader not in grid for leader in follow.values()):
+            raise _fail(path, f"tuning.follow maps arms the grid leaves out to tuned arms whose chosen value they take "
+                              f"(tuned: {', '.join(grid)}; others: {', '.join(a for a in arm_names if a not in grid) or 'none'}), "
+                              f"got {follow!r}")
         tuning = Tuning(param, grid, t["metric"], _direction(path, "tuning", t["direction"]), int(t.get("seeds", 3 if primary else 1)),
-                        int(t.get("repeats", 1)), int(t.get("extend", 0)), rule)
+                        int(t.get("repeats", 1)), int(t.get("extend", 0)), rule, {str(k): str(v) for k, v in follow.items()})
 
     profiles = {}
     if not isinstance(raw["profiles"], dict):
