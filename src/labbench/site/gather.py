@@ -164,6 +164,10 @@ def _reports(source: Path, dates: Dates) -> dict[str, list[dict[str, Any]]]:
                 "runs": v.get("runs", {}), "wall_time_s": v.get("wall_time_s"),
                 "answer": v.get("answer"),  # the claim-level answer (None: the spec names no primary)
                 "hypotheses": [hypothesis_row(h, v, i) for i, h in enumerate(v["hypotheses"])],
+                # a claim answered in several settings: each setting's own report, shown on the claim's page
+                "setting_reports": [{"name": st["name"], "folder": (folder / st["report"]).parent.resolve(),
+                                     "report_md": (folder / st["report"]).resolve() if (folder / st["report"]).is_file() else None}
+                                    for st in v.get("settings") or []],
             })
     return out
 

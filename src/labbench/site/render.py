@@ -141,6 +141,10 @@ def render_site(data: dict[str, Any], source_label: str, forest: bool) -> tuple[
                 item["source_label"] = f"{source_label}/{name}/{rel}"
                 item["html"] = (markdown_html(item[md_key], f"claims/{name}/{rel}", "claims", assets, drop_preamble=kind == "reports")
                                 if item[md_key] is not None else Markup(""))
+                for st in item.get("setting_reports", []):
+                    sub = st["folder"].relative_to((data["source"] / name).resolve()).as_posix()
+                    st["html"] = (markdown_html(st["report_md"], f"claims/{name}/{sub}", "claims", assets, drop_preamble=True)
+                                  if st["report_md"] is not None else Markup(""))
         pages[c["page"]] = env.get_template("claim.html").render(
             c=c, root="../", section_title=data["sections"].get(c["section"], c["section"]), source_label=source_label)
     pages["index.html"] = env.get_template("index.html").render(
