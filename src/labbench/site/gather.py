@@ -188,12 +188,14 @@ def _maps(source: Path, dates: Dates) -> dict[str, list[dict[str, Any]]]:
 
 def _pilots(source: Path) -> dict[str, list[dict[str, Any]]]:
     out: dict[str, list[dict[str, Any]]] = {}
-    for path in sorted([*source.glob("*/pilot/pilot.json"), *source.glob("*/*/pilot/pilot.json")]):
+    # a spec's pilot, a profile's, and each setting's (NAME/pilot/SETTING/pilot.json)
+    for path in sorted([*source.glob("*/pilot/pilot.json"), *source.glob("*/*/pilot/pilot.json"), *source.glob("*/pilot/*/pilot.json")]):
         p = json.loads(path.read_text())
+        setting = f" --setting {p['setting']}" if p.get("setting") else ""
         out.setdefault(p["name"], []).append({
             "profile": p["profile"], "arm": p["arm"], "chosen": p.get("chosen"), "folder": path.parent,
             "pilot_md": path.parent / "pilot.md" if (path.parent / "pilot.md").is_file() else None,
-            "command": f"labbench pilot {p['name']}",
+            "command": f"labbench pilot {p['name']}{setting}", "setting": p.get("setting"),
         })
     return out
 
