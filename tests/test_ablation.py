@@ -23,7 +23,8 @@ from labbench.ablation.results import values_by_arm
 from labbench.ablation.store import Store
 
 SHIPPED = specs.available()
-VERDICTS = {"supported", "contradicted", "inconclusive", "undertrained"}
+VERDICTS = {"supported", "contradicted", "inconclusive", "undertrained",
+            "smaller than claimed", "out of regime", "exploratory"}  # with roles (issue 26): every word a verdict can be
 
 
 def write_spec(folder: Path, name: str, **changes) -> Path:
