@@ -47,4 +47,4 @@ def test_failure_values_are_what_learning_nothing_gives():
     from labbench.train import build
 
     _, _, task = build(compose(["data=digits"]))
-    assert task.failure_values() == {"loss": pytest.approx(math.log(10)), "acc": pytest.approx(0.1)}
+    assert task.failure_values() == {"loss": pytest.approx(math.log(10)), "nll": pytest.approx(math.log(10)), "acc": pytest.approx(0.1)}
