@@ -203,17 +203,12 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     if not s.settings:
         _reproduce_one(s, args, launcher)
         return 0
-    from labbench.ablation.settings import combined_verdict, write
+    from labbench.ablation.settings import answer_across
 
     names = _setting_names(s, args)
     outcomes = [_reproduce_one(s.in_setting(name), args, launcher) for name in names]
     if names == s.setting_names():
-        from labbench.ablation.store import Store, default_root
-
-        base = Path(args.report_dir) if args.report_dir else Store(args.out or default_root(), s.name, args.profile).dir
-        verdict = combined_verdict(s, args.profile, [o.verdict for o in outcomes], [o.report.parent for o in outcomes], base)
-        report = write(verdict, base)
-        _across_summary(verdict, report)
+        _across_summary(*answer_across(s, args.profile, outcomes, args.report_dir, args.out))
     return 0
 
 

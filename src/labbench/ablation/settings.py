@@ -190,5 +190,15 @@ def _each(spec, profile, settings, report_dir, root, on_setting, one):
         outcomes.append(one(sub, base / name if report_dir else None))
     if list(names) != spec.setting_names():
         return outcomes, None, None
+    return (outcomes, *answer_across(spec, profile, outcomes, report_dir, root))
+
+
+def answer_across(spec: Spec, profile: str, outcomes: list, report_dir: str | Path | None = None,
+                  root: str | Path | None = None) -> tuple[dict[str, Any], Path]:
+    """The claim's ``verdict.json`` and ``report.md`` from every setting's outcome, in ``report_dir`` (default: the
+    claim's own store folder, ``<root>/<name>/<profile>``)."""
+    from labbench.ablation.store import Store, default_root
+
+    base = Path(report_dir) if report_dir else Store(root or default_root(), spec.name, profile).dir
     verdict = combined_verdict(spec, profile, [o.verdict for o in outcomes], [o.report.parent for o in outcomes], base)
-    return outcomes, verdict, write(verdict, base)
+    return verdict, write(verdict, base)
