@@ -21,12 +21,12 @@ from conftest import fast_overrides
 from labbench.ablation.metrics import metric_value, parse_metric
 from labbench.ablation.results import metric_direction, run_value
 from labbench.components.optimizers import KingmaBaAdam
-from labbench.config import compose
+from labbench.config import compose, run_id
 from labbench.data.augment import CropFlip, translate
 from labbench.data.base import TensorDataModule, flip_labels
 from labbench.data.embedded import Digits
 from labbench.probes.final import NeverActive, WeightStructure, hidden_weights, numerical_rank
-from labbench.tasks.classify import ClassificationTask, check_shift, l1_norm
+from labbench.tasks.classify import ClassificationTask, check_shift, l1_norm, soft_threshold
 from labbench.train import run
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -143,6 +143,35 @@ def test_a_run_with_l1_and_the_training_pass_logs_the_penalty_and_the_gap(tmp_pa
     assert pulled["metrics"]["final"]["test/weight_sparsity"] > unpulled["metrics"]["final"]["test/weight_sparsity"] + 0.01
     with pytest.raises(ValueError, match="l1 is a penalty weight"):
         ClassificationTask(nn.Linear(2, 2), optimizer=None, loss=nn.CrossEntropyLoss(), num_classes=2, l1=-1.0)
+
+
+def test_the_proximal_l1_step_soft_thresholds_weights_at_their_groups_rate_and_leaves_biases():
+    layer = nn.Linear(2, 2)
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([[0.5, -0.05], [-0.3, 0.1]]))
+        layer.bias.copy_(torch.tensor([0.01, -0.01]))
+    optimizer = torch.optim.SGD([{"params": [layer.weight], "lr": 0.2}, {"params": [layer.bias], "lr": 0.2}])
+    soft_threshold(layer, optimizer, l1=0.5)  # threshold 0.2 x 0.5 = 0.1
+    assert torch.allclose(layer.weight, torch.tensor([[0.4, 0.0], [-0.2, 0.0]]))
+    assert int((layer.weight == 0).sum()) == 2  # exactly 0, not near it
+    assert torch.equal(layer.bias, torch.tensor([0.01, -0.01]))
+    with pytest.raises(ValueError, match="valid: subgradient, proximal"):
+        ClassificationTask(nn.Linear(2, 2), optimizer=None, loss=nn.CrossEntropyLoss(), num_classes=2, l1=0.1, l1_method="lasso")
+
+
+def test_proximal_l1_runs_leave_exact_zeros_where_subgradient_runs_leave_none(tmp_path):
+    common = ["data=synthetic", "probes.weight_structure=true", "task.l1=0.01", "optimizer=sgd", "optimizer.lr=0.1", "schedule=constant",
+              *fast_overrides(40)]
+    sub = run(compose(common), tmp_path / "sub")["metrics"]["final"]
+    prox = run(compose([*common, "task.l1_method=proximal"]), tmp_path / "prox")["metrics"]["final"]
+    assert sub["test/weight_zeros"] == 0.0
+    assert prox["test/weight_zeros"] > 0.05
+    assert prox["train/penalty"] > 0  # logged beside the loss, not added to it
+    # the penalty's reach: l1 x the constant rate x 40 steps
+    assert prox["test/l1_reach"] == pytest.approx(0.01 * 0.1 * 40) and sub["test/l1_reach"] == pytest.approx(0.01 * 0.1 * 40)
+    # the default (subgradient) keeps its stored runs' ids: the new key is neutral at its default
+    assert run_id(compose(common)) == run_id(compose([*common, "task.l1_method=subgradient"]))
+    assert run_id(compose(common)) != run_id(compose([*common, "task.l1_method=proximal"]))
 
 
 # -- Adam with and without bias correction -------------------------------------------

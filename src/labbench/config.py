@@ -37,6 +37,7 @@ NEUTRAL_WHEN_ADDED = {
     "data.train_size": None,            # the whole training split
     "data.label_noise": 0.0,            # clean labels
     "task.l1": 0.0,                     # no L1 penalty
+    "task.l1_method": "subgradient",    # the penalty (if any) added to the loss
     "task.train_pass": False,           # no pass over the training split after the test
     "task.test_shift": 0,               # no shifted test images
     "probes.never_active": False,

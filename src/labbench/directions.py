@@ -36,6 +36,7 @@ PROBE_DIRECTIONS = {  # prefixes of keys the probes (labbench.probes) log
     "test/hidden_rank_share": HIGHER,
     "test/rank/": NEITHER,
     "test/weight_sparsity": NEITHER,  # a property, not a score: a hypothesis says which side it predicts
+    "test/weight_zeros": NEITHER,
 }
 OUTCOME_DIRECTIONS = {"diverged": LOWER, "fails_to_learn": LOWER}  # per-run outcomes the ablation reads (status, gates)
 

@@ -80,8 +80,9 @@ class NeverActive(L.Callback):
 class WeightStructure(L.Callback):
     """``test/hidden_rank`` (mean numerical rank of the hidden weight matrices),
     ``test/hidden_rank_share`` (that rank over the largest it could be, averaged over layers),
-    ``test/weight_sparsity`` (share of all weight-matrix entries with |w| < ``tol``) and
-    ``test/rank/<layer>``."""
+    ``test/weight_sparsity`` (share of all weight-matrix entries with |w| < ``tol``),
+    ``test/weight_zeros`` (share exactly 0: what a proximal L1 step leaves and a subgradient step
+    never does) and ``test/rank/<layer>``."""
 
     def __init__(self, tol: float = 1e-3) -> None:
         if tol <= 0:
@@ -100,6 +101,8 @@ class WeightStructure(L.Callback):
         weights = [p.detach() for p in _weights(model).values()]
         if weights:
             small = sum(int((w.abs() < self.tol).sum()) for w in weights)
-            values["test/weight_sparsity"] = small / sum(w.numel() for w in weights)
+            total = sum(w.numel() for w in weights)
+            values["test/weight_sparsity"] = small / total
+            values["test/weight_zeros"] = sum(int((w == 0).sum()) for w in weights) / total
         for name, value in values.items():
             pl_module.log(name, value)

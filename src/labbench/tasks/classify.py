@@ -26,9 +26,20 @@ class ClassificationTask(Task):
     losses; ``{split}/ece`` the expected calibration error (15 equal-width confidence bins, L1:
     torchmetrics' ``MulticlassCalibrationError``), what label smoothing is said to improve.
 
-    ``l1`` adds ``l1 * sum |w|`` over the weight matrices and kernels (not biases or norm
-    gains) to the training loss; ``train/loss`` stays the data loss and ``train/penalty``
-    is logged beside it. ``train_pass``: after the test, the trained model (eval mode) is
+    ``l1`` penalizes ``l1 * sum |w|`` over the weight matrices and kernels (not biases or norm
+    gains); ``train/loss`` stays the data loss and ``train/penalty`` is logged beside it.
+    ``l1_method`` says how: ``subgradient`` adds the penalty to the training loss (its gradient
+    ``l1 * sign(w)`` pulls every weight by the same amount, but a step overshoots 0, so weights
+    hover around it and are never exactly 0); ``proximal`` leaves the loss alone and, after each
+    optimizer step, applies the penalty's proximal map, soft-thresholding every weight matrix
+    by its group's current rate times ``l1``: ``w <- sign(w) max(|w| - lr * l1, 0)``, which sets
+    exactly to 0 the weights whose data gradient is too weak to hold them (ISTA, the lasso's own
+    algorithm; Parikh & Boyd 2014, Sec. 4.2; with momentum or Adam it is the usual heuristic
+    proximal variant, the threshold taken at the optimizer's nominal rate). ``test/l1_reach`` (with
+    ``l1`` > 0) is ``l1`` times the rate summed over the steps: how far the penalty alone moves a
+    weight that has no data gradient (exactly so for the proximal step; momentum multiplies a
+    subgradient's pull by up to 1 / (1 - momentum)). A sparsity tolerance above it cannot be
+    crossed by the penalty's work, which makes it the regime check of a sparsity claim. ``train_pass``: after the test, the trained model (eval mode) is
     run over the whole training split, without augmentation: ``test/train_loss``,
     ``test/train_acc`` and ``test/gap`` = train accuracy minus test accuracy (the per-batch
     ``train/acc`` of the last steps is not the training split's accuracy: dropout is on and a
@@ -48,7 +59,7 @@ class ClassificationTask(Task):
 
     metric_directions = {
         "acc": "higher", "nll": "lower", "ece": "lower", "penalty": "neither", "train_acc": "higher", "train_loss": "lower", "gap": "lower",
-        "shift_acc": "higher", "shift_loss": "lower", "shift_drop": "lower",
+        "shift_acc": "higher", "shift_loss": "lower", "shift_drop": "lower", "l1_reach": "neither",
     }
 
     def __init__(
@@ -59,15 +70,19 @@ class ClassificationTask(Task):
         num_classes: int,
         schedule: ScheduleFactory | None = None,
         l1: float = 0.0,
+        l1_method: str = "subgradient",
         train_pass: bool = False,
         test_shift: int = 0,
     ) -> None:
         super().__init__(model, optimizer, loss, schedule)
         if l1 < 0:
             raise ValueError(f"l1 is a penalty weight and must be >= 0, got {l1}")
+        if l1_method not in L1_METHODS:
+            raise ValueError(f"task.l1_method={l1_method!r} is not a way to apply the L1 penalty; valid: {', '.join(L1_METHODS)}")
         if not isinstance(test_shift, int) or isinstance(test_shift, bool) or test_shift < 0:
             raise ValueError(f"test_shift is a whole number of pixels >= 0 (0: off), got {test_shift!r}")
-        self.num_classes, self.l1, self.train_pass, self.test_shift = num_classes, l1, train_pass, test_shift
+        self.num_classes, self.l1, self.l1_method, self.train_pass, self.test_shift = num_classes, l1, l1_method, train_pass, test_shift
+        self.l1_reach = 0.0  # sum over steps of the rate times l1
         splits = ("val", "test", "test_shift") if test_shift else ("val", "test")
         self.acc = nn.ModuleDict({f"{split}_acc": MulticlassAccuracy(num_classes, average="micro") for split in splits})
         self.ece = nn.ModuleDict({f"{split}_ece": MulticlassCalibrationError(num_classes, n_bins=15, norm="l1") for split in ("val", "test")})
@@ -91,10 +106,12 @@ class ClassificationTask(Task):
         logits = self.model(x)
         loss = self.loss(logits, y)
         if split == "train":
-            penalty = self.l1 * l1_norm(self.model) if self.l1 else None
+            penalty = self.l1 * l1_norm(self.model) if self.l1 and self.l1_method == "subgradient" else None
             if self.logs_this_step():
                 values = {"train/loss": loss, "train/acc": (logits.detach().argmax(-1) == y).float().mean()}
-                self.log_train(values if penalty is None else {**values, "train/penalty": penalty})
+                if self.l1:
+                    values["train/penalty"] = penalty if penalty is not None else self.l1 * l1_norm(self.model).detach()
+                self.log_train(values)
             return loss if penalty is None else loss + penalty
         accuracy = self.acc[f"{split}_acc"]
         accuracy(logits.detach(), y)
@@ -109,6 +126,14 @@ class ClassificationTask(Task):
         if split == "test" and self.test_shift:
             self.shifted_step(x, y)
         return loss
+
+    def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None) -> None:
+        """The optimizer's step, then (``l1_method=proximal``) the L1 penalty's proximal map."""
+        super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+        if self.l1:
+            self.l1_reach += float(optimizer.param_groups[0]["lr"]) * self.l1
+            if self.l1_method == "proximal":
+                soft_threshold(self.model, optimizer, self.l1)
 
     def shifted_step(self, x: torch.Tensor, y: torch.Tensor) -> None:
         """The test batch moved ``test_shift`` pixels each way: ``test/shift_acc`` and ``test/shift_loss``.
@@ -128,6 +153,8 @@ class ClassificationTask(Task):
         self.log("test/shift_acc", accuracy, on_epoch=True, batch_size=len(y))
 
     def on_test_epoch_end(self) -> None:
+        if self.l1:
+            self.log("test/l1_reach", self.l1_reach)
         if self.test_shift:
             self.log("test/shift_drop", float(self.acc["test_acc"].compute()) - float(self.acc["test_shift_acc"].compute()))
         if not self.train_pass:
@@ -159,6 +186,22 @@ def check_shift(pixels: int, shape: tuple[int, ...]) -> None:
         )
     if pixels >= min(shape[1:]):
         raise ValueError(f"task.test_shift={pixels} moves the whole {shape[1]}x{shape[2]} image out of its frame; use fewer pixels")
+
+
+L1_METHODS = ("subgradient", "proximal")
+
+
+@torch.no_grad()
+def soft_threshold(model: nn.Module, optimizer, l1: float) -> None:
+    """The proximal map of ``lr * l1 * sum |w|`` on the weight matrices and kernels (biases and
+    norm gains untouched, as in :func:`l1_norm`): ``w <- sign(w) max(|w| - lr * l1, 0)``, each
+    parameter at the rate of its optimizer group (the rate of this step, before a schedule moves it)."""
+    weights = {id(p) for p in model.parameters() if p.dim() >= 2 and p.requires_grad}
+    for group in optimizer.param_groups:
+        threshold = float(group["lr"]) * l1
+        for p in group["params"]:
+            if id(p) in weights:
+                p.copy_(p.sign() * (p.abs() - threshold).clamp_min(0))
 
 
 def l1_norm(model: nn.Module) -> torch.Tensor:
