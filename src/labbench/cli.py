@@ -273,7 +273,8 @@ def _reproduce_one(s, args: argparse.Namespace, launcher: list[str]):
         progress.update(task, description=f"{label(run)}: running")
 
     def on_done(run, status: str) -> None:
-        progress.update(task, advance=1, description=f"{label(run)}: {status}")
+        said = "trained by another process sharing the store" if status == "elsewhere" else status
+        progress.update(task, advance=1, description=f"{label(run)}: {said}")
 
     start = time.perf_counter()
     report_dir = (Path(args.report_dir) / s.setting) if args.report_dir and s.setting else args.report_dir
@@ -310,7 +311,10 @@ def _measured_line(s, args: argparse.Namespace, outcome, elapsed: float) -> None
     from labbench.ablation.spec_edit import set_profile_value
     from labbench.record import _cpu_name
 
-    trained = sum(v for k, v in outcome.counts.items() if k != "skipped")
+    trained = sum(v for k, v in outcome.counts.items() if k not in ("skipped", "elsewhere"))
+    if outcome.counts.get("elsewhere"):
+        console.print(f"shared store: {trained} runs trained here, {outcome.counts['elsewhere']} by another process "
+                      "(each run is claimed before it starts: none trained twice)", soft_wrap=True)
     if not trained:
         return
     total = count_runs(s, args.profile, args.seeds)

@@ -6,7 +6,9 @@ threads. With a ``launcher`` (``joblib``, ``submitit_local``, ``slurm``, ...) th
 out as ``labbench-train -m`` sweeps, one per group of runs that differ only in their seed,
 into the same store under the same run ids. Every run writes its own record atomically,
 so an interrupted ablation loses at most the runs in flight, and a failed run never stops
-the others; runs finishing out of order change nothing.
+the others; runs finishing out of order change nothing. Several processes may fill one store
+at once: each trains only runs it has claimed (:class:`labbench.ablation.store.Claims`), and
+waits at the end for the runs others hold, so every process ends with every record.
 """
 
 from __future__ import annotations
@@ -16,13 +18,14 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
 from labbench.ablation.multirun import into_store
 from labbench.ablation.plan import PlannedRun, logging_overrides, merge_overrides
-from labbench.ablation.store import Store
+from labbench.ablation.store import Claims, Store
 
 ProgressFn = Callable[[PlannedRun, str], None]
 
@@ -55,6 +58,7 @@ def execute(
     on_done: ProgressFn | None = None,
     launcher: Sequence[str] = (),
     on_begin: Callable[[PlannedRun], None] | None = None,
+    poll_s: float = 2.0,
 ) -> dict[str, int]:
     """Run every run of ``runs`` without a finished record; returns counts by outcome.
 
@@ -63,8 +67,12 @@ def execute(
 
     ``launcher``: a Hydra launcher option and its overrides (``["joblib",
     "hydra.launcher.n_jobs=2"]``); empty runs here (``jobs`` decides how).
+
+    A run another process has claimed is not started here; once this process has nothing else to do it
+    polls (every ``poll_s``) until that run's record appears (counted ``elsewhere``) or its claim goes
+    stale (its process died: the run is taken over and trained here).
     """
-    counts = {"skipped": 0, "completed": 0, "diverged": 0, "failed": 0}
+    counts = {"skipped": 0, "completed": 0, "diverged": 0, "failed": 0, "elsewhere": 0}
     todo = []
     for r in runs:
         if store.is_done(r.run_id, retry_failed):
@@ -87,33 +95,70 @@ def execute(
         if on_done:
             on_done(r, status)
 
-    if launcher:
-        for overrides, group_runs in _sweeps(todo, [job(r)[0] for r in todo]):
-            _launch(overrides, [r.seed for r in group_runs], store, launcher)
-            for r in group_runs:
-                record = store.record(r.run_id)
-                finish(r, record.get("status", "failed") if record else "failed")
-        return counts
+    with Claims(store) as claims:
+        remaining = list(todo)
 
-    if jobs <= 1:
-        for r in todo:
+        def next_claimed() -> PlannedRun | None:
+            """The next run to train here: claimed just before it starts, so processes sharing the store share the
+            work; runs finished elsewhere meanwhile are counted on the way."""
+            for r in list(remaining):
+                if store.is_done(r.run_id, retry_failed):
+                    remaining.remove(r)
+                    finish(r, "elsewhere")
+                elif claims.take(r.run_id):
+                    remaining.remove(r)
+                    if store.is_done(r.run_id, retry_failed):  # finished between the look and the claim
+                        claims.release(r.run_id)
+                        finish(r, "elsewhere")
+                        continue
+                    return r
+            return None
+
+        def train_here(r: PlannedRun) -> None:
             if on_begin:
                 on_begin(r)
             finish(r, _train_one(*job(r)))
-        return counts
+            claims.release(r.run_id)
 
-    threads = max(1, (os.cpu_count() or 1) // jobs)
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker, initargs=(threads,)) as pool:
-        futures = {pool.submit(_train_one, *job(r)): r for r in todo}
-        try:
-            for future in as_completed(futures):
-                finish(futures[future], future.result())
-        except KeyboardInterrupt:
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
+        if launcher:
+            mine = []
+            while (r := next_claimed()) is not None:
+                mine.append(r)
+            for overrides, group_runs in _sweeps(mine, [job(r)[0] for r in mine]):
+                _launch(overrides, [r.seed for r in group_runs], store, launcher)
+                for r in group_runs:
+                    record = store.record(r.run_id)
+                    finish(r, record.get("status", "failed") if record else "failed")
+                    claims.release(r.run_id)
+        if jobs <= 1 or launcher:
+            while remaining:  # with a launcher: only runs another process held, whose claim went stale
+                r = next_claimed()
+                if r is None:
+                    time.sleep(poll_s)  # every run left is another process's: wait for its record or its death
+                else:
+                    train_here(r)
+            return counts
+
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker, initargs=(threads,)) as pool:
+            in_flight: dict = {}
+            try:
+                while remaining or in_flight:
+                    while len(in_flight) < jobs and (r := next_claimed()) is not None:
+                        in_flight[pool.submit(_train_one, *job(r))] = r
+                    if not in_flight:
+                        time.sleep(poll_s)
+                        continue
+                    done, _ = wait(in_flight, timeout=poll_s, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        r = in_flight.pop(future)
+                        finish(r, future.result())
+                        claims.release(r.run_id)
+            except KeyboardInterrupt:
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
     return counts
-
 
 
 def _sweeps(runs: Sequence[PlannedRun], overrides: Sequence[list[str]]) -> list[tuple[list[str], list[PlannedRun]]]:
