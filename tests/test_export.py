@@ -108,3 +108,23 @@ def test_reproduce_says_what_it_measured_and_writes_it_into_the_spec_when_asked(
     assert specs.load(str(path)).profile("smoke").estimated_minutes == written["estimated_minutes"]
     again = cli("labbench", "reproduce", str(path), "--profile", "smoke", "--no-wandb", "--out", "store", cwd=tmp_path)
     assert again.returncode == 0 and "measured:" not in again.stdout  # nothing trained, nothing measured
+
+
+def test_labbench_new_writes_the_arms_factors_and_metrics_given_and_the_spec_validates(tmp_path, monkeypatch):
+    """Issue 27: `labbench new NAME --arm ... --metric ...` starts from the user's own arms, not the example's."""
+    from labbench.ablation import spec as specs
+    from labbench.ablation.validation import validate
+    from labbench.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["new", "opt-claim", "--arm", "sgd:optimizer=sgd", "--arm", "adam:optimizer=adam optimizer.lr=0.001",
+                 "--metric", "test/acc", "--metric", "test/nll"]) == 0
+    spec = specs.load(str(tmp_path / "opt-claim.yaml"))
+    assert [a.name for a in spec.arms] == ["sgd", "adam"] and list(spec.factors) == ["optimizer", "optimizer.lr"]
+    primary, secondary = spec.hypotheses
+    assert (primary.role, primary.metric, primary.better, primary.worse, primary.direction) == ("primary", "test/acc", "adam", "sgd", "higher")
+    assert (secondary.metric, secondary.direction) == ("test/nll", "lower")  # each metric's own direction
+    assert spec.pilot.arm == "sgd" and "# the only config keys" in (tmp_path / "opt-claim.yaml").read_text()  # comments kept
+    validate(spec, "smoke")
+    assert main(["new", "one-arm", "--arm", "sgd:optimizer=sgd"]) == 2
+    assert main(["new", "no-colon", "--arm", "sgd optimizer=sgd", "--arm", "b:optimizer=adam"]) == 2

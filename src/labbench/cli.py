@@ -455,7 +455,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_new(args: argparse.Namespace) -> int:
-    """``labbench new NAME``: a commented spec to edit (a worked example: label smoothing, two settings, a primary)."""
+    """``labbench new NAME``: a commented spec to edit (a worked example: label smoothing, two settings, a primary).
+
+    ``--arm NAME:OVERRIDES`` (two or more), ``--factor KEY`` and ``--metric KEY`` write the user's own arms, factors and
+    metrics into it instead of the example's (the factors, if not given, are the keys the arms' overrides set); the
+    primary hypothesis then compares the second arm with the first on the first metric, in that metric's direction."""
     from importlib import resources
 
     from labbench.ablation.spec import SETTING_NAME
@@ -466,12 +470,63 @@ def cmd_new(args: argparse.Namespace) -> int:
     if path.exists():
         raise specs.SpecError(f"{path} exists already; choose another name or --dir (nothing was written)")
     text = resources.files("labbench.ablation").joinpath("spec_template.yaml").read_text()
+    text = text.replace("name: NAME ", f"name: {args.name} ", 1).replace("PATH", str(path))
+    text = _template_with(text, args.arm or [], args.factor or [], args.metric or [])
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text.replace("name: NAME ", f"name: {args.name} ", 1).replace("PATH", str(path)))
-    console.print(f"wrote {path}: a worked example (label smoothing in two settings) to edit into your claim.", soft_wrap=True)
+    path.write_text(text)
+    what = "your arms in the worked example" if args.arm else "a worked example (label smoothing in two settings)"
+    console.print(f"wrote {path}: {what}, to edit into your claim.", soft_wrap=True)
     console.print(f"next: labbench validate {path}\n      labbench pilot {path} --setting digits --write-profile\n"
                   f"      labbench reproduce {path} --profile quick", soft_wrap=True)
     return 0
+
+
+def _template_with(text: str, arm_args: list[str], factors: list[str], metrics: list[str]) -> str:
+    """The template's example arms, factors and metrics replaced by the ones given on the command line (lines edited
+    in place, so every comment stays)."""
+    import re
+
+    from labbench.directions import UnknownMetric, direction
+    from labbench.tasks.classify import ClassificationTask
+
+    arms: list[tuple[str, list[str]]] = []
+    for item in arm_args:
+        name, sep, overrides = item.partition(":")
+        if not sep or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+            raise specs.SpecError(f"--arm {item!r}: write NAME:OVERRIDES, e.g. --arm adam:'optimizer=adam optimizer.lr=0.001'")
+        arms.append((name, overrides.split()))
+    if arm_args and len(arms) < 2:
+        raise specs.SpecError("--arm: an ablation compares two or more arms; give --arm once per arm")
+    if len({n for n, _ in arms}) < len(arms):
+        raise specs.SpecError(f"--arm: arm names must differ, got {[n for n, _ in arms]}")
+    if arms:
+        keys = [o.split("=", 1)[0].lstrip("+~") for _, ov in arms for o in ov]
+        factors = factors or list(dict.fromkeys(keys))
+        if not factors:
+            raise specs.SpecError("--arm: the arms set no config key; give each its overrides, e.g. --arm sgd:optimizer=sgd")
+        listed = "\n".join(f"  {n}: [{', '.join(ov)}]" for n, ov in arms)
+        text = re.sub(r"^  plain: \[loss=ce\]\n  smoothed: \[loss=label_smoothing\]$", listed, text, count=1, flags=re.M)
+        first, second = arms[0][0], arms[1][0]
+        text = text.replace("better: smoothed", f"better: {second}").replace("worse: plain", f"worse: {first}")
+        text = re.sub(r"^  arm: plain", f"  arm: {first}", text, count=1, flags=re.M)  # the pilot sizes the budget on the first arm
+        text = text.replace("- name: label smoothing gives the higher test accuracy", f"- name: {second} beats {first} (edit into the claim's own words)")
+        text = text.replace("- name: label smoothing gives the lower calibration error", f"- name: {second} beats {first} on a second metric (edit)")
+    if factors:
+        text = re.sub(r"^factors: \[loss\]", f"factors: [{', '.join(factors)}]", text, count=1, flags=re.M)
+    if metrics:
+        text = re.sub(r"^metrics: \[test/acc, test/nll, test/ece\]", f"metrics: [{', '.join(metrics)}]", text, count=1, flags=re.M)
+        hypothesis_metrics = [metrics[0], metrics[1] if len(metrics) > 1 else metrics[0]]
+        for old, new, old_dir in (("metric: test/acc", hypothesis_metrics[0], "higher"), ("metric: test/ece ", hypothesis_metrics[1] + " ", "lower")):
+            try:
+                said = direction(new.strip(), ClassificationTask)
+            except UnknownMetric:
+                said = old_dir  # a metric of another task: its direction is the user's to write (validate checks)
+            block_start = text.index(old)
+            block_end = text.index("direction:", block_start)
+            line_end = text.index("\n", block_end)
+            text = text[:block_start] + f"metric: {new}" + text[block_start + len(old):block_end] + \
+                re.sub(r"direction: \w+", f"direction: {said if said != 'neither' else old_dir}", text[block_end:line_end], count=1) + text[line_end:]
+    return text
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -616,6 +671,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("new", help="write a commented spec to edit: a worked example with a primary hypothesis and two settings")
     p.add_argument("name", help="the new ablation's name (lower-case letters, digits, '-'); the file is NAME.yaml")
     p.add_argument("--dir", default=".", help="the folder to write it in (default: here); add it to $LABBENCH_SPECS to use the name")
+    p.add_argument("--arm", action="append", metavar="NAME:OVERRIDES",
+                   help="an arm and its overrides, e.g. --arm sgd:optimizer=sgd --arm adam:'optimizer=adam optimizer.lr=0.001' (two or more)")
+    p.add_argument("--factor", action="append", metavar="KEY", help="a config key the arms may differ on (default: the keys the arms set)")
+    p.add_argument("--metric", action="append", metavar="KEY",
+                   help="a metric to report, e.g. test/acc; the first is the primary hypothesis's, the second the secondary's")
     p.set_defaults(func=cmd_new)
 
     p = sub.add_parser("export", help="every stored run of an ablation as a table (CSV or JSON): arm, seed, tuned value, outcome, metrics")
