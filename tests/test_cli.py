@@ -83,3 +83,23 @@ def test_the_verdict_table_keeps_every_number_whole_on_a_narrow_terminal():
         text = console.export_text()
         assert "-0.001281" in text and "0.00781" in text, (width, text)
         assert "[primary]" in text  # escaped: not swallowed as rich markup
+
+
+def test_validate_warns_and_reproduce_refuses_when_a_profiles_data_files_are_absent(tmp_path, monkeypatch, capsys):
+    """Issue 27, item 10: `validate --profile full` named nothing when MNIST was missing; the first run failed later."""
+    from helpers_torchvision_files import write_mnist
+    from labbench.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LABBENCH_DATA_DIR", str(tmp_path / "nowhere"))
+    monkeypatch.setenv("LABBENCH_OUTPUT_DIR", str(tmp_path / "outputs"))
+    assert main(["validate", "cnn-vs-mlp", "--profile", "full"]) == 0  # a warning, not an error: validated where it won't run
+    said = capsys.readouterr().out
+    assert "warning (full): its runs need data files absent here: MNIST not found" in " ".join(said.split())
+    assert main(["reproduce", "cnn-vs-mlp", "--profile", "full", "--no-wandb"]) == 2
+    refused = " ".join(capsys.readouterr().out.split())
+    assert "MNIST not found" in refused and "Nothing was run." in refused
+    assert not (tmp_path / "outputs").exists() or not list((tmp_path / "outputs").rglob("run.json"))
+    write_mnist(tmp_path / "nowhere")
+    assert main(["validate", "cnn-vs-mlp", "--profile", "full"]) == 0
+    assert "absent here" not in capsys.readouterr().out

@@ -176,7 +176,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def _validate_one(s, args: argparse.Namespace) -> None:
     from labbench.ablation.engine import seed_warnings
-    from labbench.ablation.validation import duplicate_hypotheses, loss_warnings, method_warnings, power_lines, validate
+    from labbench.ablation.validation import data_warnings, duplicate_hypotheses, loss_warnings, method_warnings, power_lines, validate
 
     profiles = [args.profile] if args.profile else list(s.profiles)
     validate(s, args.profile, args.overrides)
@@ -186,6 +186,8 @@ def _validate_one(s, args: argparse.Namespace) -> None:
     for name in profiles:
         for line in seed_warnings(s, name):
             console.print(f"[bold yellow]warning ({name}):[/] {line}")
+        for line in data_warnings(s, name, args.overrides):
+            console.print(f"[bold yellow]warning ({name}):[/] {line}", soft_wrap=True)
     for line in [*duplicate_hypotheses(s), *method_warnings(s), *loss_warnings(s, "smoke")]:
         console.print(f"[bold yellow]warning:[/] {line}", soft_wrap=True)
     for name in profiles:
@@ -240,11 +242,21 @@ def _across_summary(verdict: dict, report: Path) -> None:
     console.print(f"report: {report}\nverdict: {report.parent / 'verdict.json'}")
 
 
+def _count_runs(s, args: argparse.Namespace) -> int:
+    from labbench.ablation.engine import count_runs
+
+    return count_runs(s, args.profile, args.seeds)
+
+
 def _reproduce_one(s, args: argparse.Namespace, launcher: list[str]):
     import time
 
     from labbench.ablation.engine import remaining_minutes, reproduce, seed_warnings, stored_runs
-    from labbench.ablation.validation import duplicate_hypotheses, loss_warnings, method_warnings, power_lines
+    from labbench.ablation.validation import data_warnings, duplicate_hypotheses, loss_warnings, method_warnings, power_lines
+
+    absent = data_warnings(s, args.profile, args.overrides)
+    if absent and stored_runs(s, args.profile, args.seeds, args.overrides, args.out) < _count_runs(s, args):
+        raise specs.SpecError(f"{s.label}, profile {args.profile!r}: {absent[0]} Nothing was run.")
 
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         TimeRemainingColumn(), console=console, transient=False)

@@ -215,6 +215,20 @@ def power_lines(spec: Spec, seeds: int) -> tuple[list[str], list[str]]:
     return lines, warnings
 
 
+def data_warnings(spec: Spec, profile: str, extra: Sequence[str] = ()) -> list[str]:
+    """Data read from disk (MNIST, CIFAR-10) that is not there: the profile composes, but its first run would stop.
+    A warning, not an error: a full profile is validated on machines that will never run it."""
+    from labbench.data.torchvision_sets import missing_files
+
+    out: list[str] = []
+    for arm in spec.arms:
+        cfg = compose(arm_overrides(spec, arm.name, profile, extra))
+        hint = missing_files(str(cfg.data.get("_target_", "")), str(cfg.data.get("root", ""))) if "root" in cfg.data else None
+        if hint and hint not in out:
+            out.append(hint)
+    return [f"its runs need data files absent here: {h}" for h in out]
+
+
 def method_warnings(spec: Spec) -> list[str]:
     """What keeps a spec from a claim-level answer a reviewer signs: no primary (refused once the catalog has them),
     quality-bar gates, one setting only."""

@@ -24,6 +24,25 @@ def _fetch_hint(data: str, where: Path, files: str) -> str:
     )
 
 
+def missing_files(target: str, root: str | Path) -> str | None:
+    """Before any run (``labbench validate``): the fetch hint when the files a data module reads from
+    disk are absent under ``root``, else None. Only a look at the file names: reading them is the run's job."""
+    root = Path(root)
+    if target.endswith(".MNIST"):
+        where = root / "MNIST" / "raw"
+        names = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
+        if all((where / n).is_file() or (where / f"{n}.gz").is_file() for n in names):
+            return None
+        return _fetch_hint("MNIST", where, ", ".join(names))
+    if target.endswith(".CIFAR10"):
+        where = root / "cifar-10-batches-py"
+        names = [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta"]
+        if all((where / n).is_file() for n in names):
+            return None
+        return _fetch_hint("CIFAR10", where, "data_batch_1..5, test_batch and batches.meta")
+    return None
+
+
 class MNIST(TensorDataModule):
     """The 70,000 MNIST digits (60k train, 10k test) from torchvision's raw idx files."""
 
