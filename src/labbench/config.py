@@ -27,6 +27,7 @@ NON_IDENTITY_KEYS = (
     "data.on_device",          # where the splits live; the batches are the same
     "sweep",                   # how a sweep ranks runs
     "divergence.check_every",  # how often the host looks; the first bad step is the same
+    "threads",                 # torch's CPU threads: how the machine computes it, like the CPU model (in provenance)
 )
 
 

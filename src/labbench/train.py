@@ -221,6 +221,7 @@ def run(
     start = time.perf_counter()
     loggers: list = []
     trainer = None
+    threads_before = _use_threads(cfg.get("threads"))
     try:
         _check_strategy(cfg.trainer, relaunchable)
         _check_device(cfg.trainer)
@@ -287,7 +288,25 @@ def run(
             record["provenance"]["gpu_index"] = gpu
         if not _is_extra_rank():
             write_json_atomic(output_dir / RECORD_NAME, record)
+        _use_threads(threads_before)
     return record
+
+
+def _use_threads(threads: int | None) -> int:
+    """Set torch's CPU threads for this run (``threads`` in the config); returns the count before.
+
+    The count changes how a convolution's gradient is summed (threads split the batch and add
+    their parts), hence a CNN's last digits: a run's count is fixed by its config, not by how
+    many runs share the machine (``--jobs``, a launcher's ``n_jobs``), and recorded in its
+    provenance. ``null`` keeps torch's default (one per core)."""
+    import torch
+
+    before = torch.get_num_threads()
+    if threads is not None:
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise ValueError(f"threads={threads!r}: the torch CPU threads a run uses, a whole number >= 1 (or null: one per core)")
+        torch.set_num_threads(threads)
+    return before
 
 
 def _complete_record(record: dict, cfg: DictConfig, output_dir: Path, trainer, loggers: list, wall: float) -> None:

@@ -1,8 +1,9 @@
 """Run planned runs that are not done yet: in this process, in J worker processes, or through a Hydra launcher.
 
 In-process is the default (a new Python costs ~6 s of imports here). With ``jobs > 1`` a
-spawn-based process pool runs them in parallel, each worker with ``cores // jobs`` torch
-threads. With a ``launcher`` (``joblib``, ``submitit_local``, ``slurm``, ...) the runs go
+spawn-based process pool runs them in parallel; each run sets its own torch thread count from
+its config (``threads``, 1 by default), so a run's numbers do not depend on ``jobs`` (a worker
+starts at ``cores // jobs``, what a run with ``threads=null`` keeps). With a ``launcher`` (``joblib``, ``submitit_local``, ``slurm``, ...) the runs go
 out as ``labbench-train -m`` sweeps, one per group of runs that differ only in their seed,
 into the same store under the same run ids. Every run writes its own record atomically,
 so an interrupted ablation loses at most the runs in flight, and a failed run never stops
