@@ -15,7 +15,9 @@ import pytest
 from labbench.ablation import spec as specs
 from labbench.ablation.pilot import pilot_fingerprint, profile_agrees
 
-RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+RESULTS = ROOT / "docs" / "results"
 REPORTS = sorted([*RESULTS.glob("*/*/verdict.json"), *RESULTS.glob("*/*/*/verdict.json")])  # a claim's, and each setting's
 MAPS = sorted(RESULTS.glob("*/*/map.json"))
 
@@ -139,3 +141,18 @@ def test_a_claim_whose_pilot_found_no_budget_gets_a_row_that_says_so(tmp_path):
     report.mkdir()
     (report / "verdict.json").write_text("{}")
     assert unsized(tmp_path / "docs" / "results", tmp_path) == []  # a report of that profile stands instead
+
+
+def test_the_readme_says_which_budgets_were_capped_as_the_committed_pilots_do():
+    """Issue 28, item 5: the README said every budget passed its gate and levelled off while three pilots were capped,
+    and that D2/D3 had no quick budget while both had reports; the sentence is generated from the pilots now."""
+    from labbench.ablation.board import budget_sentence
+
+    sentence = budget_sentence(RESULTS, ROOT)
+    assert sentence in README.read_text()
+    pilots = [json.loads(p.read_text()) for p in [*RESULTS.glob("*/pilot/pilot.json"), *RESULTS.glob("*/pilot/*/pilot.json")]]
+    for pilot in pilots:
+        if pilot.get("capped"):
+            assert f"`{pilot['name']}" in sentence.split("capped", 1)[1]
+    assert f"of {len(pilots)} committed pilots" in sentence
+    assert "have no quick budget" not in README.read_text()

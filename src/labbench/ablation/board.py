@@ -155,6 +155,36 @@ def answer_counts(reports: list[dict[str, Any]]) -> str:
     return head + tail + "."
 
 
+def budget_sentence(results_dir: Path, root: Path) -> str:
+    """How each quick budget was reached, from the committed pilots (``pilot.json``, one per claim or per setting):
+    how many met the rule and which were capped at their largest candidate (the standard arm still improving there)."""
+    pilots = []
+    for path in sorted([*results_dir.glob("*/pilot/pilot.json"), *results_dir.glob("*/pilot/*/pilot.json")]):
+        pilot = json.loads(path.read_text())
+        chosen = pilot.get("chosen")
+        candidate = pilot["candidates"][chosen] if chosen is not None and chosen < len(pilot["candidates"]) else None
+        budget = ", ".join(_count(o.split("=", 1)[1]) + " " + o.split("=", 1)[0].rsplit(".", 1)[-1].removeprefix("max_")
+                           for o in (candidate or {}).get("overrides", []) if o.split("=", 1)[0] in ("trainer.max_steps", "trainer.max_epochs"))
+        label = pilot["name"] + (f"/{pilot['setting']}" if pilot.get("setting") else "")
+        pilots.append((label, bool(pilot.get("capped")), chosen is None, budget, path.with_suffix(".md").relative_to(root).as_posix()))
+    met = [p for p in pilots if not p[1] and not p[2]]
+    capped = [p for p in pilots if p[1]]
+    unsized_ = [p for p in pilots if p[2]]
+    out = (f"Budgets: {len(met)} of {len(pilots)} committed pilots met the rule (the standard arm passed its gate with at most "
+           "10% of its progress in the last half of the budget)")
+    if capped:
+        out += ("; capped at their largest candidate, the standard arm still improving there, so their verdicts are read at "
+                "that budget: " + ", ".join(f"[`{label}`]({path}) ({budget})" for label, _, _, budget, path in capped))
+    if unsized_:
+        out += "; no budget found: " + ", ".join(f"[`{label}`]({path})" for label, _, _, _, path in unsized_)
+    return out + "."
+
+
+def _count(value: str) -> str:
+    """``6000`` -> ``6,000``; an interpolation (a budget in samples) stays as written."""
+    return f"{int(value):,}" if value.isdigit() else value
+
+
 def markdown(results_dir: Path, root: Path, profile: str = "quick") -> str:
     """The README block: claims counted by answer, then one row per hypothesis, linked to its report (and one per
     claim still without a budget)."""
@@ -163,7 +193,8 @@ def markdown(results_dir: Path, root: Path, profile: str = "quick") -> str:
              "| claim | hypothesis | predicted | effect [95% CI] | seeds | verdict | where it differs from the claim |",
              "|---|---|---|---|---|---|---|", *(row for _, row in sorted(rows(reports, root) + unsized(results_dir, root, profile))), "",
              "Effect: the paired difference, positive = as predicted (docs/method.md). Generated from the committed "
-             "`verdict.json` files by `python scripts/readme_results.py`; a test fails when this table is out of date.", "", END]
+             "`verdict.json` files by `python scripts/readme_results.py`; a test fails when this table is out of date.", "",
+             budget_sentence(results_dir, root), "", END]
     return "\n".join(lines)
 
 
