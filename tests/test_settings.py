@@ -187,3 +187,18 @@ def test_a_revision_note_is_prose_shown_in_the_report_and_the_readme_row(tmp_pat
                                "verdict": "supported", "metric": "test/acc", "better": "a", "worse": "b", "direction": "higher"}]}
     (row,) = [r for _, r in rows([verdict], tmp_path)]
     assert "answer: **holds in 1 of 2 settings**<br>revised: the comparator now matches the claim" in row and "| [wide] h |" in row
+
+
+def test_the_setting_line_says_epochs_when_the_budget_is_in_epochs():
+    """B10 budgets in epochs (max_steps -1): the answer's setting line said '-1 steps'."""
+    from types import SimpleNamespace
+
+    from labbench.ablation.results import setting_line
+
+    def record(steps, epochs):
+        return {"config": {"data": {"_target_": "x.MNIST5k"}, "model": {"_target_": "x.MLP"},
+                           "trainer": {"max_steps": steps, "max_epochs": epochs}}}
+
+    plan = SimpleNamespace(seeds=list(range(11)), profile="quick")
+    assert setting_line(None, plan, [record(-1, 15), record(-1, 15)]) == "MNIST5k data, MLP model, 15 epochs, 11 seeds (quick profile)"
+    assert setting_line(None, plan, [record(225, None), record(3600, None)]) == "MNIST5k data, MLP model, 225-3600 steps, 11 seeds (quick profile)"

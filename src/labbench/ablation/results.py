@@ -628,10 +628,22 @@ def setting_line(spec: Spec, plan: Plan, records: list[dict]) -> str:
     def target(node: str) -> str:
         return str((cfg.get(node) or {}).get("_target_", "?")).rsplit(".", 1)[-1]
 
-    budgets = sorted({(r.get("config") or {}).get("trainer", {}).get("max_steps") for r in records if r} - {None})
-    steps = "?" if not budgets else (f"{budgets[0]}" if len(budgets) == 1 else f"{budgets[0]}-{budgets[-1]}")
+    def budget(r: dict) -> tuple[str, int] | None:
+        """A run's budget: its steps, or its epochs when the steps are left open (-1: the budget is in epochs)."""
+        trainer = (r.get("config") or {}).get("trainer", {})
+        if (trainer.get("max_steps") or -1) > 0:
+            return ("steps", trainer["max_steps"])
+        return ("epochs", trainer["max_epochs"]) if trainer.get("max_epochs") else None
+
+    budgets = sorted({b for r in records if r and (b := budget(r))})
+    if not budgets:
+        length = "? steps"
+    else:
+        unit = budgets[0][0]
+        values = sorted(v for u, v in budgets if u == unit)
+        length = f"{values[0]} {unit}" if len(values) == 1 else f"{values[0]}-{values[-1]} {unit}"
     seeds = len(plan.seeds)  # paired seeds (an A/A arm may draw its own range)
-    return f"{target('data')} data, {target('model')} model, {steps} steps, {seeds} seeds ({plan.profile} profile)"
+    return f"{target('data')} data, {target('model')} model, {length}, {seeds} seeds ({plan.profile} profile)"
 
 
 def _safe_direction(records: list[dict | None], expr: str) -> str | None:
