@@ -342,3 +342,11 @@ def test_progress_names_the_run_being_trained_before_it_finishes(tmp_path):
     for i, (kind, run_id) in enumerate(events):
         if kind == "begin":
             assert events[i + 1] == ("completed", run_id)  # begun, then finished, before the next one starts
+
+
+def test_a_spec_whose_name_is_not_its_file_name_is_refused_with_both_fixes(tmp_path):
+    path = write_spec(tmp_path, "pair")
+    renamed = path.with_name("pair-v2.yaml")
+    path.rename(renamed)
+    with pytest.raises(specs.SpecError, match=r"rename the file to pair.yaml or set name: pair-v2"):
+        specs.load(str(renamed))

@@ -522,7 +522,9 @@ def parse(raw: dict[str, Any], path: Path) -> Spec:
         if key not in raw:
             raise _fail(path, f"missing required key {key!r} ({SPEC_KEYS[key]})")
     if raw["name"] != path.stem:
-        raise _fail(path, f"name {raw['name']!r} must match the file name {path.stem!r}")
+        raise _fail(path, f"name {raw['name']!r} must match the file name {path.stem!r}: the name is how `labbench list`, "
+                          "a search by name and the run store find a spec, so a spec given by path follows the same rule; "
+                          f"rename the file to {raw['name']}.yaml or set name: {path.stem}")
 
     arms = []
     if not isinstance(raw["arms"], dict) or len(raw["arms"]) < 2:
