@@ -101,7 +101,8 @@ def _smoke_checks(spec, outcome, verdict):
     assert "## Verdict" in report and f"labbench reproduce {name} --profile smoke" in report
     assert (folder / "curves.png").stat().st_size > 1000
     if spec.tuning is not None:
-        assert set(outcome.plan.tuned) == set(spec.tuning_grid("smoke"))  # every arm the grid tunes (it may leave some out)
+        # every arm the grid tunes (it may leave some out), and every arm that takes another's tuned value (tuning.follow)
+        assert set(outcome.plan.tuned) == set(spec.tuning_grid("smoke")) | set(spec.tuning.follow)
         tuning_runs = [Store(folder.parents[1 if not spec.setting else 2], spec.store_name, "smoke").record(r.run_id)
                        for r in outcome.plan.tuning_runs]
         assert all(r["config"]["evaluate_test"] is False for r in tuning_runs)
