@@ -116,7 +116,7 @@ def test_second_reproduce_runs_nothing_and_report_rebuilds_identically(tmp_path)
     folder = tmp_path / "runs" / "pair" / "smoke"
     before = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
     again = engine.reproduce(spec, "smoke", root=tmp_path / "runs", wandb=False)
-    assert again.counts == {"skipped": 6, "completed": 0, "diverged": 0, "failed": 0}
+    assert again.counts == {"skipped": 6, "completed": 0, "diverged": 0, "failed": 0, "elsewhere": 0}
     engine.rebuild_report(spec, "smoke", root=tmp_path / "runs")
     after = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
     assert set(before) == {"plan.json", "verdict.json", "report.md", "curves.png", "metrics.png"}
