@@ -69,17 +69,17 @@ def test_every_arm_of_the_full_profile_trains_two_steps_on_the_cpu(name, tmp_pat
     failures = []
     for label, overrides in full_runs(specs.load(name)):
         cfg = compose(overrides)
-        data_stand_ins = []  # and the evaluation budget's share that depends on the config
+        run_stand_ins = []  # the data, and the share of the evaluation budget that depends on the config
         if str(cfg.data.get("_target_", "")).endswith(".CIFAR10"):
-            data_stand_ins.append("data.verify_checksums=false")  # the stand-in files are not the published ones
+            run_stand_ins.append("data.verify_checksums=false")  # the stand-in files are not the published ones
         if (cfg.data.get("train_size") or 0) > 500:  # a subset of the real data set: of the stand-in, a smaller one
-            data_stand_ins.append("data.train_size=500")
+            run_stand_ins.append("data.train_size=500")
         if (cfg.get("norm") or {}).get("precise_batches", 0) > 2:  # part of the evaluation budget, like limit_val_batches
-            data_stand_ins.append("norm.precise_batches=2")
+            run_stand_ins.append("norm.precise_batches=2")
         if (cfg.task.get("sample_length") or 0) > 16:  # a language model's text sample: one forward pass per character
-            data_stand_ins.append("task.sample_length=16")
-        if data_stand_ins:
-            cfg = compose([*overrides, *data_stand_ins])
+            run_stand_ins.append("task.sample_length=16")
+        if run_stand_ins:
+            cfg = compose([*overrides, *run_stand_ins])
         record = run(cfg, tmp_path / label.replace("/", "_").replace(":", "_"))
         if record["status"] not in ("completed", "diverged"):
             failures.append(f"{label}: {record['status']}: {(record.get('error') or {}).get('message')}")
