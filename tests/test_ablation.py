@@ -246,11 +246,15 @@ def test_list_and_show(tmp_path):
     assert all(e["claim"] and e["arms"] and "smoke" in e["profiles"] for e in as_data)
     shown = json.loads(cli("labbench", "show", "adam-vs-sgd", "--profile", "smoke", "--json", cwd=tmp_path).stdout)
     assert set(shown["arms"]) == {"sgd", "adam"} and "optimizer._target_" in shown["differences"]
+    # the config each run receives, every key at every value: neutral ones (left out of the run id) are shown too
+    sgd = shown["arms"]["sgd"]
+    assert "hydra" not in sgd and sgd["task"]["l1"] == 0.0 and "label_noise" in sgd["data"] and "threads" in sgd
     show = cli("labbench", "show", "xavier-vs-kaiming", "--profile", "smoke", cwd=tmp_path)
     assert show.returncode == 0, show.stderr
     diff_section = show.stdout.split("keys on which the arms differ")[1]
     assert "init.scheme" in diff_section and "activation.name" in diff_section
     assert "optimizer.lr" not in diff_section.split("declared factors")[0]
+    assert "label_noise: 0.0" in show.stdout.split("keys on which the arms differ")[0]  # a neutral key is printed
 
 
 def test_plan_round_trips(tmp_path):

@@ -73,13 +73,13 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     from labbench.ablation.plan import arm_differences, arm_overrides, merge_overrides
-    from labbench.config import compose, identity_config
+    from labbench.config import compose, run_config
 
     s = _one_spec(specs.load(args.name), args)
     profile = args.profile
     s.profile(profile)
     if args.json:
-        resolved = {arm.name: identity_config(compose(merge_overrides(arm_overrides(s, arm.name, profile, args.overrides), ["seed=0"])))
+        resolved = {arm.name: run_config(compose(merge_overrides(arm_overrides(s, arm.name, profile, args.overrides), ["seed=0"])))
                     for arm in s.arms}
         print(json.dumps({"name": s.name, "path": str(s.path), "profile": profile, "spec": s.raw, "arms": resolved,
                           "differences": arm_differences(s, profile, args.overrides, resolve=True), "factors": list(s.factors)},
@@ -91,7 +91,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     for arm in s.arms:
         overrides = merge_overrides(arm_overrides(s, arm.name, profile, args.overrides), ["seed=0"])
         console.rule(f"arm [bold]{arm.name}[/] ({profile} profile, seed 0): resolved config")
-        console.print(yaml.safe_dump(identity_config(compose(overrides)), sort_keys=False), soft_wrap=True, highlight=False, markup=False)
+        # every key the run receives (identity_config would drop those at a neutral value, e.g. data.train_size: null)
+        console.print(yaml.safe_dump(run_config(compose(overrides)), sort_keys=False), soft_wrap=True, highlight=False, markup=False)
     console.rule("keys on which the arms differ")
     diffs = arm_differences(s, profile, args.overrides, resolve=True)
     table = Table("key", *[a.name for a in s.arms])

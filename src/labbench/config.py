@@ -15,7 +15,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from labbench import CONFIG_MODULE
 
@@ -76,6 +76,32 @@ def identity_config(cfg: DictConfig, resolve: bool = True) -> dict[str, Any]:
             if isinstance(node, DictConfig) and leaf in node and node[leaf] == neutral:
                 node.pop(leaf)
     return OmegaConf.to_container(copy, resolve=resolve)
+
+
+def run_config(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved config a run receives, minus Hydra's own node: what ``labbench show`` prints.
+
+    Unlike :func:`identity_config` it keeps every key, at every value: a key at its neutral value
+    (``data.train_size: null``, ``task.l1: 0.0``) is left out of the run id but is still part of the
+    run, and a reader looking for it must find it; ``threads`` and the paths are shown as they are.
+    """
+    raw = OmegaConf.to_container(cfg, resolve=False)
+    raw.pop("hydra", None)
+
+    def resolved(node: Any, dotted: str) -> Any:
+        if isinstance(node, dict):
+            return {k: resolved(v, f"{dotted}.{k}" if dotted else str(k)) for k, v in node.items()}
+        if isinstance(node, list):
+            return [resolved(v, f"{dotted}[{i}]") for i, v in enumerate(node)]
+        if isinstance(node, str) and "${" in node:
+            try:
+                value = OmegaConf.select(cfg, dotted, throw_on_resolution_failure=True)
+            except Exception:  # e.g. ${hydra:runtime.output_dir} outside a Hydra run: shown as written
+                return node
+            return OmegaConf.to_container(value, resolve=True) if isinstance(value, (DictConfig, ListConfig)) else value
+        return node
+
+    return resolved(raw, "")
 
 
 def run_id(cfg: DictConfig) -> str:
