@@ -578,6 +578,57 @@ def run_margins(draws: int = DRAWS, seed: int = SEED, ns=(8, 10)) -> dict:
     return {f"{s} | n={n}": margin_cell(s, n, draws, seed) for s in MARGIN_SCENARIOS for n in ns}
 
 
+MAP_SHAPE = (4, 4)  # hypotheses x cells
+MAP_NS = (10, 20)  # 8 seeds cannot pass a 16-pair correction at all (the column says "cannot decide")
+MAP_CASES = {  # name -> which (hypothesis, cell) pairs are null; the others are shifted by MAP_SHIFT
+    "each hypothesis null in one cell": lambda j, c: j == c,
+    "all null": lambda j, c: True,
+    "one hypothesis null in every cell": lambda j, c: j == 0,
+}
+MAP_SHIFT = 2.0  # SD of the differences: the true pairs are clearly true, so the nulls carry the error
+
+
+def map_cell(case: str, n: int, draws: int, seed: int, rho: float) -> dict:
+    """The map's 'across cells' column, simulated: ``labbench.ablation.maps.across_cells`` itself on every draw, and the
+    rule before issue 26's fix (Holm within each cell, then Holm again across the cells of each hypothesis, on the
+    cell's adjusted p) beside it.
+
+    Per draw, 4 hypotheses x 4 cells, each pair n paired normal differences (SD 1), correlated ``rho`` between the
+    hypotheses of a cell (they share arms and seeds), null or shifted by ``MAP_SHIFT`` as the case says. Rates: the
+    map's family-wise error (any null pair given a verdict) and the mean share of true pairs supported.
+    """
+    from labbench.ablation.maps import across_cells
+    from labbench.ablation.stats import decide as decide_one, holm
+
+    hyps, cells = MAP_SHAPE
+    rng = np.random.default_rng([seed, 23, list(MAP_CASES).index(case), n, int(rho * 100)])
+    null = np.array([[MAP_CASES[case](j, c) for j in range(hyps)] for c in range(cells)])  # cells x hyps
+    cov = np.full((hyps, hyps), rho) + (1 - rho) * np.eye(hyps)
+    d = rng.multivariate_normal(np.zeros(hyps), cov, size=(draws, cells, n)).transpose(0, 1, 3, 2)  # draws x cells x hyps x n
+    d += np.where(null, 0.0, MAP_SHIFT)[None, :, :, None]
+    flat = d.reshape(-1, n)
+    p = default_p(paired_t_p(flat), sign_flip_p(flat)).reshape(draws, cells, hyps)
+    mean = d.mean(axis=3)
+    true_pairs = max(1, int((~null).sum()))
+    counts = {"map family": [0, 0.0], "within, then across": [0, 0.0]}
+    for i in range(draws):
+        within = [holm(list(p[i, c])) for c in range(cells)]
+        table = [{"cell": {}, "hypotheses": [{"n": n, "p_value": float(p[i, c, j]), "p_holm": within[c][j], "mean_diff": float(mean[i, c, j]),
+                                              "margin": 0.0, "verdict": "tested"} for j in range(hyps)]} for c in range(cells)]
+        new = np.array([across_cells(table, j) for j in range(hyps)]).T  # cells x hyps
+        old = np.array([[decide_one(a, float(mean[i, c, j])) for c, a in enumerate(holm([within[c][j] for c in range(cells)]))]
+                        for j in range(hyps)]).T
+        for rule, verdicts in (("map family", new), ("within, then across", old)):
+            decided = np.isin(verdicts, ("supported", "contradicted"))
+            counts[rule][0] += bool((decided & null).any())
+            counts[rule][1] += float(((verdicts == "supported") & ~null).sum()) / true_pairs
+    return {rule: {"fwer": c[0] / draws, "true_supported": c[1] / draws if (~null).any() else math.nan} for rule, c in counts.items()}
+
+
+def run_maps(draws: int = DRAWS, seed: int = SEED, rhos=(0.0, 0.5)) -> dict:
+    return {f"{case} | n={n} | rho={rho}": map_cell(case, n, draws, seed, rho) for case in MAP_CASES for n in MAP_NS for rho in rhos}
+
+
 def family_tables(result: dict) -> str:
     lines = ["Roles: one primary and k secondaries; `gatekeeping` = the primary alone at alpha, then Holm over the secondaries "
              "once it is decided (labbench's rule); `holm_all` = Holm over all 1 + k (the rule before roles). Rates in %; "
@@ -614,6 +665,18 @@ def family_tables(result: dict) -> str:
             curvature, shared, procedure = key.split(" | ")
             lines.append(f"| {shared.split('=')[1]} | {curvature.split('=')[1]} | {procedure} | {_pct(cell['false_positive'])} | "
                          f"{_pct(cell['arms_chose_differently'])} | {cell['mean_chosen_index']:.2f} |")
+    if result.get("maps"):
+        lines += ["", f"A map's 'across cells' column, {MAP_SHAPE[0]} hypotheses x {MAP_SHAPE[1]} cells, true pairs shifted by "
+                      f"{MAP_SHIFT} SD; `map family` = one Holm over all pairs (labbench's rule, maps.across_cells), `within, then "
+                      f"across` = Holm in each cell, then again across a hypothesis's cells (the rule before); {result['draws']:,} draws. "
+                      "Rates in %", "",
+                  "| case | n | correlation | FWER map family | FWER within, then across | true pairs supported: map family / within, then across |",
+                  "|---|---:|---:|---:|---:|---|"]
+        for key, cell in result["maps"].items():
+            case, n, rho = key.split(" | ")
+            f, w = cell["map family"], cell["within, then across"]
+            power = "-" if math.isnan(f["true_supported"]) else f"{_pct(f['true_supported'])} / {_pct(w['true_supported'])}"
+            lines.append(f"| {case} | {n.split('=')[1]} | {rho.split('=')[1]} | {_pct(f['fwer'])} | {_pct(w['fwer'])} | {power} |")
     return "\n".join(lines)
 
 
@@ -677,6 +740,7 @@ def main(argv: list[str] | None = None) -> dict:
     result["drift"] = run_drift(draws=draws, seed=args.seed)
     result["tuned_aa"] = run_tuned_aa(draws=draws, seed=args.seed)
     result["margins"] = run_margins(draws=draws, seed=args.seed)
+    result["maps"] = run_maps(draws=draws, seed=args.seed)
     result["versions"] = {"python": platform.python_version(), "numpy": np.__version__, "scipy": scipy.__version__}
     result["machine"] = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                          "threads": {v: os.environ.get(v) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")}}

@@ -20,7 +20,7 @@ def test_smoke_map_end_to_end_and_cell_reuse(tmp_path):
     assert all(h["verdict"] in ("supported", "contradicted", "inconclusive") for c in saved["cells"] for h in c["hypotheses"])
     assert (tmp_path / "m1" / "heatmap_0.png").stat().st_size > 1000
     text = (tmp_path / "m1" / "map.md").read_text()
-    assert "Holm again across the map's 2 cells" in text and "across cells (Holm)" in text
+    assert "one Holm correction over every confirmatory hypothesis of all the map's 2 cells" in text and "across cells (Holm)" in text
     runs = [json.loads(p.read_text()) for p in (tmp_path / "aa-control" / "smoke" / "runs").glob("*/run.json")]
     assert sorted({r["config"]["trainer"]["max_steps"] for r in runs}) == [4, 6]
 
@@ -121,22 +121,24 @@ def test_the_maps_reproduce_line_names_its_own_axes_and_overrides():
 
 
 def _tested_cell(n: int, p_holm: float, hypotheses: int, undertrained: int = 0) -> dict:
-    hyps = [{"n": n, "p_holm": p_holm, "mean_diff": 0.5, "margin": 0.0, "verdict": "supported"} for _ in range(hypotheses - undertrained)]
+    tested = hypotheses - undertrained  # the raw p that gives this Holm-adjusted p when all tested share it
+    hyps = [{"n": n, "p_value": p_holm / max(1, tested), "p_holm": p_holm, "mean_diff": 0.5, "margin": 0.0, "verdict": "supported"}
+            for _ in range(tested)]
     hyps += [{"n": n, "p_holm": float("nan"), "mean_diff": 0.5, "margin": 0.0, "verdict": "undertrained"} for _ in range(undertrained)]
     return {"cell": {}, "hypotheses": hyps}
 
 
 @pytest.mark.unit
-def test_the_across_cells_column_says_when_no_outcome_could_pass_its_double_correction():
-    """Holm within the cell (m tested hypotheses), then across the k tested cells: with 8 seeds the sign-flip floor
-    2/2^8 = 0.0078 times m*k = 4*2 is 0.0625 > 0.05, so even all-one-sign cells cannot be 'supported' there."""
+def test_the_across_cells_column_says_when_no_outcome_could_pass_its_correction():
+    """One Holm family over the map's m*k tested hypothesis-cell pairs: with 8 seeds the sign-flip floor 2/2^8 = 0.0078
+    times 4*2 is 0.0625 > 0.05, so even all-one-sign cells cannot be 'supported' there."""
     from labbench.ablation.maps import across_cells, across_cells_limit, map_seed_warnings
 
     mute = [_tested_cell(8, 0.03125, 4), _tested_cell(8, 0.03125, 4)]  # every seed one way, in both cells
     assert across_cells(mute, 0) == ["cannot decide", "cannot decide"]
     limit = across_cells_limit(mute, 0)
     assert "8 seeds" in limit and "multiplying by 8 (0.062)" in limit and "9 seeds would allow it" in limit
-    # nine seeds: floor 2/512 * 8 = 0.031, so the same clear cells pass (Holm across 2 cells: 2 x 0.0156 <= 0.05)
+    # nine seeds: floor 2/512 * 8 = 0.031, so the same clear cells pass (Holm over the 8 pairs: 8 x 0.0039 <= 0.05)
     assert across_cells([_tested_cell(9, 0.015625, 4), _tested_cell(9, 0.015625, 4)], 0) == ["supported", "supported"]
     # undertrained hypotheses leave the family: one tested hypothesis per cell, 0.0078 x 1 x 2 cells = 0.0156
     assert across_cells_limit([_tested_cell(8, 0.0078125, 4, undertrained=3)] * 2, 0) is None
@@ -165,3 +167,27 @@ def test_a_map_renders_again_from_its_json_with_non_finite_numbers(tmp_path):
     (tmp_path / "map.md").unlink()
     rewrite_map(tmp_path)
     assert (tmp_path / "map.md").read_text() == first
+
+
+@pytest.mark.unit
+def test_the_across_cells_column_holds_the_maps_error_when_each_hypothesis_is_null_in_one_cell():
+    """The pattern that broke Holm-within-then-across (issue 26: 18.3% family-wise error in a 4 x 4 simulation): in each
+    cell one hypothesis is null (raw p 0.04, an effect of noise) and the other three clearly true (p 1e-5). Holm within
+    the cell leaves the null at 0.04 (the three true ones go first), Holm across that hypothesis's cells again (the
+    other cells' are tiny): 0.04 < 0.05, 'supported' four times by chance. One family over the 16 pairs asks
+    0.04 x 4 (the nulls rank last): inconclusive, while every true hypothesis stays supported."""
+    from labbench.ablation.maps import across_cells, map_family
+
+    def cell(null: int) -> dict:
+        return {"cell": {}, "hypotheses": [{"n": 20, "p_value": 0.04 if j == null else 1e-5, "mean_diff": 0.1, "margin": 0.0,
+                                            "verdict": "supported"} for j in range(4)]}
+
+    cells = [cell(null) for null in range(4)]
+    assert sorted(round(p, 6) for p in map_family(cells).values())[-4:] == [0.16] * 4  # 0.04 x 4 for the four nulls
+    for h in range(4):
+        column = across_cells(cells, h)
+        assert column[h] == "inconclusive" and all(v == "supported" for i, v in enumerate(column) if i != h)
+    # a sanity check stays out of the family and keeps its cell's word; an out-of-regime hypothesis too
+    cells[0]["hypotheses"][1] = {**cells[0]["hypotheses"][1], "role": "sanity"}
+    cells[1]["hypotheses"][1] = {**cells[1]["hypotheses"][1], "verdict": "out of regime"}
+    assert len(map_family(cells)) == 14 and across_cells(cells, 1)[:2] == ["supported", "out of regime"]

@@ -4,12 +4,15 @@ Each cell is an ordinary reproduction with the cell's overrides added, so cells 
 ablation's store, run ids, resume and statistics with ``reproduce``: a map that shares
 cells with an earlier map (or with a plain reproduction) runs only what is new.
 
-Each cell's verdicts carry Holm's correction across the ablation's hypotheses. Across the
-map's K cells the map states K and gives, beside each cell's verdict, the verdict after
-Holm's correction across the cells as well (the cell's Holm-adjusted p, corrected again
-across the K cells of that hypothesis): the reading that keeps the family-wise error rate
-of the whole map at alpha. Where the seeds cannot pay for that double correction at all, the
-column says so (``cannot decide``) instead of passing for an inconclusive result.
+Each cell's verdicts carry the ablation's own correction across its hypotheses. Beside each
+cell's verdict the map gives the verdict after one Holm correction over every confirmatory
+(hypothesis, cell) pair of the whole map, from the raw p-values: the reading that keeps the
+family-wise error rate of the whole map at alpha. (Holm within a cell and then again across the
+cells of one hypothesis does not: a null hypothesis in a cell whose other hypotheses are clearly
+false keeps its raw p through both steps, and with one such null per hypothesis the map's error
+grows with the number of hypotheses; docs/method.md measures both.) Where the seeds cannot pay
+for that correction at all, the column says so (``cannot decide``) instead of passing for an
+inconclusive result.
 """
 
 from __future__ import annotations
@@ -33,9 +36,9 @@ from labbench.config import compose
 from labbench.record import from_json_safe, write_json_atomic
 
 CORRECTION = (
-    "each cell: Holm across the ablation's hypotheses; the column 'across cells' applies Holm again across the "
-    "map's {k} cells of each hypothesis (family-wise alpha over the whole map). Read per cell, about 0.05 x {k} "
-    "verdicts per hypothesis may come out supported or contradicted by chance alone"
+    "each cell: the ablation's own correction across its hypotheses; the column 'across cells' applies one Holm "
+    "correction over every confirmatory hypothesis of all the map's {k} cells (family-wise alpha over the whole map). "
+    "Read per cell, about 0.05 x {k} verdicts per hypothesis may come out supported or contradicted by chance alone"
 )
 SYMBOL = {"supported": "S", "contradicted": "C", "inconclusive": "-", "undertrained": "U"}
 
@@ -43,48 +46,68 @@ SYMBOL = {"supported": "S", "contradicted": "C", "inconclusive": "-", "undertrai
 CANNOT_DECIDE = "cannot decide"
 
 
+def _tested(hypothesis: dict[str, Any]) -> bool:
+    """In the map's family: tested (an undertrained or out-of-regime hypothesis has no test) and confirmatory (a sanity
+    check is judged alone, as in a cell)."""
+    return hypothesis["verdict"] not in ("undertrained", "out of regime") and hypothesis.get("role") != "sanity"
+
+
+def map_family(cells: list[dict[str, Any]]) -> dict[tuple[int, int], float]:
+    """Holm-adjusted p over every tested confirmatory (cell, hypothesis) pair of the map, from the raw p-values.
+
+    One family for the whole map is what holds its family-wise error at alpha whatever the pattern of true and
+    null hypotheses across the cells (Holm's strong control); keys are (cell index, hypothesis index).
+    """
+    from labbench.ablation.stats import holm
+
+    keys = [(i, j) for i, c in enumerate(cells) for j, h in enumerate(c["hypotheses"]) if _tested(h)]
+    raw = [cells[i]["hypotheses"][j].get("p_value", math.nan) for i, j in keys]
+    return dict(zip(keys, holm(raw)))
+
+
 def across_cells(cells: list[dict[str, Any]], hypothesis: int) -> list[str]:
-    """Each cell's verdict on ``hypothesis`` after Holm's correction across all the map's cells.
+    """Each cell's verdict on ``hypothesis`` after one Holm correction over the whole map (:func:`map_family`).
 
     Where no outcome of the runs could have passed that correction (:func:`across_cells_limit`), a
     tested cell says ``cannot decide`` rather than ``inconclusive``: the data did not fail to show an
-    effect, the design could not have shown one.
+    effect, the design could not have shown one. A hypothesis the cell did not test keeps its word.
     """
-    from labbench.ablation.stats import decide, holm
+    from labbench.ablation.stats import decide
 
-    hyps = [c["hypotheses"][hypothesis] for c in cells]
-    adjusted = holm([h.get("p_holm", math.nan) if h["verdict"] != "undertrained" else math.nan for h in hyps])
+    adjusted = map_family(cells)
     possible = across_cells_limit(cells, hypothesis) is None
-    return ["undertrained" if h["verdict"] == "undertrained"
-            else decide(p, h["mean_diff"], h.get("margin", 0.0)) if possible else CANNOT_DECIDE
-            for h, p in zip(hyps, adjusted)]
-
-
-def _tested(hypothesis: dict[str, Any]) -> bool:
-    return hypothesis["verdict"] != "undertrained"  # an undertrained hypothesis leaves both Holm families
+    out = []
+    for i, c in enumerate(cells):
+        h = c["hypotheses"][hypothesis]
+        if not _tested(h):
+            out.append(h["verdict"])  # undertrained, out of regime, or a sanity check judged alone in its cell
+        elif not possible:
+            out.append(CANNOT_DECIDE)
+        else:
+            out.append(decide(adjusted[(i, hypothesis)], h["mean_diff"], h.get("margin", 0.0)))
+    return out
 
 
 def across_cells_limit(cells: list[dict[str, Any]], hypothesis: int) -> str | None:
     """Why no cell's across-cells verdict on ``hypothesis`` could be anything but inconclusive (None: one could).
 
-    The column corrects twice: Holm within the cell over its m tested hypotheses, then Holm over the
-    k cells where this hypothesis was tested. The smallest p it can reach is the sign-flip test's
-    floor for n seeds, 2 / 2^n, times m times k; with 8 seeds (floor 0.0078) four hypotheses on two
-    cells already give 0.0625 > alpha. A reader should know the column was mute by design.
+    The column is one Holm family of N tested confirmatory (cell, hypothesis) pairs: the first step asks
+    the smallest p to stay within alpha / N. The smallest p the sign-flip test can give is 2 / 2^n for n
+    seeds; with 8 seeds (0.0078) four hypotheses on two cells (N = 8) already give 0.0625 > alpha. A
+    reader should know the column was mute by design.
     """
     from labbench.ablation.stats import ALPHA, seeds_needed, smallest_p
 
-    tested = [c for c in cells if _tested(c["hypotheses"][hypothesis])]
-    if len(tested) < 2:
-        return None  # one tested cell: the column equals the cell's verdict
-    k = len(tested)
-    n, m = min(((c["hypotheses"][hypothesis]["n"], sum(map(_tested, c["hypotheses"]))) for c in tested),
-               key=lambda nm: smallest_p(nm[0]) * nm[1])  # the cell closest to passing
-    if smallest_p(n) * m * k <= ALPHA:
+    tested = [c["hypotheses"][hypothesis] for c in cells if _tested(c["hypotheses"][hypothesis])]
+    family = sum(_tested(h) for c in cells for h in c["hypotheses"])
+    if not tested or family < 2:
+        return None  # nothing to correct: the column equals the cell's verdict
+    n = max(h["n"] for h in tested)  # the cell closest to passing: the most seeds, the smallest floor
+    if smallest_p(n) * family <= ALPHA:
         return None
-    return (f"no cell could pass it with {n} seeds: Holm over {m} tested hypothesis(es) in a cell and {k} tested cells "
-            f"asks the smallest p, {smallest_p(n):.2g} with {n} paired seeds, to stay within {ALPHA} after multiplying "
-            f"by {m * k} ({smallest_p(n) * m * k:.2g}); {seeds_needed(m * k)} seeds would allow it")
+    return (f"no cell could pass it with {n} seeds: one Holm correction over the map's {family} tested hypothesis-cell "
+            f"pairs asks the smallest p, {smallest_p(n):.2g} with {n} paired seeds, to stay within {ALPHA} after "
+            f"multiplying by {family} ({smallest_p(n) * family:.2g}); {seeds_needed(family)} seeds would allow it")
 
 
 def map_seed_warnings(n_seeds: int, n_hypotheses: int, n_cells: int) -> list[str]:
@@ -220,7 +243,9 @@ def render_markdown(result: dict[str, Any]) -> str:
     lines = [f"# {result['name']}: verdict map (`{result['profile']}` profile)", "",
              "Axes: " + "; ".join(f"`{k}` = {', '.join(v)}" for k, v in result["axes"].items()) + ".",
              f"Seeds per arm and cell: {result['seeds']}." + (f" Overrides: {' '.join(result['extra_overrides'])}." if result["extra_overrides"] else ""),
-             "", f"Multiple comparisons: {result['correction']}.", ""]
+             # the rule that computes the column below, stated by the code that computes it (a map.json written under the
+             # earlier rule keeps its own sentence in "correction"; its cells' verdicts are unchanged)
+             "", f"Multiple comparisons: {CORRECTION.format(k=len(result['cells']))}.", ""]
     n_hyp = len(result["cells"][0]["hypotheses"]) if result["cells"] else 0
     for h in range(n_hyp):
         first = result["cells"][0]["hypotheses"][h]
