@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 from html.parser import HTMLParser
 from pathlib import Path
@@ -118,6 +117,32 @@ def test_building_twice_gives_the_same_bytes_and_a_rebuild_writes_nothing(site, 
     different = [f for f in files if (site / f).read_bytes() != (again / f).read_bytes()]
     assert not different
     assert build(RESULTS, again).written == 0
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    """A PNG's width and height, from its IHDR chunk."""
+    head = path.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+
+
+def test_the_committed_site_is_a_fresh_build_with_its_screenshots(tmp_path, monkeypatch):
+    """docs/site is what ``labbench site --out docs/site`` writes from the committed results, byte for byte, and
+    holds the index's screenshots at a laptop's and a phone's size (scripts/site_screenshots.py)."""
+    committed = REPO / "docs" / "site"
+    monkeypatch.chdir(REPO)  # the command's own default source, docs/results, as the pages name it
+    site = tmp_path / "fresh"
+    build(Path("docs/results"), site)
+    built = json.loads((site / MANIFEST).read_text())["files"]
+    assert json.loads((committed / MANIFEST).read_text())["files"] == built, "docs/site is out of date: labbench site --out docs/site"
+    stale = [f for f in built if (committed / f).read_bytes() != (site / f).read_bytes()]
+    assert not stale, f"docs/site differs from a fresh build in {stale[:5]}: labbench site --out docs/site"
+    for name, size in (("index-1400.png", (1400, 900)), ("index-390.png", (390, 844))):
+        shot = committed / "screenshots" / name
+        assert shot.is_file() and png_size(shot) == size, name
+        assert f"screenshots/{name}" not in built  # not the builder's: a rebuild keeps it
+    extra = sorted(p.relative_to(committed).as_posix() for p in committed.rglob("*") if p.is_file())
+    assert set(extra) - set(built) == {MANIFEST, "screenshots/index-1400.png", "screenshots/index-390.png"}
 
 
 def test_the_forest_plot_is_standardized_and_deterministic():
@@ -257,7 +282,7 @@ def test_the_site_in_a_real_browser_with_the_network_off(site, tmp_path):
         driver.get((site / "index.html").as_uri())
         rows = driver.find_elements("css selector", "tr.hyp")
         assert len(rows) == hypotheses_in(RESULTS)
-        shot = Path(os.environ.get("LABBENCH_SITE_SCREENSHOT") or tmp_path / "screenshot.png")
+        shot = tmp_path / "screenshot.png"  # the committed pictures: scripts/site_screenshots.py
         assert driver.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
 
         contradicted = [r for r in rows if r.get_attribute("data-verdict") == "contradicted"]
