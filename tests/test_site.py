@@ -375,6 +375,8 @@ def test_every_claim_row_says_what_its_verdict_file_says_and_no_more(site):
     for path in sorted(RESULTS.glob("*/quick/verdict.json")):
         v = json.loads(path.read_text())
         row = claim_row_html(index, v["name"])
+        page = (site / "claims" / f"{v['name']}.html").read_text()  # the claim page's top says the same
+        assert f'id="answer" data-answer="{(v.get("answer") or {}).get("answer") or "no claim-level answer yet"}"' in page, v["name"]
         if v.get("answer"):
             assert f'data-answer="{v["answer"]["answer"]}"' in row and f'>{v["answer"]["answer"]}</span>' in row
             for st in v.get("settings") or []:
