@@ -434,3 +434,5 @@ def test_the_key_effect_is_said_in_points_for_a_share_and_in_the_metrics_units_o
     loss = {**h, "metric": "test/loss", "direction": "lower", "mean_diff": 0.05, "ci_low": 0.01, "ci_high": 0.09}
     assert effect_words(loss) == "`small` lower than `large`: 0.05 [0.01, 0.09] in `test/loss`, 11 seeds"
     assert effect_words({**h, "n": 0}) == "not measured"
+    # a margin on a share is said in the same points as the effect
+    assert effect_words({**h, "margin": -0.005}).startswith("`small` higher than `large` by > -0.5 points: +1.6 points")

@@ -261,9 +261,12 @@ def effect_words(h: dict[str, Any]) -> str:
         interval = (f" [{100 * h['ci_low']:+.1f}, {100 * h['ci_high']:+.1f}]" if _finite(h.get("ci_low")) and _finite(h.get("ci_high"))
                     else " (every seed the same: no interval)")
         said = f"{100 * h['mean_diff']:+.1f} points of {share.format(split=split).strip()}{interval}"
+        margin = h.get("margin") or 0.0  # the prediction's margin in the same points as the effect, not in the metric's fraction
+        predicted = predicted_text({**h, "margin": 0.0}) + (f" by > {100 * margin:+.3g} points" if margin else "")
     else:
         said = f"{difference_text(h)} in `{metric}`"
-    return f"{predicted_text(h)}: {said}, {seeds}"
+        predicted = predicted_text(h)
+    return f"{predicted}: {said}, {seeds}"
 
 
 _LINE = re.compile(r"^(?P<data>.+?) data, (?P<model>.+?) model, (?P<budget>.+), (?P<seeds>\d+) seeds \((?P<profile>[\w-]+) profile\)$")
@@ -359,7 +362,7 @@ def claim_row(claim: dict[str, Any]) -> dict[str, Any]:
         verdicts = [h["verdict"] for h in r["hypotheses"]]
         return {"answer": NO_ANSWER, "kind": answer_kind(NO_ANSWER), "profile": r["profile"], "others": others,
                 "because": "reported before the claim-level method: no primary hypothesis, so no answer for the claim",
-                "settings": [{"name": "", "answer": "", "chips": chips, "effect": ""}],
+                "settings": [{"name": "", "answer": "", "chips": chips, "effect": "", "description": "", "alone": ""}],
                 "tally": [(v, verdicts.count(v)) for v in dict.fromkeys(sorted(verdicts, key=VERDICTS.index))]}
     answer = r["answer"]
     primaries = [h for h in r["raw_hypotheses"] if h.get("role") == "primary"]
