@@ -334,6 +334,9 @@ def test_the_site_in_a_real_browser_with_the_network_off(site, tmp_path):
         sizes = driver.execute_script("""return Array.from(document.querySelectorAll('.claim-text, .effect, .chip, td.hyp-name'))
             .map(e => parseFloat(getComputedStyle(e).fontSize))""")
         assert sizes and min(sizes) >= 11, f"text as small as {min(sizes)} px on a phone"
+        forest = driver.execute_script("""var img = document.querySelector('img.forest'), box = document.getElementById('forest-box');
+            return [img.getBoundingClientRect().width, img.naturalWidth, box.getBoundingClientRect().width, box.scrollWidth]""")
+        assert abs(forest[0] - forest[1]) < 1 and forest[1] > forest[2] and forest[3] >= forest[1] - 1, f"forest plot shrunk on a phone: {forest}"
     finally:
         driver.quit()
 
