@@ -316,12 +316,14 @@ def test_the_site_in_a_real_browser_with_the_network_off(site, tmp_path):
         assert first.get_attribute("data-answer") not in ("no claim-level answer yet", "not run yet")  # answered claims lead
         assert first.rect["y"] + first.rect["height"] / 2 < 900, "the first claim's row is below the fold at 1400 x 900"
 
-        # A phone (390 x 844): no page is wider than the screen, the filter bar scrolls away, the glossary one tap away.
-        resize(driver, 390, 844)
-        for page in pages:
-            driver.get(page.as_uri())
-            width = driver.execute_script("return [document.documentElement.scrollWidth, document.body.scrollWidth, window.innerWidth]")
-            assert width[2] == 390 and max(width[:2]) <= 390, f"{page.name}: {width[:2]} px wide at a 390 px screen"
+        # A tablet (768) and a phone (390 x 844): no page is wider than the screen; on the phone the filter bar scrolls
+        # away, the glossary is one tap away, the forest plot keeps its size in a box of its own.
+        for screen in (768, 390):
+            resize(driver, screen, 844)
+            for page in pages:
+                driver.get(page.as_uri())
+                width = driver.execute_script("return [document.documentElement.scrollWidth, document.body.scrollWidth, window.innerWidth]")
+                assert width[2] == screen and max(width[:2]) <= screen, f"{page.name}: {width[:2]} px wide at a {screen} px screen"
         driver.get((site / "index.html").as_uri())
         glossary = driver.find_element("css selector", "#glossary")
         assert not glossary.get_attribute("open")  # closed on a phone, where it would push the claims off the screen
