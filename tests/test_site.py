@@ -296,9 +296,15 @@ def test_the_site_in_a_real_browser_with_the_network_off(site, tmp_path):
         driver.find_element("css selector", "input[name=section][value=B]").click()
         shown = [r for r in rows if r.is_displayed()]
         assert shown and {(r.get_attribute("data-verdict"), r.get_attribute("data-section")) for r in shown} == {("contradicted", "B")}
+        assert driver.current_url.endswith("index.html#verdict=contradicted&section=B")  # the filter kept in the URL
+        driver.refresh()  # ... so a reload (or a shared link) shows the same rows
+        rows = driver.find_elements("css selector", "tr.hyp")
+        assert driver.find_element("css selector", "input[name=verdict][value=contradicted]").is_selected()
+        assert {(r.get_attribute("data-verdict"), r.get_attribute("data-section")) for r in rows if r.is_displayed()} == {("contradicted", "B")}
         driver.find_element("css selector", "input[name=verdict][value=all]").click()
         driver.find_element("css selector", "input[name=section][value=all]").click()
         assert sum(r.is_displayed() for r in rows) == len(rows)
+        assert "#" not in driver.current_url  # every filter back at "all": a plain URL
 
         # The top of the index: one row per claim with the answer its verdict file gives, counted by claim, and the
         # glossary open where there is room; the first claims (answered ones first) above the fold of a 1400 x 900 laptop.
