@@ -22,7 +22,7 @@ from labbench.cli import main
 from labbench.site import MANIFEST, SiteError, build
 from labbench.site.browser import NoBrowser, chromium, resize
 from labbench.site.figures import forest_svg
-from labbench.site.gather import effect_words, gate_status, gather, line_chips, setup_chips, standardized
+from labbench.site.gather import claim_row, effect_words, gate_status, gather, line_chips, setup_chips, standardized
 
 RESULTS = REPO / "docs" / "results"
 
@@ -447,3 +447,27 @@ def test_the_key_effect_is_said_in_points_for_a_share_and_in_the_metrics_units_o
     assert effect_words({**h, "n": 0}) == "not measured"
     # a margin on a share is said in the same points as the effect
     assert effect_words({**h, "margin": -0.005}).startswith("`small` higher than `large` by > -0.5 points: +1.6 points")
+
+
+def test_a_claim_row_says_where_holm_across_settings_held_a_setting_back_and_what_an_old_report_lacks():
+    primary = {"name": "p", "role": "primary", "metric": "test/acc", "kind": "difference", "direction": "higher", "better": "a",
+               "worse": "b", "margin": 0.0, "n": 8, "mean_diff": 0.02, "ci_low": 0.01, "ci_high": 0.03}
+    report = {"profile": "quick", "report_md": None, "hypotheses": [], "settings": [
+        {"name": "s1", "answer": "holds here", "answer_alone": "holds here", "line": "Digits data, CNN model, 500 steps, 8 seeds (quick profile)"},
+        {"name": "s2", "answer": "not shown", "answer_alone": "holds here", "line": "MNIST5k data, MLP model, 300 steps, 8 seeds (quick profile)"}],
+        "answer": {"answer": "holds in 1 of 2 settings", "primary": "p", "because": "s1: holds here; s2: not shown (alone: holds here)"},
+        "raw_hypotheses": [{**primary, "setting": "s1"}, {**primary, "setting": "s2", "mean_diff": 0.01}]}
+    pilots = [{"capped": True, "profile": "quick", "setting": "s2"}]
+    row = claim_row({"reports": [report], "pilots": pilots, "status": "reported", "status_text": ""})
+    assert row["answer"] == "holds in 1 of 2 settings" and row["kind"] == "holds" and row["because"] == "primary hypothesis: p"
+    s1, s2 = row["settings"]
+    assert s1["alone"] == "" and s2["alone"] == "alone: holds here; not after Holm's correction across the 2 settings"
+    assert (s1["chips"]["capped"], s2["chips"]["capped"]) == (False, True)  # the capped pilot is s2's own
+    assert s2["effect"].endswith("+1.0 points of test accuracy [+1.0, +3.0], 8 seeds")
+
+    old = {"profile": "quick", "report_md": None, "answer": None, "settings": [], "raw_hypotheses": [],
+           "hypotheses": [{"verdict": "supported"}, {"verdict": "a word from a newer method"}, {"verdict": "supported"}]}
+    row = claim_row({"reports": [old], "pilots": [], "status": "reported", "status_text": ""})
+    assert row["answer"] == "no claim-level answer yet" and row["kind"] == "none"
+    assert row["tally"] == [("supported", 2), ("a word from a newer method", 1)] and row["settings"][0]["effect"] == ""
+    assert claim_row({"reports": [], "pilots": [], "status": "not run yet", "status_text": "No results yet."})["answer"] == "not run yet"

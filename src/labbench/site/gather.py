@@ -249,7 +249,7 @@ def answer_kind(answer: str) -> str:
 
 def effect_words(h: dict[str, Any]) -> str:
     """The primary's effect as a reader says it: the prediction, then the difference with its units, e.g.
-    "`small` higher than `large-tuned`: +1.6 points of test accuracy [1.2, 2.0], 11 seeds". A metric that is a share
+    "`small` higher than `large-tuned`: +1.6 points of test accuracy [+1.2, +2.0], 11 seeds". A metric that is a share
     (``SHARES``) is given in points (0.01 = 1 point); any other keeps its own units, named by the metric."""
     if not h.get("n") or not _finite(h.get("mean_diff")):
         return "not measured"
@@ -336,6 +336,11 @@ def setup_chips(report_md: Path | None, profile: str) -> dict[str, str] | None:
     return {"data": data_text, "model": model_text, "budget": budget, "seeds": f"{len(seeds)} seeds", "profile": profile}
 
 
+def _verdict_order(verdict: str) -> tuple[int, str]:
+    """Verdict words in ``VERDICTS`` order; a word from a newer method than this module knows goes last, not an error."""
+    return (VERDICTS.index(verdict) if verdict in VERDICTS else len(VERDICTS), verdict)
+
+
 def _capped(pilots: list[dict[str, Any]], profile: str, setting: str | None) -> bool:
     return any(p["capped"] and p["profile"] == profile and p.get("setting") == setting for p in pilots)
 
@@ -363,7 +368,7 @@ def claim_row(claim: dict[str, Any]) -> dict[str, Any]:
         return {"answer": NO_ANSWER, "kind": answer_kind(NO_ANSWER), "profile": r["profile"], "others": others,
                 "because": "reported before the claim-level method: no primary hypothesis, so no answer for the claim",
                 "settings": [{"name": "", "answer": "", "chips": chips, "effect": "", "description": "", "alone": ""}],
-                "tally": [(v, verdicts.count(v)) for v in dict.fromkeys(sorted(verdicts, key=VERDICTS.index))]}
+                "tally": [(v, verdicts.count(v)) for v in dict.fromkeys(sorted(verdicts, key=_verdict_order))]}
     answer = r["answer"]
     primaries = [h for h in r["raw_hypotheses"] if h.get("role") == "primary"]
     if r["settings"]:
