@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 from html.parser import HTMLParser
 from pathlib import Path
@@ -21,8 +20,9 @@ from conftest import REPO
 from labbench.ablation import spec as specs
 from labbench.cli import main
 from labbench.site import MANIFEST, SiteError, build
+from labbench.site.browser import NoBrowser, chromium, resize
 from labbench.site.figures import forest_svg
-from labbench.site.gather import gate_status, gather, standardized
+from labbench.site.gather import claim_row, effect_words, gate_status, gather, line_chips, setup_chips, standardized
 
 RESULTS = REPO / "docs" / "results"
 
@@ -98,14 +98,14 @@ def test_every_link_on_every_page_points_to_a_file_of_the_site(site):
             target = (page.parent / unquote(parts.path)).resolve()
             assert target.is_file(), f"{page.relative_to(site)}: {url} -> {target} is missing"
             assert target.is_relative_to(site.resolve()), f"{page.name}: {url} points outside the site"
-    assert (site / "forest.svg").is_file() and (site / "claims" / "bn-vs-gn" / "quick-map-width" / "heatmap_0.png").is_file()
+    assert (site / "forest.svg").is_file() and (site / "claims" / "xavier-vs-kaiming" / "quick-map-depth" / "heatmap_0.png").is_file()
 
 
 def test_a_claim_page_shows_its_report_maps_command_and_wandb_group(site):
-    page = (site / "claims" / "bn-vs-gn.html").read_text()
-    for needed in ("labbench reproduce bn-vs-gn --profile quick", "labbench map bn-vs-gn --profile quick --axis model.width=32,128",
-                   "group <code>bn-vs-gn</code>", "Competence gates", "Provenance", "curves.png", "metrics.png", "heatmap_0.png",
-                   "labbench pilot bn-vs-gn"):
+    page = (site / "claims" / "xavier-vs-kaiming.html").read_text()
+    for needed in ("labbench reproduce xavier-vs-kaiming --profile quick", "labbench map xavier-vs-kaiming --profile quick --axis model.depth=5,10,20,30",
+                   "group <code>xavier-vs-kaiming</code>", "Competence gates", "Provenance", "curves.png", "metrics.png", "heatmap_0.png",
+                   "labbench pilot xavier-vs-kaiming"):
         assert needed in page, needed
 
 
@@ -119,6 +119,32 @@ def test_building_twice_gives_the_same_bytes_and_a_rebuild_writes_nothing(site, 
     assert build(RESULTS, again).written == 0
 
 
+def png_size(path: Path) -> tuple[int, int]:
+    """A PNG's width and height, from its IHDR chunk."""
+    head = path.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+
+
+def test_the_committed_site_is_a_fresh_build_with_its_screenshots(tmp_path, monkeypatch):
+    """docs/site is what ``labbench site --out docs/site`` writes from the committed results, byte for byte, and
+    holds the index's screenshots at a laptop's and a phone's size (scripts/site_screenshots.py)."""
+    committed = REPO / "docs" / "site"
+    monkeypatch.chdir(REPO)  # the command's own default source, docs/results, as the pages name it
+    site = tmp_path / "fresh"
+    build(Path("docs/results"), site)
+    built = json.loads((site / MANIFEST).read_text())["files"]
+    assert json.loads((committed / MANIFEST).read_text())["files"] == built, "docs/site is out of date: labbench site --out docs/site"
+    stale = [f for f in built if (committed / f).read_bytes() != (site / f).read_bytes()]
+    assert not stale, f"docs/site differs from a fresh build in {stale[:5]}: labbench site --out docs/site"
+    for name, size in (("index-1400.png", (1400, 900)), ("index-390.png", (390, 844))):
+        shot = committed / "screenshots" / name
+        assert shot.is_file() and png_size(shot) == size, name
+        assert f"screenshots/{name}" not in built  # not the builder's: a rebuild keeps it
+    extra = sorted(p.relative_to(committed).as_posix() for p in committed.rglob("*") if p.is_file())
+    assert set(extra) - set(built) == {MANIFEST, "screenshots/index-1400.png", "screenshots/index-390.png"}
+
+
 def test_the_forest_plot_is_standardized_and_deterministic():
     h = {"mean_diff": 0.5, "sd_diff": 0.25, "ci_low": 0.25, "ci_high": 0.75}
     assert standardized(h) == (2.0, 1.0, 3.0)
@@ -129,12 +155,13 @@ def test_the_forest_plot_is_standardized_and_deterministic():
     assert svg == forest_svg(claims) and "<dc:date>" not in svg
 
 
-def store_from_committed(root: Path, name: str = "bn-vs-gn") -> Path:
+def store_from_committed(root: Path, name: str = "xavier-vs-kaiming") -> Path:
     """A store laid out as ``reproduce``, ``map`` and ``pilot`` leave it (outputs/ablations/NAME/PROFILE/,
-    maps/SLUG/, pilot/), filled with the committed files of one claim: no training needed."""
+    maps/SLUG/, pilot/), filled with the committed files of one claim that has a report, a map and a pilot
+    (bn-vs-gn, the claim used before, was re-registered and its old results removed): no training needed."""
     store = root / "ablations"
     shutil.copytree(RESULTS / name / "quick", store / name / "quick")
-    shutil.copytree(RESULTS / name / "quick-map-width", store / name / "quick" / "maps" / "model.width=32-128")
+    shutil.copytree(RESULTS / name / "quick-map-depth", store / name / "quick" / "maps" / "model.depth=5-30")
     shutil.copytree(RESULTS / name / "pilot", store / name / "quick" / "pilot")
     (store / name / "quick" / "runs").mkdir()  # the runs themselves are not read
     return store
@@ -153,12 +180,12 @@ def test_a_store_is_a_source_too(tmp_path):
     store = store_from_committed(tmp_path)
     out = tmp_path / "site"
     built = build(store, out)
-    assert built.hypotheses == hypotheses_in(store) == len(json.loads((RESULTS / "bn-vs-gn/quick/verdict.json").read_text())["hypotheses"])
+    assert built.hypotheses == hypotheses_in(store) == len(json.loads((RESULTS / "xavier-vs-kaiming/quick/verdict.json").read_text())["hypotheses"])
     rows = [r for r in parse(out / "index.html").rows if r.get("class") == "hyp"]
     assert len(rows) == built.hypotheses
-    page = (out / "claims" / "bn-vs-gn.html").read_text()
-    assert "heatmap_4.png" in page and "labbench pilot bn-vs-gn" in page
-    assert (out / "claims" / "bn-vs-gn" / "quick" / "maps" / "model.width=32-128" / "heatmap_4.png").is_file()
+    page = (out / "claims" / "xavier-vs-kaiming.html").read_text()
+    assert "heatmap_2.png" in page and "labbench pilot xavier-vs-kaiming" in page
+    assert (out / "claims" / "xavier-vs-kaiming" / "quick" / "maps" / "model.depth=5-30" / "heatmap_2.png").is_file()
 
 
 def test_the_cli_builds_the_site(tmp_path, capsys):
@@ -173,12 +200,12 @@ def test_a_rebuild_removes_what_is_gone_and_nothing_else(tmp_path):
     out = tmp_path / "site"
     build(RESULTS, out)
     (out / "screenshot.png").write_bytes(b"kept: not the builder's")
-    old = out / "claims" / "xavier-vs-kaiming" / "quick" / "curves.png"
+    old = out / "claims" / "warmup" / "quick" / "curves.png"
     assert old.is_file()
-    build(store_from_committed(tmp_path), out)  # a source with one claim's results
+    build(store_from_committed(tmp_path), out)  # a source with one claim's results (xavier-vs-kaiming)
     assert not old.exists() and not old.parent.exists()
     assert (out / "screenshot.png").read_bytes() == b"kept: not the builder's"
-    assert (out / "claims" / "xavier-vs-kaiming.html").is_file()  # still in the catalog, now without results
+    assert (out / "claims" / "warmup.html").is_file()  # still in the catalog, now without results
 
 
 def test_a_folder_that_is_no_site_is_refused_and_a_manifest_cannot_reach_outside(tmp_path):
@@ -203,32 +230,36 @@ def test_a_folder_that_is_no_site_is_refused_and_a_manifest_cannot_reach_outside
 
 # --- in a real browser -------------------------------------------------------------------------
 
-def browser_or_skip():
-    """Debian's Chromium and its driver, or a skip that names what to install (never a silent pass)."""
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver = shutil.which("chromedriver") or ("/usr/bin/chromedriver" if Path("/usr/bin/chromedriver").is_file() else None)
-    if not chromium or not driver:
-        pytest.skip("the browser test needs Debian's chromium and chromium-driver (apt-get install -y chromium chromium-driver; "
-                    "scripts/setup.sh --browser installs them when run as root); not found on this machine")
+def browser_or_skip(width: int = 1400, height: int = 1000):
+    """Debian's Chromium and its driver (``labbench.site.browser``), or a skip that names what to install (never a silent pass)."""
     try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:
-        pytest.skip("the browser test needs selenium (pip install -e '.[dev]')")
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1400,1000",
-                "--host-resolver-rules=MAP * ~NOTFOUND", "--proxy-server=127.0.0.1:9", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync"):
-        options.add_argument(arg)
-    # The system driver by its path: Selenium Manager must not download a driver or a browser.
-    return webdriver.Chrome(service=Service(executable_path=driver), options=options)
+        return chromium(width, height)
+    except NoBrowser as err:
+        pytest.skip(str(err))
+
+
+def expected_answers(results: Path) -> dict[str, str]:
+    """Each claim's answer, read from the verdict files alone (not through the site's code): a report's ``answer``, or
+    "no claim-level answer yet" where it has none; a catalog claim without any report is "not run yet"."""
+    answers: dict[str, str] = {}
+    for path in sorted(results.glob("*/*/verdict.json")):
+        answer = (json.loads(path.read_text()).get("answer") or {}).get("answer") or "no claim-level answer yet"
+        answers.setdefault(path.parent.parent.name, answer)  # one row per claim (the committed results have one profile)
+    return {**{name: "not run yet" for name in specs.available()}, **answers}
+
+
+def counted(answers: dict[str, str]) -> dict[str, int]:
+    return {a: list(answers.values()).count(a) for a in set(answers.values())}
+
+
+GLOSSARY = ("holds here", "holds in k of n settings", "setting-dependent", "smaller than claimed", "does not hold here",
+            "does not hold in k of n settings", "not shown", "out of regime", "setup failed", "no claim-level answer yet",
+            "not run yet", "quick", "full", "capped")
 
 
 def test_the_site_in_a_real_browser_with_the_network_off(site, tmp_path):
     driver = browser_or_skip()
     try:
-        driver.set_network_conditions(offline=True, latency=0, download_throughput=0, upload_throughput=0)
         pages = [site / "index.html", *sorted((site / "claims").glob("*.html"))]
         for page in pages:
             driver.get(page.as_uri())
@@ -251,7 +282,7 @@ def test_the_site_in_a_real_browser_with_the_network_off(site, tmp_path):
         driver.get((site / "index.html").as_uri())
         rows = driver.find_elements("css selector", "tr.hyp")
         assert len(rows) == hypotheses_in(RESULTS)
-        shot = Path(os.environ.get("LABBENCH_SITE_SCREENSHOT") or tmp_path / "screenshot.png")
+        shot = tmp_path / "screenshot.png"  # the committed pictures: scripts/site_screenshots.py
         assert driver.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
 
         contradicted = [r for r in rows if r.get_attribute("data-verdict") == "contradicted"]
@@ -265,29 +296,178 @@ def test_the_site_in_a_real_browser_with_the_network_off(site, tmp_path):
         driver.find_element("css selector", "input[name=section][value=B]").click()
         shown = [r for r in rows if r.is_displayed()]
         assert shown and {(r.get_attribute("data-verdict"), r.get_attribute("data-section")) for r in shown} == {("contradicted", "B")}
+        assert driver.current_url.endswith("index.html#verdict=contradicted&section=B")  # the filter kept in the URL
+        driver.refresh()  # ... so a reload (or a shared link) shows the same rows
+        rows = driver.find_elements("css selector", "tr.hyp")
+        assert driver.find_element("css selector", "input[name=verdict][value=contradicted]").is_selected()
+        assert {(r.get_attribute("data-verdict"), r.get_attribute("data-section")) for r in rows if r.is_displayed()} == {("contradicted", "B")}
         driver.find_element("css selector", "input[name=verdict][value=all]").click()
         driver.find_element("css selector", "input[name=section][value=all]").click()
         assert sum(r.is_displayed() for r in rows) == len(rows)
+        assert "#" not in driver.current_url  # every filter back at "all": a plain URL
+
+        # The top of the index: one row per claim with the answer its verdict file gives, counted by claim, and the
+        # glossary open where there is room; the first claims (answered ones first) above the fold of a 1400 x 900 laptop.
+        resize(driver, 1400, 900)
+        driver.get((site / "index.html").as_uri())
+        answers = expected_answers(RESULTS)
+        shown = {r.get_attribute("id").removeprefix("row-"): r.get_attribute("data-answer")
+                 for r in driver.find_elements("css selector", "tr.claim-row")}
+        assert shown == answers
+        counts = {li.get_attribute("data-answer"): int(li.find_element("css selector", ".count").text)
+                  for li in driver.find_elements("css selector", "#answer-counts li")}
+        assert counts == counted(answers) and sum(counts.values()) == len(answers)
+        assert driver.execute_script("return document.getElementById('glossary').open")
+        first = driver.find_element("css selector", "tr.claim-row")
+        assert first.get_attribute("data-answer") not in ("no claim-level answer yet", "not run yet")  # answered claims lead
+        assert first.rect["y"] + first.rect["height"] / 2 < 900, "the first claim's row is below the fold at 1400 x 900"
+
+        # A tablet (768) and a phone (390 x 844): no page is wider than the screen; on the phone the filter bar scrolls
+        # away, the glossary is one tap away, the forest plot keeps its size in a box of its own.
+        for screen in (768, 390):
+            resize(driver, screen, 844)
+            for page in pages:
+                driver.get(page.as_uri())
+                width = driver.execute_script("return [document.documentElement.scrollWidth, document.body.scrollWidth, window.innerWidth]")
+                assert width[2] == screen and max(width[:2]) <= screen, f"{page.name}: {width[:2]} px wide at a {screen} px screen"
+        driver.get((site / "index.html").as_uri())
+        glossary = driver.find_element("css selector", "#glossary")
+        assert not glossary.get_attribute("open")  # closed on a phone, where it would push the claims off the screen
+        text = glossary.get_attribute("textContent")
+        assert all(word in text for word in GLOSSARY), [w for w in GLOSSARY if w not in text]
+        glossary.find_element("css selector", "summary").click()
+        assert glossary.get_attribute("open") and driver.execute_script("return document.documentElement.scrollWidth") <= 390
+        bar = driver.find_element("css selector", "#filters")
+        assert bar.value_of_css_property("position") not in ("sticky", "fixed")
+        sizes = driver.execute_script("""return Array.from(document.querySelectorAll('.claim-text, .effect, .chip, td.hyp-name'))
+            .map(e => parseFloat(getComputedStyle(e).fontSize))""")
+        assert sizes and min(sizes) >= 11, f"text as small as {min(sizes)} px on a phone"
+        forest = driver.execute_script("""var img = document.querySelector('img.forest'), box = document.getElementById('forest-box');
+            return [img.getBoundingClientRect().width, img.naturalWidth, box.getBoundingClientRect().width, box.scrollWidth]""")
+        assert abs(forest[0] - forest[1]) < 1 and forest[1] > forest[2] and forest[3] >= forest[1] - 1, f"forest plot shrunk on a phone: {forest}"
     finally:
         driver.quit()
 
 
+def claim_row_html(index: str, name: str) -> str:
+    """The HTML of one claim's row in the index's claims table."""
+    start = index.index(f'<tr class="claim-row" id="row-{name}"')
+    return index[start:index.index("</tr>", start)]
+
+
 def test_the_index_counts_claims_by_answer_and_a_claim_shows_its_answer(tmp_path):
     store = store_from_committed(tmp_path)
-    path = store / "bn-vs-gn" / "quick" / "verdict.json"
+    path = store / "xavier-vs-kaiming" / "quick" / "verdict.json"
     verdict = json.loads(path.read_text())
     verdict["answer"] = {"answer": "holds here", "primary": verdict["hypotheses"][0]["name"], "because": "the primary hypothesis is supported",
                          "setting": "MNIST5k data, MLP model, 225-3600 steps, 8 seeds (quick profile)"}
+    verdict["hypotheses"][0]["role"] = "primary"
     path.write_text(json.dumps(verdict))
     out = tmp_path / "site"
     build(store, out)
     index = (out / "index.html").read_text()
-    assert 'Claims by answer: <span class="answer">holds here</span> 1.' in index
-    assert '>quick: holds here</span>' in index
-    build(RESULTS, tmp_path / "committed")  # the committed reports: those with an answer counted by it, the rest named as such
-    reports = [json.loads(p.read_text()) for p in RESULTS.glob("*/quick/verdict.json")]
-    without = sum(1 for v in reports if not v.get("answer"))
-    committed = (tmp_path / "committed" / "index.html").read_text()
-    assert f"{without} report(s) without a primary" in committed
-    for answer in {v["answer"]["answer"] for v in reports if v.get("answer")}:
-        assert f'<span class="answer">{answer}</span>' in committed
+    assert '<li data-answer="holds here"><span class="answer a-holds">holds here</span> <b class="count">1</b></li>' in index
+    assert f'<li data-answer="not run yet"><span class="answer a-none">not run yet</span> <b class="count">{len(specs.available()) - 1}</b></li>' in index
+    row = claim_row_html(index, "xavier-vs-kaiming")
+    assert 'data-answer="holds here"' in row and "the primary hypothesis is supported" in row
+    for chip in ("MNIST5k", "MLP", "225-3600 steps", "8 seeds"):
+        assert f">{chip}</span>" in row, chip
+    assert "Primary: " in row and "no claim-level answer yet" not in row
+    assert '>quick: holds here</span>' in index  # the hypothesis table's claim heading says it too
+
+
+def test_every_claim_row_says_what_its_verdict_file_says_and_no_more(site):
+    """A re-answered claim shows its answer and each setting's; an old-method report says it has no claim-level answer,
+    with its hypotheses' verdicts counted and linked, never an answer word it does not have."""
+    index = (site / "index.html").read_text()
+    answers = expected_answers(RESULTS)
+    assert {a for a in answers.values() if a not in ("no claim-level answer yet", "not run yet")}, "a re-answered claim to check"
+    assert "no claim-level answer yet" in answers.values()
+    for path in sorted(RESULTS.glob("*/quick/verdict.json")):
+        v = json.loads(path.read_text())
+        row = claim_row_html(index, v["name"])
+        page = (site / "claims" / f"{v['name']}.html").read_text()  # the claim page's top says the same
+        assert f'id="answer" data-answer="{(v.get("answer") or {}).get("answer") or "no claim-level answer yet"}"' in page, v["name"]
+        if v.get("answer"):
+            assert f'data-answer="{v["answer"]["answer"]}"' in row and f'>{v["answer"]["answer"]}</span>' in row
+            for st in v.get("settings") or []:
+                assert f">{st['name']}</span>" in row and f">{st['answer']}</span>" in row, (v["name"], st["name"])
+                data, model = st["line"].split(" data, ")[0], st["line"].split(" data, ")[1].split(" model, ")[0]
+                assert f'title="data">{data}</span>' in row and f'title="model">{model}</span>' in row
+            assert row.count("Primary: ") == max(1, len(v.get("settings") or []))
+        else:
+            assert 'data-answer="no claim-level answer yet"' in row and "reported before the claim-level method" in row
+            assert not any(f'class="answer a-{kind}"' in row for kind in ("holds", "fails", "mixed", "open")), v["name"]
+            assert "Primary: " not in row and f'href="#claim-{v["name"]}"' in row
+            verdicts = [h["verdict"] for h in v["hypotheses"]]
+            for word in set(verdicts):
+                assert f'<span class="verdict v-{word}">{verdicts.count(word)} {word}</span>' in row, (v["name"], word)
+            assert row.count('title="seeds"') == 0 and 'title="paired seeds"' in row  # the setting's chips, from its Setup table
+
+
+def test_the_chips_come_from_the_setting_line_or_the_reports_setup_table(tmp_path):
+    assert line_chips("MNIST5k data, MLP model, 15 epochs, 11 seeds (quick profile)") == \
+        {"data": "MNIST5k", "model": "MLP", "budget": "15 epochs", "seeds": "11 seeds", "profile": "quick"}
+    assert line_chips("2 settings: mlp-mnist; cnn-digits") is None
+    report = tmp_path / "report.md"
+    report.write_text("""# x
+
+## Arms
+
+| arm | overrides | runs |
+|---|---|---|
+| `deep` | `model.depth=8` `optimizer.lr=0.1` | 8 completed |
+| `shallow` | `model.depth=2` | 8 completed |
+
+## Setup
+
+| | |
+|---|---|
+| data | `MNIST5k` splits {'train': 3600, 'val': 400, 'test': 1000} input [1, 28, 28] |
+| model | `MLP` depth=8, width=128, dropout=0.0, residual=False |
+| budget | 500 steps, batch 64, precision 32-true; sized before any comparison by the pilot |
+| seeds | 0, 1, 2, 3, 4, 5, 6, 7, 8, 9 (shared by all arms: paired) |
+
+## Plots
+""")
+    # the depth is the arms' own, so the chip names the parameters they share and says where they differ
+    assert setup_chips(report, "quick") == {"data": "MNIST5k (3,600 train)", "model": "MLP width=128, dropout=0.0; arms differ in depth",
+                                            "budget": "500 steps", "seeds": "10 seeds", "profile": "quick"}
+    report.write_text(report.read_text().replace("`model.depth=8` `optimizer.lr=0.1`", "`model=cnn`").replace("`model.depth=2`", "`model=mlp`"))
+    assert setup_chips(report, "quick")["model"] == "per arm: cnn / mlp"
+    assert setup_chips(tmp_path / "missing.md", "quick") is None
+
+
+def test_the_key_effect_is_said_in_points_for_a_share_and_in_the_metrics_units_otherwise():
+    h = {"n": 11, "mean_diff": 0.01582, "ci_low": 0.0118, "ci_high": 0.01984, "metric": "test/acc", "kind": "difference",
+         "direction": "higher", "better": "small", "worse": "large", "margin": 0.0}
+    assert effect_words(h) == "`small` higher than `large`: +1.6 points of test accuracy [+1.2, +2.0], 11 seeds"
+    loss = {**h, "metric": "test/loss", "direction": "lower", "mean_diff": 0.05, "ci_low": 0.01, "ci_high": 0.09}
+    assert effect_words(loss) == "`small` lower than `large`: 0.05 [0.01, 0.09] in `test/loss`, 11 seeds"
+    assert effect_words({**h, "n": 0}) == "not measured"
+    # a margin on a share is said in the same points as the effect
+    assert effect_words({**h, "margin": -0.005}).startswith("`small` higher than `large` by > -0.5 points: +1.6 points")
+
+
+def test_a_claim_row_says_where_holm_across_settings_held_a_setting_back_and_what_an_old_report_lacks():
+    primary = {"name": "p", "role": "primary", "metric": "test/acc", "kind": "difference", "direction": "higher", "better": "a",
+               "worse": "b", "margin": 0.0, "n": 8, "mean_diff": 0.02, "ci_low": 0.01, "ci_high": 0.03}
+    report = {"profile": "quick", "report_md": None, "hypotheses": [], "settings": [
+        {"name": "s1", "answer": "holds here", "answer_alone": "holds here", "line": "Digits data, CNN model, 500 steps, 8 seeds (quick profile)"},
+        {"name": "s2", "answer": "not shown", "answer_alone": "holds here", "line": "MNIST5k data, MLP model, 300 steps, 8 seeds (quick profile)"}],
+        "answer": {"answer": "holds in 1 of 2 settings", "primary": "p", "because": "s1: holds here; s2: not shown (alone: holds here)"},
+        "raw_hypotheses": [{**primary, "setting": "s1"}, {**primary, "setting": "s2", "mean_diff": 0.01}]}
+    pilots = [{"capped": True, "profile": "quick", "setting": "s2"}]
+    row = claim_row({"reports": [report], "pilots": pilots, "status": "reported", "status_text": ""})
+    assert row["answer"] == "holds in 1 of 2 settings" and row["kind"] == "holds" and row["because"] == "primary hypothesis: p"
+    s1, s2 = row["settings"]
+    assert s1["alone"] == "" and s2["alone"] == "alone: holds here; not after Holm's correction across the 2 settings"
+    assert (s1["chips"]["capped"], s2["chips"]["capped"]) == (False, True)  # the capped pilot is s2's own
+    assert s2["effect"].endswith("+1.0 points of test accuracy [+1.0, +3.0], 8 seeds")
+
+    old = {"profile": "quick", "report_md": None, "answer": None, "settings": [], "raw_hypotheses": [],
+           "hypotheses": [{"verdict": "supported"}, {"verdict": "a word from a newer method"}, {"verdict": "supported"}]}
+    row = claim_row({"reports": [old], "pilots": [], "status": "reported", "status_text": ""})
+    assert row["answer"] == "no claim-level answer yet" and row["kind"] == "none"
+    assert row["tally"] == [("supported", 2), ("a word from a newer method", 1)] and row["settings"][0]["effect"] == ""
+    assert claim_row({"reports": [], "pilots": [], "status": "not run yet", "status_text": "No results yet."})["answer"] == "not run yet"

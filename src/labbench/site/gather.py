@@ -163,6 +163,8 @@ def _reports(source: Path, dates: Dates) -> dict[str, list[dict[str, Any]]]:
                 "claim_id": v.get("claim_id") or "", "claim": v.get("claim", ""),
                 "runs": v.get("runs", {}), "wall_time_s": v.get("wall_time_s"),
                 "answer": v.get("answer"),  # the claim-level answer (None: the spec names no primary)
+                "settings": v.get("settings") or [],  # a claim answered in several settings: each one's answer and setting line
+                "raw_hypotheses": v["hypotheses"],  # the primary's own numbers, for the index's effect in words
                 "hypotheses": [hypothesis_row(h, v, i) for i, h in enumerate(v["hypotheses"])],
                 # a claim answered in several settings: each setting's own report, shown on the claim's page
                 "setting_reports": [{"name": st["name"], "folder": (folder / st["report"]).parent.resolve(),
@@ -196,6 +198,7 @@ def _pilots(source: Path) -> dict[str, list[dict[str, Any]]]:
             "profile": p["profile"], "arm": p["arm"], "chosen": p.get("chosen"), "folder": path.parent,
             "pilot_md": path.parent / "pilot.md" if (path.parent / "pilot.md").is_file() else None,
             "command": f"labbench pilot {p['name']}{setting}", "setting": p.get("setting"),
+            "capped": bool(p.get("capped")),  # no candidate met the rule: the largest was taken, the standard arm still improving
         })
     return out
 
@@ -211,6 +214,192 @@ def _status(reports: list, pilots: list) -> tuple[str, str]:
     if pilots:
         return "not run yet", "The pilot sized the budget; the comparison has not been run yet."
     return "not run yet", "No results yet."
+
+
+# --- one row per claim: the index's top table ------------------------------------------------------
+
+ANSWER_ORDER = ("holds in", "holds here", "setting-dependent", "smaller than claimed", "does not hold", "not shown",
+                "out of regime", "setup failed")
+NO_ANSWER = "no claim-level answer yet"  # an old-method report: hypothesis verdicts, no primary, so no answer for the claim
+NOT_RUN = "not run yet"  # in the catalog, no report (the pilot may have run)
+SHARES = {  # metrics that are shares (0-1): an effect on them reads best in points; anything else keeps the metric's own units
+    "acc": "{split} accuracy",
+    "weight_sparsity": "all weights near zero",  # probes/final.py: the share of weight-matrix entries with |w| < tol
+}
+
+
+def answer_rank(answer: str) -> tuple[int, str]:
+    """The order of the counts: held first, then mixed, smaller, not holding, undecided, and claims with no answer last."""
+    rank = next((i for i, prefix in enumerate(ANSWER_ORDER) if answer.startswith(prefix)), len(ANSWER_ORDER))
+    return (rank + (1 if answer == NOT_RUN else 0), answer)
+
+
+def answer_kind(answer: str) -> str:
+    """A CSS class for an answer word: ``holds``, ``mixed``, ``fails``, ``open`` or ``none``; the word itself is always shown."""
+    if answer.startswith("holds"):
+        return "holds"
+    if answer == "setting-dependent" or answer.startswith("smaller"):
+        return "mixed"
+    if answer.startswith("does not hold"):
+        return "fails"
+    if answer in (NO_ANSWER, NOT_RUN):
+        return "none"
+    return "open"  # not shown, out of regime, setup failed: the runs did not decide
+
+
+def effect_words(h: dict[str, Any]) -> str:
+    """The primary's effect as a reader says it: the prediction, then the difference with its units, e.g.
+    "`small` higher than `large-tuned`: +1.6 points of test accuracy [+1.2, +2.0], 11 seeds". A metric that is a share
+    (``SHARES``) is given in points (0.01 = 1 point); any other keeps its own units, named by the metric."""
+    if not h.get("n") or not _finite(h.get("mean_diff")):
+        return "not measured"
+    metric = str(h.get("metric", ""))
+    split, _, leaf = metric.rpartition("/")
+    share = SHARES.get(leaf) if h.get("kind") != "rate" else None
+    seeds = f"{h['n']} seeds"
+    if share:
+        interval = (f" [{100 * h['ci_low']:+.1f}, {100 * h['ci_high']:+.1f}]" if _finite(h.get("ci_low")) and _finite(h.get("ci_high"))
+                    else " (every seed the same: no interval)")
+        said = f"{100 * h['mean_diff']:+.1f} points of {share.format(split=split).strip()}{interval}"
+        margin = h.get("margin") or 0.0  # the prediction's margin in the same points as the effect, not in the metric's fraction
+        predicted = predicted_text({**h, "margin": 0.0}) + (f" by > {100 * margin:+.3g} points" if margin else "")
+    else:
+        said = f"{difference_text(h)} in `{metric}`"
+        predicted = predicted_text(h)
+    return f"{predicted}: {said}, {seeds}"
+
+
+_LINE = re.compile(r"^(?P<data>.+?) data, (?P<model>.+?) model, (?P<budget>.+), (?P<seeds>\d+) seeds \((?P<profile>[\w-]+) profile\)$")
+
+
+def line_chips(line: str) -> dict[str, str] | None:
+    """A claim-level answer's setting line ("MNIST5k data, MLP model, 600 steps, 10 seeds (quick profile)",
+    ``results.setting_line``) as chips; None for a line in another shape."""
+    match = _LINE.match(line.strip())
+    if not match:
+        return None
+    return {"data": match["data"], "model": match["model"], "budget": match["budget"], "seeds": f"{match['seeds']} seeds",
+            "profile": match["profile"]}
+
+
+def _arm_overrides(text: str) -> list[str]:
+    """Every override an arm of the report's "Arms" table sets (the keys on which the arms differ)."""
+    match = re.search(r"^## Arms\s*\n(.*?)(?=^## |\Z)", text, re.M | re.S)
+    rows = re.findall(r"^\|\s*`[^`]+`\s*\|([^|]*)\|", match[1], re.M) if match else []
+    return [o for row in rows for o in re.findall(r"`([^`]+)`", row)]
+
+
+def setup_chips(report_md: Path | None, profile: str) -> dict[str, str] | None:
+    """The chips of a report without a setting line (the old method), read from its own "Setup" table: the data set and
+    its training split, the model and its first two parameters, the budget, the number of paired seeds.
+
+    The Setup table describes the base configuration; where the arms override part of it (``model=cnn``, a preset,
+    ``model.depth=...``, ``data.train_size=...``), the chip says the arms differ rather than show the base's value as if
+    every arm had it. None when the report has no such table."""
+    if report_md is None or not report_md.is_file():
+        return None
+    text = report_md.read_text()
+    match = re.search(r"^## Setup\s*\n(.*?)(?=^## |\Z)", text, re.M | re.S)
+    if not match:
+        return None
+    cells = {m[1].strip(): m[2].strip() for m in re.finditer(r"^\|\s*([a-z ]+?)\s*\|\s*(.+?)\s*\|\s*$", match[1], re.M)}
+    if not {"data", "model", "budget", "seeds"} <= set(cells):
+        return None
+    overrides = _arm_overrides(text)
+    keys = {o.split("=", 1)[0] for o in overrides}
+
+    def per_arm(*names: str) -> str:
+        """The values the arms give a group that replaces a whole node (``model=``, ``preset=``), or ''."""
+        values = list(dict.fromkeys(o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0] in names))
+        return "per arm: " + " / ".join(values) if values else ""
+
+    data = re.match(r"`([^`]+)`", cells["data"])
+    train = re.search(r"'train': (\d+)", cells["data"])
+    data_text = per_arm("data") or ((data[1] if data else cells["data"])
+                                    + (f" ({int(train[1]):,} train)" if train and "data.train_size" not in keys else ""))
+    differ = sorted(k.split(".", 1)[1] for k in keys if k.startswith("data."))
+    if differ and not data_text.startswith("per arm"):
+        data_text += f"; arms differ in {', '.join(differ)}"
+    model = re.match(r"`([^`]+)`\s*(.*)", cells["model"])
+    model_text = per_arm("model", "preset")
+    if not model_text:
+        params = [q.strip() for q in re.split(r",\s*(?![^\[]*\])", model[2]) if "=" in q] if model else []
+        shared = [q for q in params if f"model.{q.split('=', 1)[0]}" not in keys][:2]
+        model_text = (model[1] + (" " + ", ".join(shared) if shared else "")) if model else cells["model"]
+        differ = sorted(k.split(".", 1)[1] for k in keys if k.startswith("model."))
+        if differ:
+            model_text += f"; arms differ in {', '.join(differ)}"
+    budget = cells["budget"].split(",")[0].strip()
+    if keys & {"trainer.max_steps", "trainer.max_epochs"}:
+        budget += "; arms differ"
+    seeds = re.findall(r"\d+", cells["seeds"].split("(")[0])
+    return {"data": data_text, "model": model_text, "budget": budget, "seeds": f"{len(seeds)} seeds", "profile": profile}
+
+
+def _verdict_order(verdict: str) -> tuple[int, str]:
+    """Verdict words in ``VERDICTS`` order; a word from a newer method than this module knows goes last, not an error."""
+    return (VERDICTS.index(verdict) if verdict in VERDICTS else len(VERDICTS), verdict)
+
+
+def _capped(pilots: list[dict[str, Any]], profile: str, setting: str | None) -> bool:
+    return any(p["capped"] and p["profile"] == profile and p.get("setting") == setting for p in pilots)
+
+
+def headline(reports: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The report a claim's row leads with: the largest profile run (full, then quick, then smoke)."""
+    rank = {"full": 0, "quick": 1, "smoke": 2}
+    return min(reports, key=lambda r: (rank.get(r["profile"], 3), r["profile"])) if reports else None
+
+
+def claim_row(claim: dict[str, Any]) -> dict[str, Any]:
+    """What the index's top table shows for one claim: its answer across settings, each setting's chips and the
+    primary's effect in words; for a report of the old method (no primary), no answer and the tally of its
+    hypotheses' verdicts instead, so nothing is shown as an answer the report does not have."""
+    r = headline(claim["reports"])
+    if r is None:
+        return {"answer": NOT_RUN, "kind": answer_kind(NOT_RUN), "because": claim["status_text"], "profile": None,
+                "settings": [], "tally": [], "status": claim["status"], "others": []}
+    others = [o["profile"] for o in claim["reports"] if o is not r]
+    if not r.get("answer"):
+        chips = setup_chips(r["report_md"], r["profile"])
+        if chips is not None:
+            chips["capped"] = _capped(claim["pilots"], r["profile"], None)
+        verdicts = [h["verdict"] for h in r["hypotheses"]]
+        return {"answer": NO_ANSWER, "kind": answer_kind(NO_ANSWER), "profile": r["profile"], "others": others,
+                "because": "reported before the claim-level method: no primary hypothesis, so no answer for the claim",
+                "settings": [{"name": "", "answer": "", "chips": chips, "effect": "", "description": "", "alone": ""}],
+                "tally": [(v, verdicts.count(v)) for v in dict.fromkeys(sorted(verdicts, key=_verdict_order))]}
+    answer = r["answer"]
+    primaries = [h for h in r["raw_hypotheses"] if h.get("role") == "primary"]
+    if r["settings"]:
+        settings = []
+        for st in r["settings"]:
+            h = next((p for p in primaries if p.get("setting") == st["name"]), None)
+            chips = line_chips(st.get("line", ""))
+            if chips is not None:
+                chips["capped"] = _capped(claim["pilots"], r["profile"], st["name"])
+            alone = st.get("answer_alone", st["answer"])
+            settings.append({"name": st["name"], "answer": st["answer"], "chips": chips, "description": st.get("description", ""),
+                             # a setting whose primary passed alone but not after Holm across the settings says so
+                             "alone": (f"alone: {alone}; not after Holm's correction across the {len(r['settings'])} settings"
+                                       if alone != st["answer"] else ""),
+                             "effect": effect_words(h) if h else st.get("primary_effect", "-")})
+    else:
+        chips = line_chips(answer.get("setting", ""))
+        if chips is not None:
+            chips["capped"] = _capped(claim["pilots"], r["profile"], None)
+        settings = [{"name": "", "answer": "", "chips": chips, "description": "", "alone": "",
+                     "effect": effect_words(primaries[0]) if primaries else "-"}]
+    # across settings, "because" repeats each setting's answer, which the settings list shows: the primary is said instead
+    because = f"primary hypothesis: {answer['primary']}" if r["settings"] and answer.get("primary") else answer.get("because", "")
+    return {"answer": answer["answer"], "kind": answer_kind(answer["answer"]), "because": because,
+            "primary": answer.get("primary", ""), "profile": r["profile"], "others": others, "settings": settings, "tally": []}
+
+
+def claim_counts(claims: list[dict[str, Any]]) -> list[tuple[str, int]]:
+    """Claims (not hypotheses) by the answer their row shows, in ``answer_rank`` order."""
+    words = [c["row"]["answer"] for c in claims]
+    return [(w, words.count(w)) for w in sorted(set(words), key=answer_rank)]
 
 
 def gather(source: Path) -> dict[str, Any]:
@@ -240,10 +429,12 @@ def gather(source: Path) -> dict[str, Any]:
             "order": claim_order(claim_id, name),
         })
     claims.sort(key=lambda c: c["order"])
-    answered = [r["answer"]["answer"] for c in claims for r in c["reports"] if r.get("answer")]
+    for c in claims:
+        c["row"] = claim_row(c)
     return {
         "source": source, "claims": claims, "sections": SECTIONS, "verdicts": VERDICTS,
-        "answers": {a: answered.count(a) for a in dict.fromkeys(answered)},
-        "unanswered": sum(1 for c in claims for r in c["reports"] if not r.get("answer")),
+        "claim_counts": claim_counts(claims),
+        # the claims table: grouped by answer in the order of the counts (answered claims first), registry order within
+        "by_answer": sorted(claims, key=lambda c: (answer_rank(c["row"]["answer"])[0], c["order"])),
         "hypotheses": sum(len(r["hypotheses"]) for c in claims for r in c["reports"]),
     }

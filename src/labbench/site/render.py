@@ -18,6 +18,7 @@ from markdown_it import MarkdownIt
 from markupsafe import Markup
 
 from labbench.ablation.report import _f
+from labbench.site.gather import answer_kind
 
 _MD = MarkdownIt("commonmark", {"html": False}).enable("table")  # raw HTML in a report stays text
 
@@ -117,6 +118,7 @@ def environment() -> Environment:
     env.filters["md_inline"] = lambda text: Markup(_MD.renderInline(str(text)))
     env.filters["num"] = number
     env.filters["url"] = lambda path: quote(str(path))
+    env.globals["answer_kind"] = answer_kind  # the colour class of an answer word, for the index and the claim pages alike
     return env
 
 
@@ -149,6 +151,7 @@ def render_site(data: dict[str, Any], source_label: str, forest: bool) -> tuple[
             c=c, root="../", section_title=data["sections"].get(c["section"], c["section"]), source_label=source_label)
     pages["index.html"] = env.get_template("index.html").render(
         claims=data["claims"], verdicts=data["verdicts"], counts=counts, total=data["hypotheses"],
-        answers=data.get("answers", {}), unanswered=data.get("unanswered", 0),
+        claim_counts=data["claim_counts"], by_answer=data["by_answer"],
+        profiles=sorted({r["profile"] for c in data["claims"] for r in c["reports"]}),
         sections=sections, section_titles=data["sections"], source_label=source_label, forest=forest, root="")
     return pages, assets
