@@ -156,3 +156,19 @@ def test_the_readme_says_which_budgets_were_capped_as_the_committed_pilots_do():
             assert f"`{pilot['name']}" in sentence.split("capped", 1)[1]
     assert f"of {len(pilots)} committed pilots" in sentence
     assert "have no quick budget" not in README.read_text()
+
+
+def test_the_readme_states_the_catalogs_measured_time_from_the_verdict_files():
+    """Issue 28, item 6: the catalog's total time, measured (the runs' own wall times the verdict files sum), stated in
+    the README, with the settings over the 20-minute cap named."""
+    from labbench.ablation.board import load_reports, time_sentence
+
+    sentence = time_sentence(load_reports(RESULTS), RESULTS)
+    assert sentence in README.read_text()
+    verdicts = [json.loads(p.read_text()) for p in RESULTS.glob("*/quick/verdict.json")]
+    hours = sum(v.get("wall_time_s") or 0.0 for v in verdicts) / 3600
+    assert f"trained for {hours:.1f} hours in all" in sentence
+    for v in verdicts:
+        for s in v.get("settings") or []:
+            if (s.get("wall_time_s") or 0) > 2400:
+                assert f"`{v['name']}/{s['name']}`" in sentence

@@ -180,6 +180,32 @@ def budget_sentence(results_dir: Path, root: Path) -> str:
     return out + "."
 
 
+SETTING_CAP_MINUTES = 20  # issue 28, item 6: a setting's quick profile on the 2-core CPU
+
+
+def time_sentence(reports: list[dict[str, Any]], results_dir: Path) -> str:
+    """What the catalog costs, measured: the training wall time of every run behind the committed quick reports (each
+    run's own time from its record, summed, tuning included; ``verdict.json``'s ``wall_time_s``) and of the pilots
+    (each candidate's),
+    and the settings whose runs alone exceed the cap even at two parallel jobs (more than 2 x 20 minutes summed)."""
+    runs = sum(v.get("wall_time_s") or 0.0 for v in reports)
+    pilots = sum(c.get("wall_time_s") or 0.0  # per candidate tried (its tuning runs included)
+                 for p in [*results_dir.glob("*/pilot/pilot.json"), *results_dir.glob("*/pilot/*/pilot.json")]
+                 for c in json.loads(p.read_text())["candidates"])
+    per_setting = []
+    for v in reports:
+        parts = [(f"{v['name']}/{s['name']}", s.get("wall_time_s")) for s in v.get("settings") or []] or [(v["name"], v.get("wall_time_s"))]
+        per_setting += [(label, t) for label, t in parts if t]
+    over = [(label, t) for label, t in per_setting if t > 2 * 60 * SETTING_CAP_MINUTES]
+    out = (f"Time, measured: the runs behind these {len(reports)} reports trained for {runs / 3600:.1f} hours in all, the pilots "
+           f"for {pilots / 3600:.1f} more (each run's own wall time on the 2-core CPU, summed: one run at a time; `--jobs 2` "
+           "about halves the elapsed time)")
+    if over:
+        out += (f"; over the {SETTING_CAP_MINUTES}-minute cap for a setting's quick profile even at two jobs (more than "
+                f"{2 * SETTING_CAP_MINUTES} minutes of runs): " + ", ".join(f"`{label}` ({t / 60:.0f} min)" for label, t in sorted(over)))
+    return out + "."
+
+
 def _count(value: str) -> str:
     """``6000`` -> ``6,000``; an interpolation (a budget in samples) stays as written."""
     return f"{int(value):,}" if value.isdigit() else value
@@ -194,7 +220,7 @@ def markdown(results_dir: Path, root: Path, profile: str = "quick") -> str:
              "|---|---|---|---|---|---|---|", *(row for _, row in sorted(rows(reports, root) + unsized(results_dir, root, profile))), "",
              "Effect: the paired difference, positive = as predicted (docs/method.md). Generated from the committed "
              "`verdict.json` files by `python scripts/readme_results.py`; a test fails when this table is out of date.", "",
-             budget_sentence(results_dir, root), "", END]
+             budget_sentence(results_dir, root), "", time_sentence(reports, results_dir), "", END]
     return "\n".join(lines)
 
 
