@@ -93,8 +93,9 @@ def test_a_spec_written_before_roles_is_told_what_keeps_it_from_an_answer():
 
     lines = method_warnings(specs.load("warmup"))
     assert lines[0].startswith("no primary hypothesis") and "gates[0] (test/acc beyond 0.9) is a fixed quality bar" in lines[1]
-    assert len(method_warnings(specs.load("bn-vs-gn"))) == 2  # its gate is the chance baseline; one setting
-    assert method_warnings(specs.load("bn-vs-gn"))[1].startswith("answered in one setting")
+    assert len(method_warnings(specs.load("cnn-vs-mlp"))) == 2  # its gate is the chance baseline; one setting
+    assert method_warnings(specs.load("bn-vs-gn")) == []  # re-registered under the method: a primary, two settings
+    assert method_warnings(specs.load("cnn-vs-mlp"))[1].startswith("answered in one setting")
     assert method_warnings(specs.load("zero-init-symmetry")) == []  # a primary, baseline gates, two settings
 
 
