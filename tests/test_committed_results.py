@@ -8,6 +8,7 @@ stop matching and this test names them with the command that re-runs them.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -172,3 +173,25 @@ def test_the_readme_states_the_catalogs_measured_time_from_the_verdict_files():
         for s in v.get("settings") or []:
             if (s.get("wall_time_s") or 0) > 2400:
                 assert f"`{v['name']}/{s['name']}`" in sentence
+
+
+def test_the_readme_leads_with_one_row_per_claim_and_its_answer():
+    """Issue 29: the README's results lead with the claim-level table: every committed report has a row there, above
+    the hypothesis table; a claim answered under the method shows its answer, an old-method report says it has none
+    (its hypotheses tallied), never an answer word it does not have."""
+    text = README.read_text()
+    claims_part, hypotheses_part = text.split("Every hypothesis of every report", 1)
+    for path in RESULTS.glob("*/quick/verdict.json"):
+        v = json.loads(path.read_text())
+        row = next(line for line in claims_part.splitlines() if f"[`{v['name']}`]" in line)
+        answer = (v.get("answer") or {}).get("answer")
+        if answer:
+            assert f"| **{answer}** |" in row
+            for s in v.get("settings") or []:
+                assert f"{s['name']}: {s['answer']};" in row
+        else:
+            assert "| no claim-level answer yet | hypotheses: " in row
+            tally = re.findall(r"(\d+) ([a-z ]+?)(?:,|\s\|)", row.split("hypotheses: ", 1)[1])
+            assert {word: int(n) for n, word in tally} == {w: [h["verdict"] for h in v["hypotheses"]].count(w)
+                                                          for w in {h["verdict"] for h in v["hypotheses"]}}
+        assert f"[`{v['name']}`]" in hypotheses_part  # the hypotheses follow below

@@ -18,11 +18,12 @@ import pytest
 from conftest import REPO
 
 from labbench.ablation import spec as specs
+from labbench.ablation.board import effect_words
 from labbench.cli import main
 from labbench.site import MANIFEST, SiteError, build
 from labbench.site.browser import NoBrowser, chromium, resize
 from labbench.site.figures import forest_svg
-from labbench.site.gather import claim_row, effect_words, gate_status, gather, line_chips, setup_chips, standardized
+from labbench.site.gather import claim_row, gate_status, gather, line_chips, setup_chips, standardized
 
 RESULTS = REPO / "docs" / "results"
 

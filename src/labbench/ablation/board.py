@@ -97,6 +97,64 @@ def _held_back(h: dict[str, Any]) -> str:
     return f"Not decided: the t-interval excludes {bound}, but p {_f(raw)} is above {alpha} (the larger of the t and sign-flip p)."
 
 
+TALLY_ORDER = ("supported", "smaller than claimed", "contradicted", "inconclusive", "undertrained", "out of regime", "exploratory")
+NO_ANSWER = "no claim-level answer yet"  # an old-method report: hypothesis verdicts, no primary, so no answer for the claim
+SHARES = {  # metrics that are shares (0-1): an effect on them reads best in points; anything else keeps the metric's own units
+    "acc": "{split} accuracy",
+    "weight_sparsity": "all weights near zero",  # probes/final.py: the share of weight-matrix entries with |w| < tol
+}
+
+
+def _finite(x: Any) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def effect_words(h: dict[str, Any]) -> str:
+    """The primary's effect as a reader says it: the prediction, then the difference with its units, e.g.
+    "`small` higher than `large-tuned`: +1.6 points of test accuracy [+1.2, +2.0], 11 seeds". A metric that is a share
+    (``SHARES``) is given in points (0.01 = 1 point); any other keeps its own units, named by the metric."""
+    if not h.get("n") or not _finite(h.get("mean_diff")):
+        return "not measured"
+    metric = str(h.get("metric", ""))
+    split, _, leaf = metric.rpartition("/")
+    share = SHARES.get(leaf) if h.get("kind") != "rate" else None
+    seeds = f"{h['n']} seeds"
+    if share:
+        interval = (f" [{100 * h['ci_low']:+.1f}, {100 * h['ci_high']:+.1f}]" if _finite(h.get("ci_low")) and _finite(h.get("ci_high"))
+                    else " (every seed the same: no interval)")
+        said = f"{100 * h['mean_diff']:+.1f} points of {share.format(split=split).strip()}{interval}"
+        margin = h.get("margin") or 0.0  # the prediction's margin in the same points as the effect, not in the metric's fraction
+        predicted = predicted_text({**h, "margin": 0.0}) + (f" by > {100 * margin:+.3g} points" if margin else "")
+    else:
+        said = f"{difference_text(h)} in `{metric}`"
+        predicted = predicted_text(h)
+    return f"{predicted}: {said}, {seeds}"
+
+
+def claim_rows(reports: list[dict[str, Any]], root: Path) -> list[str]:
+    """One README row per claim, its claim-level answer first (issue 29: the results lead with the answers): the answer
+    across settings, each setting's answer and its primary's effect in words; an old-method report says it has no
+    answer and tallies its hypotheses' verdicts instead (never an answer word it does not have)."""
+    out = []
+    for v in reports:
+        link = Path(v["_path"]).parent.relative_to(root).as_posix() + "/report.md"
+        label = f"{v['claim_id']} " if v.get("claim_id") else ""
+        answer = (v.get("answer") or {}).get("answer")
+        if answer is None:
+            words = [h["verdict"] for h in v["hypotheses"]]
+            order = [*TALLY_ORDER, *sorted(set(words) - set(TALLY_ORDER))]
+            said = NO_ANSWER
+            where = "hypotheses: " + ", ".join(f"{words.count(w)} {w}" for w in order if w in words)
+        else:
+            said = f"**{answer}**"
+            primaries = [h for h in v["hypotheses"] if h.get("role") == "primary"]
+            answers = {s["name"]: s.get("answer", "") for s in v.get("settings") or []}
+            where = "<br>".join((f"{h['setting']}: {answers.get(h['setting'], '')}; " if h.get("setting") else "") + effect_words(h)
+                                for h in primaries) or "-"
+        out.append(f"| {label}[`{v['name']}`]({link}) | {said} | {where} |")
+    return out
+
+
 def rows(reports: list[dict[str, Any]], root: Path) -> list[tuple[tuple, str]]:
     """(order, row) per hypothesis of every report."""
     out = []
@@ -212,10 +270,13 @@ def _count(value: str) -> str:
 
 
 def markdown(results_dir: Path, root: Path, profile: str = "quick") -> str:
-    """The README block: claims counted by answer, then one row per hypothesis, linked to its report (and one per
-    claim still without a budget)."""
+    """The README block: claims counted by answer, one row per claim with its answer, then one row per hypothesis,
+    linked to its report (and one per claim still without a budget)."""
     reports = load_reports(results_dir, profile)
     lines = [START, "", answer_counts(reports), "",
+             "| claim | answer | each setting: its answer; the primary hypothesis's effect |", "|---|---|---|",
+             *claim_rows(reports, root), "",
+             "Every hypothesis of every report (a claim answered in several settings names the setting):", "",
              "| claim | hypothesis | predicted | effect [95% CI] | seeds | verdict | where it differs from the claim |",
              "|---|---|---|---|---|---|---|", *(row for _, row in sorted(rows(reports, root) + unsized(results_dir, root, profile))), "",
              "Effect: the paired difference, positive = as predicted (docs/method.md). Generated from the committed "

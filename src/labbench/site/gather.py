@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from labbench.ablation import spec as specs
-from labbench.ablation.board import claim_order, load_reports, plain_sentence
+from labbench.ablation.board import NO_ANSWER, claim_order, effect_words, load_reports, plain_sentence
 from labbench.ablation.maps import reproduce_command as map_command
 from labbench.ablation.report import difference_text, predicted_text
 from labbench.ablation.results import GATE_FREE_SHORT
@@ -220,12 +220,7 @@ def _status(reports: list, pilots: list) -> tuple[str, str]:
 
 ANSWER_ORDER = ("holds in", "holds here", "setting-dependent", "smaller than claimed", "does not hold", "not shown",
                 "out of regime", "setup failed")
-NO_ANSWER = "no claim-level answer yet"  # an old-method report: hypothesis verdicts, no primary, so no answer for the claim
 NOT_RUN = "not run yet"  # in the catalog, no report (the pilot may have run)
-SHARES = {  # metrics that are shares (0-1): an effect on them reads best in points; anything else keeps the metric's own units
-    "acc": "{split} accuracy",
-    "weight_sparsity": "all weights near zero",  # probes/final.py: the share of weight-matrix entries with |w| < tol
-}
 
 
 def answer_rank(answer: str) -> tuple[int, str]:
@@ -245,28 +240,6 @@ def answer_kind(answer: str) -> str:
     if answer in (NO_ANSWER, NOT_RUN):
         return "none"
     return "open"  # not shown, out of regime, setup failed: the runs did not decide
-
-
-def effect_words(h: dict[str, Any]) -> str:
-    """The primary's effect as a reader says it: the prediction, then the difference with its units, e.g.
-    "`small` higher than `large-tuned`: +1.6 points of test accuracy [+1.2, +2.0], 11 seeds". A metric that is a share
-    (``SHARES``) is given in points (0.01 = 1 point); any other keeps its own units, named by the metric."""
-    if not h.get("n") or not _finite(h.get("mean_diff")):
-        return "not measured"
-    metric = str(h.get("metric", ""))
-    split, _, leaf = metric.rpartition("/")
-    share = SHARES.get(leaf) if h.get("kind") != "rate" else None
-    seeds = f"{h['n']} seeds"
-    if share:
-        interval = (f" [{100 * h['ci_low']:+.1f}, {100 * h['ci_high']:+.1f}]" if _finite(h.get("ci_low")) and _finite(h.get("ci_high"))
-                    else " (every seed the same: no interval)")
-        said = f"{100 * h['mean_diff']:+.1f} points of {share.format(split=split).strip()}{interval}"
-        margin = h.get("margin") or 0.0  # the prediction's margin in the same points as the effect, not in the metric's fraction
-        predicted = predicted_text({**h, "margin": 0.0}) + (f" by > {100 * margin:+.3g} points" if margin else "")
-    else:
-        said = f"{difference_text(h)} in `{metric}`"
-        predicted = predicted_text(h)
-    return f"{predicted}: {said}, {seeds}"
 
 
 _LINE = re.compile(r"^(?P<data>.+?) data, (?P<model>.+?) model, (?P<budget>.+), (?P<seeds>\d+) seeds \((?P<profile>[\w-]+) profile\)$")
