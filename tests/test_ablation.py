@@ -306,6 +306,7 @@ def test_a_cnn_runs_numbers_do_not_depend_on_how_many_workers_share_the_machine(
     assert two["run_id"] == alone["run_id"] and two["metrics"]["final"] != alone["metrics"]["final"]
 
 
+@pytest.mark.integration  # a slow end-to-end run (CI and -m integration; the default tier keeps its budget)
 def test_a_spec_given_as_a_path_gets_hints_that_name_that_path(tmp_path):
     """Issue 27, item 1: every 'run this next' line works when pasted, for a spec outside the shipped folder too."""
     folder = tmp_path / "specs"

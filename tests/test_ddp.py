@@ -27,6 +27,7 @@ def one_process(tmp_path_factory):
     return run(compose([*SHORT, "logger=csv"]), tmp_path_factory.mktemp("single") / "run")
 
 
+@pytest.mark.integration  # a slow end-to-end run (CI and -m integration; the default tier keeps its budget)
 @pytest.mark.parametrize("strategy", ["ddp_spawn", pytest.param("ddp_fork", marks=pytest.mark.slow)])
 def test_two_processes_match_one_at_the_same_global_batch(tmp_path, one_process, strategy):
     """Same global batch of 32 (16 per process): the same model after every step, to float precision."""

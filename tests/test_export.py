@@ -12,6 +12,7 @@ from conftest import cli
 from test_ablation import write_spec
 
 
+@pytest.mark.integration  # a slow end-to-end run (CI and -m integration; the default tier keeps its budget)
 def test_export_gives_every_run_with_its_seed_and_value_as_the_statistics_read_them(tmp_path):
     tuning = {"param": "optimizer.lr", "grid": [0.001, 0.01], "metric": "val/loss", "direction": "lower"}
     path = write_spec(tmp_path, "pair", tuning=tuning, metrics=["test/acc"], profiles={"smoke": {"seeds": 3}})
@@ -49,6 +50,7 @@ def test_export_gives_every_run_with_its_seed_and_value_as_the_statistics_read_t
     assert missing.returncode == 2 and "no verdict.json there" in missing.stdout
 
 
+@pytest.mark.integration  # a slow end-to-end run (CI and -m integration; the default tier keeps its budget)
 def test_labbench_new_writes_a_spec_that_validates_and_never_overwrites(tmp_path):
     """Issue 27, item 6: a first spec from a commented template, not by deleting a shipped one's notes."""
     made = cli("labbench", "new", "my-claim", "--dir", "specs", cwd=tmp_path)
@@ -91,6 +93,7 @@ def test_from_labbench_new_to_a_smoke_reproduction_with_every_printed_command_ru
     assert "`labbench reproduce specs/tpl.yaml --profile smoke`" in claim
 
 
+@pytest.mark.integration  # a slow end-to-end run (CI and -m integration; the default tier keeps its budget)
 def test_reproduce_says_what_it_measured_and_writes_it_into_the_spec_when_asked(tmp_path):
     """Issue 27, item 5: an estimate is the spec's guess until measured; --update-estimate writes the measurement."""
     import yaml

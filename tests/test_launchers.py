@@ -22,6 +22,7 @@ def _records(folder: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(folder.glob("*/run.json"))]
 
 
+@pytest.mark.integration  # a slow end-to-end run (CI and -m integration; the default tier keeps its budget)
 def test_joblib_packs_runs_and_splits_the_cores(tmp_path):
     result = cli("labbench-train", "-m", "hydra/launcher=local", "hydra.launcher.n_jobs=2", *SHORT, "seed=0,1,2",
                  f"hydra.sweep.dir={tmp_path}", cwd=tmp_path)

@@ -11,6 +11,7 @@ from labbench.ablation.maps import matrix, parse_axes, render_markdown, run_map,
 from labbench.ablation.spec import SpecError
 
 
+@pytest.mark.integration  # a slow end-to-end run (CI and -m integration; the default tier keeps its budget)
 def test_smoke_map_end_to_end_and_cell_reuse(tmp_path):
     spec = specs.load("aa-control")
     first = run_map(spec, "smoke", {"trainer.max_steps": ["4", "6"]}, root=tmp_path, wandb=False, out_dir=tmp_path / "m1")
