@@ -97,7 +97,8 @@ def _held_back(h: dict[str, Any]) -> str:
     return f"Not decided: the t-interval excludes {bound}, but p {_f(raw)} is above {alpha} (the larger of the t and sign-flip p)."
 
 
-TALLY_ORDER = ("supported", "smaller than claimed", "contradicted", "inconclusive", "undertrained", "out of regime", "exploratory")
+# every verdict word a hypothesis can get, in the order a tally and the site list them
+VERDICTS = ("supported", "smaller than claimed", "contradicted", "inconclusive", "undertrained", "out of regime", "exploratory")
 NO_ANSWER = "no claim-level answer yet"  # an old-method report: hypothesis verdicts, no primary, so no answer for the claim
 SHARES = {  # metrics that are shares (0-1): an effect on them reads best in points; anything else keeps the metric's own units
     "acc": "{split} accuracy",
@@ -105,7 +106,8 @@ SHARES = {  # metrics that are shares (0-1): an effect on them reads best in poi
 }
 
 
-def _finite(x: Any) -> bool:
+def finite(x: Any) -> bool:
+    """A real number (not None, NaN or infinite): a value a sentence can state."""
     return isinstance(x, (int, float)) and math.isfinite(x)
 
 
@@ -113,14 +115,14 @@ def effect_words(h: dict[str, Any]) -> str:
     """The primary's effect as a reader says it: the prediction, then the difference with its units, e.g.
     "`small` higher than `large-tuned`: +1.6 points of test accuracy [+1.2, +2.0], 11 seeds". A metric that is a share
     (``SHARES``) is given in points (0.01 = 1 point); any other keeps its own units, named by the metric."""
-    if not h.get("n") or not _finite(h.get("mean_diff")):
+    if not h.get("n") or not finite(h.get("mean_diff")):
         return "not measured"
     metric = str(h.get("metric", ""))
     split, _, leaf = metric.rpartition("/")
     share = SHARES.get(leaf) if h.get("kind") != "rate" else None
     seeds = f"{h['n']} seeds"
     if share:
-        interval = (f" [{100 * h['ci_low']:+.1f}, {100 * h['ci_high']:+.1f}]" if _finite(h.get("ci_low")) and _finite(h.get("ci_high"))
+        interval = (f" [{100 * h['ci_low']:+.1f}, {100 * h['ci_high']:+.1f}]" if finite(h.get("ci_low")) and finite(h.get("ci_high"))
                     else " (every seed the same: no interval)")
         said = f"{100 * h['mean_diff']:+.1f} points of {share.format(split=split).strip()}{interval}"
         margin = h.get("margin") or 0.0  # the prediction's margin in the same points as the effect, not in the metric's fraction
@@ -142,7 +144,7 @@ def claim_rows(reports: list[dict[str, Any]], root: Path) -> list[str]:
         answer = (v.get("answer") or {}).get("answer")
         if answer is None:
             words = [h["verdict"] for h in v["hypotheses"]]
-            order = [*TALLY_ORDER, *sorted(set(words) - set(TALLY_ORDER))]
+            order = [*VERDICTS, *sorted(set(words) - set(VERDICTS))]
             said = NO_ANSWER
             where = "hypotheses: " + ", ".join(f"{words.count(w)} {w}" for w in order if w in words)
         else:
@@ -244,8 +246,8 @@ SETTING_CAP_MINUTES = 20  # issue 28, item 6: a setting's quick profile on the 2
 def time_sentence(reports: list[dict[str, Any]], results_dir: Path) -> str:
     """What the catalog costs, measured: the training wall time of every run behind the committed quick reports (each
     run's own time from its record, summed, tuning included; ``verdict.json``'s ``wall_time_s``) and of the pilots
-    (each candidate's),
-    and the settings whose runs alone exceed the cap even at two parallel jobs (more than 2 x 20 minutes summed)."""
+    (each candidate's), and the settings whose runs alone exceed the cap even at two parallel jobs (more than 2 x 20
+    minutes summed)."""
     runs = sum(v.get("wall_time_s") or 0.0 for v in reports)
     pilots = sum(c.get("wall_time_s") or 0.0  # per candidate tried (its tuning runs included)
                  for p in [*results_dir.glob("*/pilot/pilot.json"), *results_dir.glob("*/pilot/*/pilot.json")]

@@ -10,7 +10,6 @@ templates get numbers and words, and the same dicts feed the forest plot.
 from __future__ import annotations
 
 import json
-import math
 import re
 import subprocess
 from datetime import datetime, timezone
@@ -18,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from labbench.ablation import spec as specs
-from labbench.ablation.board import NO_ANSWER, claim_order, effect_words, load_reports, plain_sentence
+from labbench.ablation.board import NO_ANSWER, VERDICTS, claim_order, effect_words, finite, load_reports, plain_sentence
 from labbench.ablation.maps import reproduce_command as map_command
 from labbench.ablation.report import difference_text, predicted_text
 from labbench.ablation.results import GATE_FREE_SHORT
@@ -31,7 +30,6 @@ SECTIONS = {  # claims.md's sections; anything without a registry id (the A/A co
     "D": "D. Generative models",
     "other": "Controls",
 }
-VERDICTS = ("supported", "smaller than claimed", "contradicted", "inconclusive", "undertrained", "out of regime", "exploratory")
 WANDB_PROJECT = "labbench"  # loggers.py / plan.logging_overrides: project labbench, group = ablation name
 
 
@@ -41,16 +39,12 @@ def section_of(claim_id: str | None) -> str:
     return match[1] if match else "other"
 
 
-def _finite(x: Any) -> bool:
-    return isinstance(x, (int, float)) and math.isfinite(x)
-
-
 def standardized(h: dict[str, Any]) -> tuple[float, float, float] | None:
     """The effect in units of the seed-to-seed spread of the paired differences (Cohen's d_z):
     ``mean_diff / sd_diff`` and the 95% interval scaled the same way. None where the
     differences have no spread (every seed the same) or there is no interval: nothing to scale by."""
     sd = h.get("sd_diff")
-    if not _finite(sd) or sd <= 0 or not all(_finite(h.get(k)) for k in ("mean_diff", "ci_low", "ci_high")):
+    if not finite(sd) or sd <= 0 or not all(finite(h.get(k)) for k in ("mean_diff", "ci_low", "ci_high")):
         return None
     return h["mean_diff"] / sd, h["ci_low"] / sd, h["ci_high"] / sd
 
@@ -126,7 +120,7 @@ def reproduce_command(report_md: Path | None, name: str, profile: str) -> str:
 def hypothesis_row(h: dict[str, Any], verdict: dict[str, Any], index: int) -> dict[str, Any]:
     """One hypothesis as the index and the claim pages show it."""
     d = standardized(h)
-    measured = h["n"] > 0 and _finite(h["mean_diff"])
+    measured = h["n"] > 0 and finite(h["mean_diff"])
     return {
         "index": index, "name": (f"[{h['setting']}] " if h.get("setting") else "") + h["name"], "metric": h["metric"], "predicted": predicted_text(h),
         "effect": difference_text(h) if measured else "-",
