@@ -162,3 +162,67 @@ def test_bpe_lm_run_end_to_end(tmp_path, one_thread):
     assert record["model"]["parameters"] < 2 * 500 * 32  # tied (the default): the 500 x 32 matrix counted once, the rest ~14k
     assert math.isfinite(record["baselines"]["val/bigram"])
     assert isinstance(record["sample"], str) and record["sample"].startswith("\n") and len(record["sample"]) > 20
+
+
+# ---- variable-length (padded) training windows ----------------------------------------------
+
+
+@pytest.mark.unit
+def test_padded_windows_keep_a_seeded_length_and_pad_on_the_right(tmp_path):
+    from labbench.data.text import IGNORE, PAD_ID, token_mask
+
+    text = tmp_path / "abc.txt"
+    text.write_text("abcdefghij" * 100)
+    whole = CharText(path=str(text), context_length=8, batch_size=64, order_seed=3)
+    padded = CharText(path=str(text), context_length=8, batch_size=64, order_seed=3, min_length=3)
+    x0, y0 = next(iter(whole.setup() or whole.train_dataloader()))
+    x, y = next(iter(padded.setup() or padded.train_dataloader()))
+    mask = token_mask(y)
+    lengths = mask.sum(1)
+    assert int(lengths.min()) == 3 and int(lengths.max()) == 8  # 64 draws from 3..8 reach both ends
+    assert torch.equal(mask, torch.arange(8)[None, :] < lengths[:, None])  # real tokens first, then padding
+    assert torch.equal(x[mask], x0[mask]) and torch.equal(y[mask], y0[mask])  # the same windows as unpadded, cut short
+    assert (x[~mask] == PAD_ID).all() and (y[~mask] == IGNORE).all()
+    assert token_mask(y0) is None  # whole windows take the plain path
+    again = CharText(path=str(text), context_length=8, batch_size=64, order_seed=3, min_length=3)
+    again.setup()
+    assert torch.equal(y, next(iter(again.train_dataloader()))[1])  # seeded
+    for split in (padded.val_dataloader(), padded.test_dataloader()):
+        assert token_mask(next(iter(split))[1]) is None  # evaluation windows stay whole
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("bad", [0, 9, 2.5, True])
+def test_a_min_length_outside_one_to_the_context_fails_clearly(bad):
+    with pytest.raises(ValueError, match="data.min_length is the shortest training window, a whole number from 1 to data.context_length=8"):
+        CharText(context_length=8, min_length=bad)
+
+
+@pytest.mark.unit
+def test_padding_is_left_out_of_the_loss():
+    """The language model's loss on a padded batch is the mean over the real tokens alone."""
+    from labbench.data.text import IGNORE
+
+    logits = torch.randn(2, 4, 5)
+    y = torch.tensor([[1, 2, 3, 4], [0, 1, IGNORE, IGNORE]])
+    loss = torch.nn.CrossEntropyLoss()(logits.reshape(-1, 5), y.reshape(-1))
+    keep = y.reshape(-1) != IGNORE
+    by_hand = -logits.reshape(-1, 5)[keep].log_softmax(-1).gather(1, y.reshape(-1)[keep, None]).mean()
+    assert float(loss) == pytest.approx(float(by_hand), rel=1e-6)
+
+
+def test_a_padded_batch_norm_lm_run_end_to_end(tmp_path, one_thread):
+    """data.min_length trains on padded windows; BatchNorm's running statistics come from real tokens."""
+    cfg = compose(["preset=char_lm", "norm=batch", "model.n_layers=1", "model.d_model=32", "data.context_length=16",
+                   "data.min_length=4", "data.eval_windows=8", "task.sample_length=0", "probes.batch_stats=true",
+                   "probes.interval=10", *fast_overrides(20)])
+    record = run(cfg, tmp_path)
+    assert record["status"] == "completed"
+    assert math.isfinite(record["metrics"]["final"]["val/loss"]) and record["metrics"]["final"]["val/loss"] < math.log(76)
+
+@pytest.mark.unit
+def test_padding_is_part_of_a_run_id_and_whole_windows_keep_theirs():
+    from labbench.config import identity_config
+
+    assert "min_length" not in identity_config(compose(["preset=char_lm"]))["data"]  # run ids from before padding stand
+    assert run_id(compose(["preset=char_lm", "data.min_length=4"])) != run_id(compose(["preset=char_lm"]))

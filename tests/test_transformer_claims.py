@@ -269,3 +269,78 @@ def test_unscaled_attention_at_a_wide_head_has_lower_entropy_at_init(tmp_path, o
                               "task.sample_length=0", "probes.attention_entropy=true", *fast_overrides(2)]), tmp_path / scaled)
         entropies[scaled] = dict(record["curves"]["probe/attn_entropy/mean"])[0]
     assert entropies["false"] < entropies["true"] - 0.5
+
+
+@pytest.mark.unit
+def test_token_batch_norm_under_a_mask_pools_the_real_tokens_alone():
+    """Shen et al.'s masked BatchNorm: padding enters neither the batch statistics nor the running ones."""
+    x = torch.randn(3, 5, 2) * 2 + 1
+    mask = torch.arange(5)[None, :] < torch.tensor([5, 2, 3])[:, None]
+    x_padded = x.masked_fill(~mask[..., None], 100.0)  # wild padding features: they must not matter
+    bn = TokenBatchNorm(2, eps=1e-5).train()
+    out = bn(x_padded, mask)
+    real = x[mask]  # (10, 2)
+    expected = (real - real.mean(0)) / (real.var(0, unbiased=False) + 1e-5).sqrt()
+    assert torch.allclose(out[mask], expected, atol=1e-5)
+    assert (out[~mask] == 0).all()
+    assert torch.allclose(bn.running_mean, 0.1 * real.mean(0), atol=1e-6)
+    assert torch.allclose(bn.running_var, 0.9 + 0.1 * real.var(0, unbiased=True), atol=1e-5)
+    assert torch.equal(TokenBatchNorm.batch_values(x_padded, mask), real)
+    bn.eval()  # evaluation: running statistics for every position, the mask changes nothing
+    assert torch.equal(bn(x_padded, mask), bn(x_padded))
+
+
+@pytest.mark.unit
+def test_batch_stats_probe_skips_padding():
+    bn = TokenBatchNorm(1)
+    probe = BatchStats()
+    probe.attach(bn)
+    x = torch.tensor([[[1.0], [-1.0], [50.0]], [[1.0], [-1.0], [50.0]]])  # the real tokens: mean 0, var 1
+    mask = torch.tensor([[True, True, False], [True, True, False]])
+    bn(x, mask)
+    for h in probe.handles:
+        h.remove()
+    assert probe.values["probe/bn_mean_dev/"] == pytest.approx(0.0, abs=1e-6)  # running mean 0, var 1 at init
+    assert probe.values["probe/bn_var_dev/"] == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("norm", ["layer", "batch"])
+def test_a_causal_transformer_reads_a_padded_batch_as_its_real_tokens(norm):
+    """Right padding: the real tokens' logits of a padded row equal those of the row cut to its length
+    (LayerNorm, and BatchNorm in eval mode; in training BatchNorm's statistics are the real tokens')."""
+    torch.manual_seed(0)
+    model = Transformer(10, 8, n_layers=2, d_model=16, n_heads=2, norm=norm).eval()
+    ids = torch.randint(0, 10, (2, 8))
+    mask = torch.arange(8)[None, :] < torch.tensor([8, 5])[:, None]
+    logits = model(ids.masked_fill(~mask, 0), token_mask=mask)
+    assert torch.allclose(logits[1, :5], model(ids[1:, :5])[0], atol=1e-5)
+    with pytest.raises(ValueError, match="pad on the right"):
+        model(ids, token_mask=~mask)
+
+
+@pytest.mark.unit
+def test_training_batch_norm_on_a_padded_batch_equals_it_on_the_real_tokens():
+    """In training, a padded batch normalizes exactly as a batch of its real tokens alone: the
+    first layer's BatchNorm output at real positions does not depend on what the padding holds."""
+    torch.manual_seed(0)
+    model = Transformer(10, 8, n_layers=1, d_model=16, n_heads=2, norm="batch").train()
+    mask = torch.arange(8)[None, :] < torch.tensor([8, 3, 6])[:, None]
+    ids = torch.randint(0, 10, (3, 8))
+    a = model(ids.masked_fill(~mask, 0), token_mask=mask)
+    b = model(ids.masked_fill(~mask, 7), token_mask=mask)
+    assert torch.allclose(a[mask], b[mask], atol=1e-5)
+    c = model(ids.masked_fill(~mask, 7))  # unmasked: the padding enters the statistics
+    assert not torch.allclose(a[mask], c[mask], atol=1e-3)
+
+
+@pytest.mark.unit
+def test_a_non_causal_transformer_keeps_queries_off_padded_keys():
+    torch.manual_seed(0)
+    model = Transformer(10, 8, n_layers=2, d_model=16, n_heads=2, causal=False).eval()
+    ids = torch.randint(0, 10, (1, 8))
+    mask = torch.arange(8)[None, :] < 5
+    a = model(ids.masked_fill(~mask, 0), token_mask=mask)[0, :5]
+    assert torch.allclose(a, model(ids[:, :5])[0], atol=1e-5)
+    model.keep_attention(True)
+    assert torch.allclose(model(ids.masked_fill(~mask, 3), token_mask=mask)[0, :5], a, atol=1e-5)  # the explicit path too

@@ -49,6 +49,7 @@ NEUTRAL_WHEN_ADDED = {
     "probes.batch_stats": False,
     "data.tokenizer": "char",           # one token per character
     "data.vocab_size": None,            # (BPE only) no vocabulary size
+    "data.min_length": None,            # whole training windows, no padding
     "norm.precise_batches": 0,          # evaluation reads BatchNorm's running statistics
     "norm.precise_batch_size": None,
     "norm.precise_splits": "both",

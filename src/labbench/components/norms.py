@@ -18,16 +18,36 @@ class TokenBatchNorm(nn.BatchNorm1d):
     In a causal language model this lets a position's normalization see statistics of later
     positions of the batch during training (evaluation uses the running statistics): a small
     leak that a claim about BatchNorm in sequence models inherits from BatchNorm itself.
-    ``reduce_dims`` tells probes which axes the batch statistics average over.
+
+    Padding: given ``token_mask`` (``(N, T)`` bool, True at real tokens) a training batch's
+    statistics, and the running estimates they update, are computed over the real tokens
+    alone, as in Shen et al.'s masked BatchNorm (a batch of padded sentences otherwise
+    normalizes with the padding's features mixed in); padded positions come out as zeros
+    (a right-padded causal model's real tokens never read them). Evaluation normalizes every position with the running estimates,
+    so the mask changes nothing there. :meth:`batch_values` tells probes which values the
+    batch statistics average over.
     """
 
-    reduce_dims = (0, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, token_mask: torch.Tensor | None = None) -> torch.Tensor:
         if x.dim() != 3:
             raise ValueError(f"TokenBatchNorm takes (batch, time, channels) features; got shape {tuple(x.shape)}")
         n, t, c = x.shape
-        return super().forward(x.reshape(n * t, c)).reshape(n, t, c)
+        flat = x.reshape(n * t, c)
+        if token_mask is None or not (self.training or not self.track_running_stats):
+            return super().forward(flat).reshape(n, t, c)
+        if token_mask.shape != (n, t):
+            raise ValueError(f"token_mask must be (batch, time) = {(n, t)}, got {tuple(token_mask.shape)}")
+        keep = token_mask.reshape(n * t)
+        out = torch.zeros_like(flat)
+        out[keep] = super().forward(flat[keep])  # padded positions stay 0: nothing real reads them
+        return out.reshape(n, t, c)
+
+    @staticmethod
+    def batch_values(x: torch.Tensor, token_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``(M, C)``: the values each channel's batch statistics average over (every token, or the
+        real ones under ``token_mask``)."""
+        flat = x.reshape(-1, x.shape[-1])
+        return flat if token_mask is None else flat[token_mask.reshape(-1)]
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,8 @@ import torch
 
 from labbench.data.augment import CropFlip, take, to_device
 
+IGNORE = -100  # the target of a position with no loss: torch.nn.CrossEntropyLoss's default ignore_index
+
 
 class DatasetNotFoundError(FileNotFoundError):
     """A data set's files are missing; the message names the path and how to get them."""

@@ -25,10 +25,9 @@ from collections.abc import Iterator
 import lightning as L
 import torch
 
-from labbench.data.base import IndexBatches, check_global_batch, rank_and_world, training_device
+from labbench.data.base import IGNORE, IndexBatches, check_global_batch, rank_and_world, training_device
 
 KINDS = ("copy", "reverse", "sort")
-IGNORE = -100  # cross-entropy's ignore_index: no loss on the source and separator positions
 
 
 def make_examples(kind: str, n: int, length: int, symbols: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

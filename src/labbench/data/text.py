@@ -9,6 +9,13 @@ of one split overlaps another; each split is then encoded on its own.
 Training batches are random windows whose start positions come from ``order_seed`` and
 the pass number; evaluation uses fixed, non-overlapping windows from the start of each
 split. On a GPU the corpus is moved to it once (``on_device``) and windows are cut there.
+
+With ``min_length`` set, training windows have variable lengths, as sentences in a padded
+batch do (Shen et al. 2020's setting for BatchNorm in Transformers): each window keeps a
+length drawn uniformly from ``min_length`` to ``context_length`` tokens and is right-padded
+to the context, its padding holding token id ``PAD_ID`` as input and ``IGNORE`` as target
+(what ``torch.nn.CrossEntropyLoss`` leaves out of the loss). :func:`token_mask` tells a
+model which positions are real; evaluation windows stay whole.
 """
 
 from __future__ import annotations
@@ -21,11 +28,19 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from labbench.data.base import DatasetNotFoundError, check_global_batch, eval_block, rank_and_world, training_device
+from labbench.data.base import IGNORE, DatasetNotFoundError, check_global_batch, eval_block, rank_and_world, training_device
 
 SHIPPED = "tiny_shakespeare"
 TOKENIZERS = ("char", "bpe")  # the values of ``tokenizer``
 BYTE_ALPHABET = 256  # byte-level BPE starts from one symbol per byte value; merges come on top
+PAD_ID = 0  # the input id of a padded position; a causal model's real tokens never attend to it (right padding)
+
+
+def token_mask(targets: torch.Tensor) -> torch.Tensor | None:
+    """``(N, T)`` bool, True where a position holds a real token (its target is not ``IGNORE``);
+    None when no position is padded, so that unpadded batches take the plain path."""
+    mask = targets != IGNORE
+    return None if bool(mask.all()) else mask
 
 
 def shipped_corpus(name: str = SHIPPED) -> Path:
@@ -35,16 +50,22 @@ def shipped_corpus(name: str = SHIPPED) -> Path:
 class RandomWindows:
     """``batches_per_pass`` batches of random ``(x, y)`` windows; y is x shifted by one.
 
+    With ``min_length`` each window keeps a length drawn uniformly from ``min_length`` to
+    ``context`` (from the same seeded stream, after the pass's start positions, so the starts
+    are those of an unpadded run) and is right-padded: ``PAD_ID`` in x, ``IGNORE`` in y.
     With ``world_size`` processes each batch is the global batch: every rank draws the
     same windows and keeps every ``world_size``-th one.
     """
 
     def __init__(
-        self, ids: torch.Tensor, context: int, batch_size: int, batches_per_pass: int, seed: int, rank: int = 0, world_size: int = 1
+        self, ids: torch.Tensor, context: int, batch_size: int, batches_per_pass: int, seed: int, rank: int = 0, world_size: int = 1,
+        min_length: int | None = None,
     ) -> None:
         if len(ids) <= context + 1:
             raise ValueError(f"the training text ({len(ids)} tokens) is shorter than one window of {context + 1}")
         check_global_batch(batch_size, world_size)
+        check_min_length(min_length, context)
+        self.min_length = min_length
         self.share = slice(rank, None, world_size)
         self.ids, self.context, self.batch_size = ids, context, batch_size
         self.batches_per_pass, self.seed, self.passes = batches_per_pass, seed, 0
@@ -59,9 +80,17 @@ class RandomWindows:
         high = len(self.ids) - self.context - 1
         # the whole pass at once (the same numbers as batch by batch), moved to the data's device once
         starts = torch.randint(0, high + 1, (self.batches_per_pass, self.batch_size), generator=generator).to(self.ids.device)
-        for batch_starts in starts:
+        lengths = None
+        if self.min_length is not None:
+            shape = (self.batches_per_pass, self.batch_size)
+            lengths = torch.randint(self.min_length, self.context + 1, shape, generator=generator).to(self.ids.device)
+        for i, batch_starts in enumerate(starts):
             window = self.ids[batch_starts[self.share, None] + self.offsets]
-            yield window[:, :-1], window[:, 1:]
+            x, y = window[:, :-1], window[:, 1:]
+            if lengths is not None:
+                padded = self.offsets[None, :-1] >= lengths[i, self.share, None]
+                x, y = x.masked_fill(padded, PAD_ID), y.masked_fill(padded, IGNORE)
+            yield x, y
 
 
 class FixedWindows:
@@ -115,8 +144,10 @@ class CharText(L.LightningDataModule):
         on_device: bool = True,
         tokenizer: str = "char",
         vocab_size: int | None = None,
+        min_length: int | None = None,
     ) -> None:
         super().__init__()
+        check_min_length(min_length, context_length)
         if val_fraction <= 0 or test_fraction <= 0 or val_fraction + test_fraction >= 1:
             raise ValueError(f"need 0 < val_fraction, test_fraction and a sum below 1; got {val_fraction}, {test_fraction}")
         check_tokenizer(tokenizer, vocab_size)
@@ -132,6 +163,7 @@ class CharText(L.LightningDataModule):
         self.on_device = on_device
         self.tokenizer = tokenizer
         self.max_vocab_size = vocab_size  # ``vocab_size`` (the property) is the vocabulary's real size
+        self.min_length = min_length  # None: every training window is whole
         self.vocab: list[str] = []
         self.splits: dict[str, torch.Tensor] = {}
         self._bpe = None  # the trained tokenizers.Tokenizer with tokenizer="bpe"
@@ -228,11 +260,15 @@ class CharText(L.LightningDataModule):
         return FixedWindows(self.splits["train"], self.context_length, n, n).x
 
     def train_dataloader(self) -> RandomWindows:
-        return RandomWindows(self.placed("train"), self.context_length, self.batch_size, self.batches_per_pass, self.order_seed, *rank_and_world(self))
+        return RandomWindows(
+            self.placed("train"), self.context_length, self.batch_size, self.batches_per_pass, self.order_seed, *rank_and_world(self),
+            min_length=self.min_length,
+        )
 
     def estimation_batches(self, batch_size: int, n: int, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """``n`` random training windows batches for precise BatchNorm statistics, drawn by ``seed`` alone."""
-        return list(RandomWindows(self.placed("train"), self.context_length, batch_size, n, seed))
+        """``n`` random training windows batches for precise BatchNorm statistics, drawn by ``seed`` alone
+        (padded as training's are: the statistics are those of the batches the net was trained on)."""
+        return list(RandomWindows(self.placed("train"), self.context_length, batch_size, n, seed, min_length=self.min_length))
 
     def val_dataloader(self) -> FixedWindows:
         return FixedWindows(self.placed("val"), self.context_length, self.eval_batch_size, self.eval_windows, *rank_and_world(self))
@@ -245,6 +281,17 @@ class CharText(L.LightningDataModule):
         self.setup()
         device = training_device(self)
         return self.splits[split].to(device) if self.on_device else self.splits[split]
+
+
+def check_min_length(min_length: int | None, context: int) -> None:
+    """A variable window length needs a whole number from 1 to the context."""
+    if min_length is None:
+        return
+    if isinstance(min_length, bool) or not isinstance(min_length, int) or not 1 <= min_length <= context:
+        raise ValueError(
+            f"data.min_length is the shortest training window, a whole number from 1 to data.context_length={context} "
+            f"(null: every window is whole); got {min_length!r}"
+        )
 
 
 def check_tokenizer(tokenizer: str, vocab_size: int | None) -> None:

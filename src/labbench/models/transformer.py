@@ -5,6 +5,11 @@ kind (BatchNorm too, over batch and time), positional encoding, causal mask, att
 scaling, head count and width, weight tying, depth.
 Attention uses ``scaled_dot_product_attention``; with ``keep_attention`` set it takes an
 explicit path that keeps the attention weights for probes.
+
+Padded batches (variable-length windows, ``data.min_length``): ``forward(ids, token_mask)``
+takes the real tokens' mask and hands it to the norms that pool over tokens (BatchNorm's
+statistics then skip the padding) and, in a model without the causal mask, to attention as a
+key mask. Padding is on the right, so a causal model's real tokens never attend to it.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from labbench.components.activations import Activation
-from labbench.components.norms import TOKEN_NORMS, Norm
+from labbench.components.norms import TOKEN_NORMS, Norm, TokenBatchNorm
 
 NORM_POSITIONS = ("pre", "post")
 POSITIONAL = ("none", "sinusoidal", "learned")
@@ -45,8 +50,12 @@ class SelfAttention(nn.Module):
         self.keep_attention = False
         self.attention: torch.Tensor | None = None  # (N, heads, T, T) when keep_attention
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``key_mask`` (``(N, T)`` bool, True at real tokens) keeps queries off padded keys; a causal
+        layer ignores it (with right padding its real tokens never reach a padded key)."""
         n, t, _ = x.shape
+        if self.causal:
+            key_mask = None
         q, k, v = self.qkv(x).view(n, t, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         scale = 1.0 / math.sqrt(self.head_dim) if self.scaled else 1.0
         p = self.dropout if self.training else 0.0
@@ -55,11 +64,14 @@ class SelfAttention(nn.Module):
             if self.causal:
                 mask = torch.ones(t, t, dtype=torch.bool, device=x.device).triu(1)
                 scores = scores.masked_fill(mask, float("-inf"))
+            if key_mask is not None:
+                scores = scores.masked_fill(~key_mask[:, None, None, :], float("-inf"))
             weights = scores.softmax(dim=-1)
             self.attention = weights.detach()
             out = F.dropout(weights, p, self.training) @ v
         else:
-            out = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=self.causal, scale=scale)
+            attn_mask = None if key_mask is None else key_mask[:, None, None, :]
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=p, is_causal=self.causal, scale=scale)
         return self.proj(out.transpose(1, 2).reshape(n, t, self.n_heads * self.head_dim))
 
 
@@ -76,12 +88,20 @@ class Block(nn.Module):
         )
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, token_mask: torch.Tensor | None = None) -> torch.Tensor:
+        norm1, norm2 = (lambda h: normed(self.norm1, h, token_mask)), (lambda h: normed(self.norm2, h, token_mask))
         if self.position == "pre":  # x + f(norm(x)): the residual path is never normalized
-            x = x + self.drop(self.attn(self.norm1(x)))
-            return x + self.ffn(self.norm2(x))
-        x = self.norm1(x + self.drop(self.attn(x)))  # post: norm(x + f(x)), as in Vaswani et al.
-        return self.norm2(x + self.ffn(x))
+            x = x + self.drop(self.attn(norm1(x), token_mask))
+            return x + self.ffn(norm2(x))
+        x = norm1(x + self.drop(self.attn(x, token_mask)))  # post: norm(x + f(x)), as in Vaswani et al.
+        return norm2(x + self.ffn(x))
+
+
+def normed(norm: nn.Module, x: torch.Tensor, token_mask: torch.Tensor | None) -> torch.Tensor:
+    """``norm(x)``, with the real tokens' mask for a norm that pools over tokens (BatchNorm)."""
+    if token_mask is not None and isinstance(norm, TokenBatchNorm):
+        return norm(x, token_mask)
+    return norm(x)
 
 
 def sinusoidal_table(length: int, d_model: int) -> torch.Tensor:
@@ -169,17 +189,24 @@ class Transformer(nn.Module):
         for block in self.blocks:
             block.attn.keep_attention = keep
 
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+    def forward(self, ids: torch.Tensor, token_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits for ``ids``; ``token_mask`` (``(N, T)`` bool, True at real tokens) marks a padded
+        batch's real tokens, which must come first in each row (right padding)."""
         t = ids.shape[1]
         if t > self.context_length:
             raise ValueError(f"sequence of {t} tokens is longer than context_length={self.context_length}")
+        if token_mask is not None:
+            if token_mask.shape != ids.shape:
+                raise ValueError(f"token_mask must have the ids' shape {tuple(ids.shape)}, got {tuple(token_mask.shape)}")
+            if bool((token_mask[:, 1:] & ~token_mask[:, :-1]).any()):
+                raise ValueError("token_mask must pad on the right: a real token follows a padded one in some row")
         x = self.embed(ids)
         if self.positional != "none":
             x = x + self.pos[:t]
         x = self.drop(x)
         for block in self.blocks:
-            x = block(x)
-        return self.head(self.final_norm(x))
+            x = block(x, token_mask)
+        return self.head(normed(self.final_norm, x, token_mask))
 
     @torch.no_grad()
     def generate(self, prompt: torch.Tensor, length: int, temperature: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:

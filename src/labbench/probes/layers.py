@@ -204,7 +204,9 @@ class BatchStats(_Hooked):
             if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.track_running_stats:
                 def hook(m, inputs, name=name):
                     x = inputs[0].detach().float()
-                    dims = getattr(m, "reduce_dims", None) or tuple(d for d in range(x.dim()) if d != 1)
+                    if hasattr(m, "batch_values"):  # token features (N, T, C), real tokens only under a mask
+                        x = m.batch_values(x, *inputs[1:])
+                    dims = tuple(d for d in range(x.dim()) if d != 1)
                     mean, var = x.mean(dim=dims), x.var(dim=dims, unbiased=False)
                     running_mean, running_var = m.running_mean.float(), m.running_var.float().clamp_min(m.eps)
                     self.values[f"probe/bn_mean_dev/{name}"] = float(((mean - running_mean).abs() / running_var.sqrt()).mean())

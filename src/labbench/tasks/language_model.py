@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from labbench.data.text import token_mask
 from labbench.tasks.base import OptimizerFactory, ScheduleFactory, Task
 
 
@@ -58,9 +59,19 @@ class LanguageModelTask(Task):
         """A uniform prediction over the vocabulary: ln V nats, log2 V bits per character."""
         return {"loss": math.log(len(self.vocab)), "bpc": math.log2(len(self.vocab))}
 
+    @staticmethod
+    def forward_batch(model: nn.Module, batch) -> torch.Tensor:
+        """Logits for a batch; a padded batch (variable-length windows) also hands the model its
+        real tokens' mask, so that BatchNorm's statistics skip the padding."""
+        x, y = batch
+        mask = token_mask(y)
+        return model(x) if mask is None else model(x, token_mask=mask)
+
+    statistics_forward = forward_batch  # precise BatchNorm statistics see batches as training does
+
     def shared_step(self, batch, split: str) -> torch.Tensor:
         x, y = batch
-        logits = self.model(x)
+        logits = self.forward_batch(self.model, batch)
         loss = self.loss(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
         if split == "train":
             if self.logs_this_step():
@@ -72,7 +83,7 @@ class LanguageModelTask(Task):
             causal_loss = loss
             if not self.model.causal:
                 with self.model.attention_mask(True):
-                    logits = self.model(x)
+                    logits = self.forward_batch(self.model, batch)
                 causal_loss = self.loss(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
             self.log(f"{split}/causal_loss", causal_loss, on_epoch=True, batch_size=y.numel(), sync_dist=True)
         return loss
