@@ -87,6 +87,19 @@ def test_the_pilot_runs_the_standard_arm_alone_and_picks_the_first_budget_that_m
         assert len(result["candidates"]) == result["chosen"] + 1  # stops at the first that meets the rule
 
 
+def test_a_pilot_in_two_worker_processes_gives_the_same_figures(tmp_path):
+    """``labbench pilot --jobs 2`` trains a candidate's independent runs in parallel; the budget and
+    every figure are those of the one-process pilot (each run sets its own thread count)."""
+    spec = write_spec(tmp_path)
+    one = run_pilot(spec, root=tmp_path / "one", out_dir=tmp_path / "p1")
+    two = run_pilot(spec, root=tmp_path / "two", out_dir=tmp_path / "p2", jobs=2)
+
+    def figures(result):
+        return [(c["tuned"], [(r["run_id"], r.get("late_share"), r.get("gate_values")) for r in c["runs"]]) for c in result["candidates"]]
+
+    assert two["chosen"] == one["chosen"] and figures(two) == figures(one)
+
+
 def test_a_capped_pilot_falls_back_to_its_largest_candidate_and_says_so(tmp_path):
     unmeetable = {"arm": "standard", "seeds": 1, "metric": "val/loss", "late_progress": 1e-9, "fallback": "largest",
                   "candidates": [["trainer.max_steps=4", "trainer.val_check_interval=2"], ["trainer.max_steps=6", "trainer.val_check_interval=3"]]}

@@ -428,7 +428,8 @@ def cmd_pilot(args: argparse.Namespace) -> int:
     console.print(f"[bold]{s.name}[/] pilot: arm [bold]{s.pilot.arm}[/], {len(s.pilot.candidates)} candidate budget(s), "
                   f"{s.pilot.seeds} seeds each, cheapest first")
     result = run_pilot(s, args.out, not args.no_wandb, args.report_dir,
-                       on_done=lambda run, status: console.print(f"  {run.stage} seed {run.seed}: {status}"), stop_at_first=not args.all)
+                       on_done=lambda run, status: console.print(f"  {run.stage} seed {run.seed}: {status}"), stop_at_first=not args.all,
+                       jobs=args.jobs)
     table = Table(title=f"{s.name} pilot ({s.pilot.arm})")
     for col in ("#", "overrides", "gates", "late share", "met"):
         table.add_column(col, overflow="fold")
@@ -658,7 +659,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("pilot", help="size a profile's budget from the standard-practice arm alone (the spec's pilot section)")
-    add(p, "out", "report_dir", "no_wandb")
+    add(p, "out", "report_dir", "no_wandb", "jobs")
     p.add_argument("--all", action="store_true", help="run every candidate, not only up to the first that meets the rule")
     p.add_argument("--write-profile", action="store_true",
                    help="write the chosen budget into the piloted profile's overrides in the spec file (comments kept)")

@@ -110,8 +110,12 @@ def run_pilot(
     out_dir: str | Path | None = None,
     on_done: ProgressFn | None = None,
     stop_at_first: bool = True,
+    jobs: int = 1,
 ) -> dict[str, Any]:
-    """Try the candidates cheapest first; returns (and writes) ``pilot.json`` and ``pilot.md``."""
+    """Try the candidates cheapest first; returns (and writes) ``pilot.json`` and ``pilot.md``.
+
+    ``jobs`` worker processes train each batch of independent runs (a candidate's tuning grid,
+    then its seeds); the numbers do not depend on it (each run sets its own thread count)."""
     from labbench.ablation.store import default_root
 
     if spec.pilot is None:
@@ -128,9 +132,9 @@ def run_pilot(
     for index, candidate in enumerate(p.candidates):
         validate(sub, p.profile, list(candidate))
         tuning_runs, tuned = tune_arms(sub, p.profile, candidate, store,
-                                       lambda runs: execute(runs, store, spec.name, tags, 1, wandb, False, on_done))
+                                       lambda runs: execute(runs, store, spec.name, tags, jobs, wandb, False, on_done))
         runs = planning.final_runs(sub, p.profile, candidate, list(range(p.seeds)), tuned)
-        execute(runs, store, spec.name, tags, 1, wandb, False, on_done)
+        execute(runs, store, spec.name, tags, jobs, wandb, False, on_done)
         records = [store.record(r.run_id) for r in runs]
         done = [r for r in records if r and r.get("status") == "completed"]
         better = metric_direction(done or records, p.metric)
