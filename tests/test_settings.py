@@ -73,7 +73,7 @@ def test_a_malformed_setting_is_refused_with_what_is_valid(tmp_path, settings, m
 
 @pytest.mark.unit
 def test_a_setting_may_run_a_subset_of_the_arms_and_keeps_what_the_subset_can_test(tmp_path):
-    """settings.NAME.only_arms (C1's language model has no bidirectional arm): the hypotheses, gates, regime checks and
+    """settings.NAME.only_arms and settings.NAME.gates (C1's language model has no bidirectional arm): the hypotheses, gates, regime checks and
     tuning entries on the other arms are left out of that setting; the primary and the pilot arm never are."""
     arms = {"a": [], "b": {"overrides": [], "seed_offset": 50}, "c": ["model.width=8"]}
     second = {"name": "c beats b", "metric": "val/loss", "better": "c", "worse": "b", "direction": "lower"}
@@ -102,6 +102,14 @@ def test_a_setting_may_run_a_subset_of_the_arms_and_keeps_what_the_subset_can_te
     with pytest.raises(specs.SpecError, match="leaves out the pilot's arm 'c'"):
         _spec(tmp_path, arms=arms, hypotheses=[PRIMARY], settings={"x": {"why": "y", "only_arms": ["a", "b"]}},
               pilot={"arm": "c", "profile": "smoke", "metric": "val/loss", "candidates": [["trainer.max_steps=4"]]}).in_setting("x")
+    own = {**settings, "two": {**settings["two"], "gates": [{"metric": "val/loss", "threshold": "failure", "fraction": 0.9, "arms": ["a"]}]}}
+    gated = _spec(tmp_path, arms=arms, hypotheses=[PRIMARY, second], gates=gates, regime=regime, tuning=tuning, settings=own,
+                  pilot={"arm": "a", "profile": "smoke", "candidates": [["trainer.max_steps=4"]]})
+    assert [(g.metric, g.threshold) for g in gated.in_setting("two").gates] == [("val/loss", "failure")]  # the setting's own gates
+    assert [g.metric for g in gated.in_setting("all").gates] == ["val/acc", "val/acc"]
+    assert specs.fingerprint(gated, "smoke") != specs.fingerprint(spec, "smoke")
+    with pytest.raises(specs.SpecError, match="settings.two.gates must be a list"):
+        _spec(tmp_path, arms=arms, settings={**settings, "two": {"why": "y", "gates": "none"}})
     with pytest.raises(specs.SpecError, match="only_arms must list arms of the spec"):
         _spec(tmp_path, arms=arms, settings={"x": {"why": "y", "only_arms": ["d"]}})
 

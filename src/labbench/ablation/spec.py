@@ -47,6 +47,7 @@ SETTING_KEYS = {
     "description": "the setting in a few words (data, model)",
     "overrides": "overrides added to base for every arm and profile of this setting",
     "arms": "arm -> overrides added to that arm in this setting: an arm's meaning said in this setting's model (one unit wide: model.width=1 for an MLP, model.channels=[1,1] for a CNN)",
+    "gates": "this setting's own competence gates, replacing the spec's (a metric its task logs: a language model's loss where the spec's gate reads an accuracy)",
     "only_arms": "the arms this setting runs (default: every arm), where the others mean nothing in its model (a bidirectional language model); hypotheses, gates, regime checks and tuning entries on the others are left out of it, the primary never",
     "profiles": "profile -> {overrides, seeds, estimated_minutes, description}: this setting's own budget (overrides applied after the profile's)",
     "pilot": "keys of the spec's pilot this setting replaces (usually candidates), or a whole pilot section",
@@ -320,6 +321,8 @@ class Spec:
             raw["pilot"] = {**(self.raw.get("pilot") or {}), **body["pilot"]}
         if body.get("batchnorm_eval") is not None:
             raw["batchnorm_eval"] = body["batchnorm_eval"]
+        if body.get("gates") is not None:
+            raw["gates"] = body["gates"]
         if body.get("only_arms"):
             raw = only_arms(raw, list(body["only_arms"]), f"{self.name}: setting {name!r}")
         derived = parse(raw, self.path)
@@ -427,6 +430,7 @@ def fingerprint(spec: Spec, profile: str, map_axes: bool = False) -> str:
         raw["settings"] = {
             name: {"overrides": (b or {}).get("overrides"), "arms": (b or {}).get("arms"),
                    **({"only_arms": b["only_arms"]} if (b or {}).get("only_arms") else {}),
+                   **({"gates": b["gates"]} if (b or {}).get("gates") is not None else {}),
                    "profile": {k: v for k, v in (((b or {}).get("profiles") or {}).get(profile) or {}).items()
                                if k not in ("estimated_minutes", "description")}}
             for name, b in spec.raw["settings"].items()}
@@ -839,6 +843,8 @@ def _settings(path: Path, body: Any, profiles: dict[str, Profile], arm_names: li
             raise _fail(path, f"{where}.arms must map arms of the spec ({', '.join(arm_names)}) to overrides, got {arms!r}")
         for arm, overrides in arms.items():
             _strings(path, f"{where}.arms.{arm}", overrides)
+        if s.get("gates") is not None and not isinstance(s["gates"], list):
+            raise _fail(path, f"{where}.gates must be a list of gates {{metric, threshold, fraction, arms}} (it replaces the spec's)")
         only = _strings(path, f"{where}.only_arms", s.get("only_arms"))
         if s.get("only_arms") is not None and (not only or not set(only) <= set(arm_names)):
             raise _fail(path, f"{where}.only_arms must list arms of the spec ({', '.join(arm_names)}), got {s.get('only_arms')!r}")
