@@ -46,6 +46,39 @@ def test_ring_points_sit_on_their_modes():
         Ring(normalize=True)
 
 
+def test_the_ring_placed_in_sixteen_dimensions_lies_on_a_plane_and_keeps_its_modes():
+    """data.embed_dim: the same 2-D points, mapped by a fixed orthonormal 2 x 16 basis; the centres with them,
+    so mode measures count distance in all 16 coordinates (a sample off the plane is not near a mode)."""
+    from labbench.measures import mode_coverage
+
+    flat, placed = Ring(), Ring(embed_dim=16)
+    flat.setup(), placed.setup()
+    x, y = placed.splits["train"]
+    assert x.shape[1:] == (16,) and placed.input_shape == (16,) and placed.centers.shape == (8, 16)
+    assert torch.allclose(placed.basis @ placed.basis.T, torch.eye(2), atol=1e-6)
+    assert torch.allclose(placed.plane(x), flat.splits["train"][0], atol=1e-5)  # the same ring, seeded alike
+    assert torch.allclose(placed.plane(x) @ placed.basis, x, atol=1e-5)  # every point on the plane
+    assert torch.equal(y, flat.splits["train"][1])
+    own = mode_coverage(x, placed.centers, 0.02)["hq_share"]
+    assert own == pytest.approx(mode_coverage(flat.splits["train"][0], flat.centers, 0.02)["hq_share"], abs=1e-4)
+    assert own == pytest.approx(1 - math.exp(-4.5), abs=0.003)  # within 3 std in the plane: P(chi2 with 2 dof <= 9)
+    normal = torch.linalg.qr(torch.cat([placed.basis.T, torch.randn(16, 1)], 1))[0][:, 2]  # a unit vector off the plane
+    lifted = x + 0.1 * normal  # 0.1 off the plane: more than 3 std (0.06) from every mode
+    assert mode_coverage(lifted, placed.centers, 0.02)["hq_share"] == 0.0
+    assert torch.equal(Ring(embed_dim=16).basis, placed.basis)  # fixed by split_seed
+    with pytest.raises(ValueError, match="data.embed_dim is the dimension the ring is placed in"):
+        Ring(embed_dim=1)
+
+
+def test_a_gan_trains_on_the_ring_placed_in_sixteen_dimensions(tmp_path):
+    record = run(compose(["preset=gan_ring", "data.embed_dim=16", "data.batch_size=128", "data.num_train=2000", "task.eval_samples=200",
+                          "model.width=16", "task.starve_steps=10", *fast_overrides(10)]), tmp_path)
+    assert record["status"] == "completed"
+    final = record["metrics"]["final"]
+    assert final["test/starve_d_acc_fake"] == 1.0  # an untrained generator's samples fill 16 dimensions: the discriminator rejects all
+    assert (tmp_path / "samples.png").is_file()
+
+
 # -- models ------------------------------------------------------------------------------
 
 

@@ -71,6 +71,7 @@ def test_mode_coverage_quality_threshold_is_in_std_units():
     [
         (torch.zeros(10, 3), ring()),
         (torch.zeros(10), ring()),
+        (torch.zeros(10, 2), torch.zeros(8)),
         (torch.zeros(10, 2), torch.zeros(8, 3)),
         (torch.zeros(0, 2), ring()),
         (torch.zeros(10, 2), torch.zeros(0, 2)),

@@ -71,6 +71,49 @@ def test_a_malformed_setting_is_refused_with_what_is_valid(tmp_path, settings, m
         _spec(tmp_path, settings=settings)
 
 
+@pytest.mark.unit
+def test_a_setting_may_run_a_subset_of_the_arms_and_keeps_what_the_subset_can_test(tmp_path):
+    """settings.NAME.only_arms and settings.NAME.gates (C1's language model has no bidirectional arm): the hypotheses, gates, regime checks and
+    tuning entries on the other arms are left out of that setting; the primary and the pilot arm never are."""
+    arms = {"a": [], "b": {"overrides": [], "seed_offset": 50}, "c": ["model.width=8"]}
+    second = {"name": "c beats b", "metric": "val/loss", "better": "c", "worse": "b", "direction": "lower"}
+    gates = [{"metric": "val/acc", "threshold": "chance", "fraction": 1.0, "arms": ["a", "c"]},
+             {"metric": "val/acc", "threshold": "chance", "fraction": 1.0, "arms": ["c"]}]
+    regime = [{"name": "c moves", "metric": "val/acc", "arms": ["c"], "threshold": "chance", "direction": "higher"},
+              {"name": "a moves", "metric": "val/acc", "arms": ["a", "c"], "threshold": "chance", "direction": "higher",
+               "hypotheses": ["a beats b", "c beats b"]}]
+    tuning = {"param": "optimizer.lr", "grid": {"a": [0.01, 0.1], "c": [0.01, 0.1]}, "follow": {"b": "a"},
+              "metric": "val/loss", "direction": "lower", "seeds": 1}
+    settings = {"all": {"why": "every arm means something here"},
+                "two": {"why": "c means nothing in this model", "only_arms": ["a", "b"]}}
+    spec = _spec(tmp_path, arms=arms, hypotheses=[PRIMARY, second], gates=gates, regime=regime, tuning=tuning, settings=settings,
+                 pilot={"arm": "a", "profile": "smoke", "candidates": [["trainer.max_steps=4"]]})
+    full, two = spec.in_setting("all"), spec.in_setting("two")
+    assert [a.name for a in full.arms] == ["a", "b", "c"] and len(full.hypotheses) == 2
+    assert [a.name for a in two.arms] == ["a", "b"]
+    assert [h.name for h in two.hypotheses] == ["a beats b"]  # "c beats b" cannot be tested without c
+    assert [g.arms for g in two.gates] == [("a",)]  # the c-only gate left out, the shared one cut to a
+    assert [(c.name, tuple(c.arms), tuple(c.hypotheses)) for c in two.regime] == [("a moves", ("a",), ("a beats b",))]
+    assert set(two.tuning.grid) == {"a"} and dict(two.tuning.follow) == {"b": "a"}
+    assert specs.fingerprint(spec, "smoke") != specs.fingerprint(_spec(tmp_path, arms=arms, hypotheses=[PRIMARY, second], gates=gates,
+        regime=regime, tuning=tuning, settings={**settings, "two": {"why": "x"}}, pilot={"arm": "a", "profile": "smoke", "candidates": [["trainer.max_steps=4"]]}), "smoke")
+    with pytest.raises(specs.SpecError, match="leaves out an arm of the primary hypothesis 'a beats b'"):
+        _spec(tmp_path, arms=arms, hypotheses=[PRIMARY], settings={"x": {"why": "y", "only_arms": ["a", "c"]}}).in_setting("x")
+    with pytest.raises(specs.SpecError, match="leaves out the pilot's arm 'c'"):
+        _spec(tmp_path, arms=arms, hypotheses=[PRIMARY], settings={"x": {"why": "y", "only_arms": ["a", "b"]}},
+              pilot={"arm": "c", "profile": "smoke", "metric": "val/loss", "candidates": [["trainer.max_steps=4"]]}).in_setting("x")
+    own = {**settings, "two": {**settings["two"], "gates": [{"metric": "val/loss", "threshold": "failure", "fraction": 0.9, "arms": ["a"]}]}}
+    gated = _spec(tmp_path, arms=arms, hypotheses=[PRIMARY, second], gates=gates, regime=regime, tuning=tuning, settings=own,
+                  pilot={"arm": "a", "profile": "smoke", "candidates": [["trainer.max_steps=4"]]})
+    assert [(g.metric, g.threshold) for g in gated.in_setting("two").gates] == [("val/loss", "failure")]  # the setting's own gates
+    assert [g.metric for g in gated.in_setting("all").gates] == ["val/acc", "val/acc"]
+    assert specs.fingerprint(gated, "smoke") != specs.fingerprint(spec, "smoke")
+    with pytest.raises(specs.SpecError, match="settings.two.gates must be a list"):
+        _spec(tmp_path, arms=arms, settings={**settings, "two": {"why": "y", "gates": "none"}})
+    with pytest.raises(specs.SpecError, match="only_arms must list arms of the spec"):
+        _spec(tmp_path, arms=arms, settings={"x": {"why": "y", "only_arms": ["d"]}})
+
+
 def _verdict(name, answer, p, verdict, mean=1.0):
     primary = {"name": "h", "role": "primary", "p_value": p, "mean_diff": mean, "margin": 0.0, "verdict": verdict,
                "ci_low": mean / 2, "ci_high": mean * 1.5}

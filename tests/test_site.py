@@ -16,11 +16,12 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 from conftest import REPO
+from markupsafe import escape
 
 from labbench.ablation import spec as specs
 from labbench.ablation.board import effect_words
 from labbench.cli import main
-from labbench.site import MANIFEST, SiteError, build
+from labbench.site import MANIFEST, SiteError, build, seeds
 from labbench.site.browser import NoBrowser, chromium, resize
 from labbench.site.figures import forest_svg
 from labbench.site.gather import claim_row, gate_status, gather, line_chips, setup_chips, standardized
@@ -108,6 +109,41 @@ def test_a_claim_page_shows_its_report_maps_command_and_wandb_group(site):
                    "group <code>xavier-vs-kaiming</code>", "Competence gates", "Provenance", "curves.png", "metrics.png", "heatmap_0.png",
                    "labbench pilot xavier-vs-kaiming"):
         assert needed in page, needed
+
+
+def row_html(page: str, anchor: str) -> str:
+    """The HTML of one question's row on sources.html."""
+    start = page.index(f'<tr id="{anchor}">')
+    return page[start:page.index("</tr>", start)]
+
+
+@pytest.mark.unit
+def test_the_sources_page_shows_every_cited_question_and_the_claims_link_to_it(site):
+    """sources.html: every entry of seed_questions.yaml (its anchor, original and English) in its seed file's section,
+    linked to each claim that cites it; each claim page links every citation of its spec to that row; every page links the page."""
+    page = (site / "sources.html").read_text()
+    ids = parse(site / "sources.html").ids
+    data = seeds.load()
+    for number in data["files"]:
+        assert f"file-{number}" in ids, number
+    for key, q in data["questions"].items():
+        anchor = seeds.anchor(key)
+        assert anchor in ids, key
+        row = row_html(page, anchor)
+        assert str(escape(q["original"])) in row and str(escape(q["english"])) in row, key
+        assert page.index(f'id="file-{key.split()[0].removeprefix("seeds/")}"') < page.index(f'<tr id="{anchor}">'), key
+    cited = 0
+    for name in specs.available():
+        claim_page = (site / "claims" / f"{name}.html").read_text()
+        assert 'href="../sources.html"' in claim_page, name  # the navigation and the footer
+        for key in dict.fromkeys(k for s in specs.load(name).sources for k in seeds.keys(s)):
+            anchor = seeds.anchor(key)
+            assert f'href="../sources.html#{anchor}"' in claim_page, (name, key)
+            assert f'href="claims/{name}.html"' in row_html(page, anchor), (name, key)
+            cited += 1
+    assert cited >= len(data["questions"])  # every entry is cited (a key cited by several claims counts once each)
+    index = (site / "index.html").read_text()
+    assert 'href="sources.html"' in index and 'href="sources.html#s004-q26"' in index
 
 
 def test_building_twice_gives_the_same_bytes_and_a_rebuild_writes_nothing(site, tmp_path):
@@ -261,7 +297,7 @@ GLOSSARY = ("holds here", "holds in k of n settings", "setting-dependent", "smal
 def test_the_site_in_a_real_browser_with_the_network_off(site, tmp_path):
     driver = browser_or_skip()
     try:
-        pages = [site / "index.html", *sorted((site / "claims").glob("*.html"))]
+        pages = [site / "index.html", site / "sources.html", *sorted((site / "claims").glob("*.html"))]
         for page in pages:
             driver.get(page.as_uri())
             driver.execute_script("window.scrollTo(0, document.body.scrollHeight)")

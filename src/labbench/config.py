@@ -50,6 +50,7 @@ NEUTRAL_WHEN_ADDED = {
     "data.tokenizer": "char",           # one token per character
     "data.vocab_size": None,            # (BPE only) no vocabulary size
     "data.min_length": None,            # whole training windows, no padding
+    "data.embed_dim": None,             # the ring in its own plane
     "norm.precise_batches": 0,          # evaluation reads BatchNorm's running statistics
     "norm.precise_batch_size": None,
     "norm.precise_splits": "both",

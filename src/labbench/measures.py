@@ -24,7 +24,9 @@ LAPLACIAN = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])
 def mode_coverage(
     points: torch.Tensor, centers: torch.Tensor, std: float, threshold: float = 3.0, min_share: float = 0.2
 ) -> dict[str, float]:
-    """Modes of a 2-D Gaussian mixture that the samples cover (PacGAN, Lin et al. 2018).
+    """Modes of a Gaussian mixture that the samples cover (PacGAN, Lin et al. 2018); points and
+    centres in the same space (the 2-D ring, or the ring placed in D dimensions: distances then
+    count every coordinate).
 
     A sample is high quality if it lies within ``threshold * std`` of its nearest centre;
     a mode is covered if it receives at least ``min_share * N / K`` high-quality samples
@@ -33,10 +35,10 @@ def mode_coverage(
     ``mode_kl`` (KL divergence in nats of the high-quality samples' distribution over
     the modes from uniform; ``log K`` when there is no high-quality sample).
     """
-    if points.ndim != 2 or points.shape[1] != 2:
-        raise ValueError(f"points must have shape (N, 2), got {tuple(points.shape)}")
-    if centers.ndim != 2 or centers.shape[1] != 2:
-        raise ValueError(f"centers must have shape (K, 2), got {tuple(centers.shape)}")
+    if centers.ndim != 2:
+        raise ValueError(f"centers must have shape (K, D), got {tuple(centers.shape)}")
+    if points.ndim != 2 or points.shape[1] != centers.shape[1]:
+        raise ValueError(f"points must have shape (N, {centers.shape[1]}) like the centres, got {tuple(points.shape)}")
     if len(points) == 0 or len(centers) == 0:
         raise ValueError(f"need at least one point and one centre, got {len(points)} points and {len(centers)} centres")
     if not std > 0:

@@ -47,6 +47,8 @@ SETTING_KEYS = {
     "description": "the setting in a few words (data, model)",
     "overrides": "overrides added to base for every arm and profile of this setting",
     "arms": "arm -> overrides added to that arm in this setting: an arm's meaning said in this setting's model (one unit wide: model.width=1 for an MLP, model.channels=[1,1] for a CNN)",
+    "gates": "this setting's own competence gates, replacing the spec's (a metric its task logs: a language model's loss where the spec's gate reads an accuracy)",
+    "only_arms": "the arms this setting runs (default: every arm), where the others mean nothing in its model (a bidirectional language model); hypotheses, gates, regime checks and tuning entries on the others are left out of it, the primary never",
     "profiles": "profile -> {overrides, seeds, estimated_minutes, description}: this setting's own budget (overrides applied after the profile's)",
     "pilot": "keys of the spec's pilot this setting replaces (usually candidates), or a whole pilot section",
     "batchnorm_eval": "the BatchNorm evaluation decision for this setting, where it differs from the spec's",
@@ -319,6 +321,10 @@ class Spec:
             raw["pilot"] = {**(self.raw.get("pilot") or {}), **body["pilot"]}
         if body.get("batchnorm_eval") is not None:
             raw["batchnorm_eval"] = body["batchnorm_eval"]
+        if body.get("gates") is not None:
+            raw["gates"] = body["gates"]
+        if body.get("only_arms"):
+            raw = only_arms(raw, list(body["only_arms"]), f"{self.name}: setting {name!r}")
         derived = parse(raw, self.path)
         setting = next(s for s in self.settings if s.name == name)
         return dataclasses.replace(derived, setting=name, settings=(setting,),
@@ -343,6 +349,70 @@ class Spec:
         return self.profiles[name]
 
 
+def _names_arms(side: Any) -> list[str]:
+    """The arm names a hypothesis side uses (none for a fixed number)."""
+    if is_reference(side):
+        return []
+    return [str(a) for a in side] if isinstance(side, (list, tuple)) else [str(side)]
+
+
+def only_arms(raw: dict[str, Any], keep: list[str], where: str) -> dict[str, Any]:
+    """``raw`` cut down to the arms ``keep`` (a setting's ``only_arms``): the hypotheses, gates, regime checks,
+    tuning grids and follows, failure predictions and pilot that name another arm are left out; the
+    primary and the pilot arm must stay (a setting that cannot test the headline does not answer the claim)."""
+    kept = set(keep)
+    out = dict(raw)
+    out["arms"] = {a: b for a, b in raw["arms"].items() if a in kept}
+    hypotheses, dropped = [], []
+    for h in raw.get("hypotheses") or []:
+        uses = _names_arms(h.get("better")) + _names_arms(h.get("worse"))
+        (hypotheses if set(uses) <= kept else dropped).append(h)
+    lost = [h["name"] for h in dropped if h.get("role") == "primary"]
+    if lost:
+        raise SpecError(f"{where}: only_arms {keep} leaves out an arm of the primary hypothesis {lost[0]!r}; every setting "
+                        "tests the primary (keep its arms, or answer this question in another spec)")
+    out["hypotheses"] = hypotheses
+    names = {h["name"] for h in hypotheses}
+    gates = []
+    for g in raw.get("gates") or []:
+        arms = [a for a in g.get("arms") or [] if a in kept]
+        if g.get("arms") and not arms:
+            continue
+        gates.append({**g, **({"arms": arms} if g.get("arms") else {})})
+    out["gates"] = gates
+    regime = []
+    for c in raw.get("regime") or []:
+        arms = [a for a in c.get("arms") or [] if a in kept]
+        guarded = [h for h in c.get("hypotheses") or [] if h in names]
+        if arms and (guarded or not c.get("hypotheses")):
+            regime.append({**c, "arms": arms, **({"hypotheses": guarded} if c.get("hypotheses") else {})})
+    if raw.get("regime") is not None:
+        out["regime"] = regime
+    if raw.get("predicted_to_fail") is not None:
+        out["predicted_to_fail"] = [a for a in raw["predicted_to_fail"] if a in kept]
+    tuning = raw.get("tuning")
+    if isinstance(tuning, dict):
+        tuning = dict(tuning)
+        if isinstance(tuning.get("grid"), dict):
+            tuning["grid"] = {a: g for a, g in tuning["grid"].items() if a in kept}
+        if tuning.get("follow"):
+            tuning["follow"] = {a: b for a, b in tuning["follow"].items() if a in kept and b in kept}
+        out["tuning"] = tuning
+    profiles = {}
+    for pname, pbody in (raw.get("profiles") or {}).items():
+        pbody = dict(pbody or {})
+        if isinstance(pbody.get("tuning_grid"), dict):
+            pbody["tuning_grid"] = {a: g for a, g in pbody["tuning_grid"].items() if a in kept}
+        profiles[pname] = pbody
+    out["profiles"] = profiles
+    pilot = raw.get("pilot")
+    if pilot and pilot.get("arm") not in kept:
+        raise SpecError(f"{where}: only_arms {keep} leaves out the pilot's arm {pilot.get('arm')!r}; keep it, or give the "
+                        "setting its own pilot arm (settings.NAME.pilot.arm)")
+    out.pop("map", None)  # a map's cells are the whole spec's; map a setting with all its arms
+    return out
+
+
 def fingerprint(spec: Spec, profile: str, map_axes: bool = False) -> str:
     """A hash of everything in the spec that a ``profile`` report (or map) depends on.
 
@@ -359,6 +429,8 @@ def fingerprint(spec: Spec, profile: str, map_axes: bool = False) -> str:
     if spec.raw.get("settings") and not spec.setting:  # the whole claim: every setting's overrides and this profile's budget
         raw["settings"] = {
             name: {"overrides": (b or {}).get("overrides"), "arms": (b or {}).get("arms"),
+                   **({"only_arms": b["only_arms"]} if (b or {}).get("only_arms") else {}),
+                   **({"gates": b["gates"]} if (b or {}).get("gates") is not None else {}),
                    "profile": {k: v for k, v in (((b or {}).get("profiles") or {}).get(profile) or {}).items()
                                if k not in ("estimated_minutes", "description")}}
             for name, b in spec.raw["settings"].items()}
@@ -771,6 +843,11 @@ def _settings(path: Path, body: Any, profiles: dict[str, Profile], arm_names: li
             raise _fail(path, f"{where}.arms must map arms of the spec ({', '.join(arm_names)}) to overrides, got {arms!r}")
         for arm, overrides in arms.items():
             _strings(path, f"{where}.arms.{arm}", overrides)
+        if s.get("gates") is not None and not isinstance(s["gates"], list):
+            raise _fail(path, f"{where}.gates must be a list of gates {{metric, threshold, fraction, arms}} (it replaces the spec's)")
+        only = _strings(path, f"{where}.only_arms", s.get("only_arms"))
+        if s.get("only_arms") is not None and (not only or not set(only) <= set(arm_names)):
+            raise _fail(path, f"{where}.only_arms must list arms of the spec ({', '.join(arm_names)}), got {s.get('only_arms')!r}")
         own = s.get("profiles") or {}
         if not isinstance(own, dict):
             raise _fail(path, f"{where}.profiles must map profile names to {{overrides, seeds, estimated_minutes, description}}")

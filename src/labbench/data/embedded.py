@@ -145,6 +145,13 @@ class Ring(TensorDataModule):
     the same data also serves a classifier. Coordinates are kept as drawn (no
     standardization), so ``centers`` and ``std`` describe the data the model sees and
     sample measurements (modes covered, share of high-quality samples) can use them.
+
+    ``embed_dim`` = D > 2 places the ring on a 2-D plane of a D-dimensional space through a fixed
+    orthonormal map (``basis``, 2 x D, drawn from ``split_seed``): the data's support is then a
+    low-dimensional set of measure zero, Arjovsky & Bottou's (2017) condition under which a
+    near-perfect discriminator exists. ``centers`` are mapped with it, so the measures count a
+    sample's distance in all D coordinates (off the plane too); :meth:`plane` maps samples back
+    to the ring's plane for figures.
     """
 
     def __init__(
@@ -154,6 +161,7 @@ class Ring(TensorDataModule):
         std: float = 0.02,
         num_train: int = 20000,
         num_test: int = 4000,
+        embed_dim: int | None = None,
         **kwargs,
     ) -> None:
         kwargs.setdefault("normalize", False)
@@ -165,8 +173,24 @@ class Ring(TensorDataModule):
         self.modes, self.radius, self.std = modes, radius, std
         self.num_train, self.num_test = num_train, num_test
         self.num_classes = modes
+        if embed_dim is not None and (isinstance(embed_dim, bool) or not isinstance(embed_dim, int) or embed_dim < 2):
+            raise ValueError(f"data.embed_dim is the dimension the ring is placed in, a whole number >= 2 (null: the plane itself); got {embed_dim!r}")
+        self.embed_dim = embed_dim
+        self.basis = None  # (2, D) orthonormal rows with embed_dim; None: the plane itself
+        if embed_dim is not None and embed_dim > 2:
+            g = torch.Generator().manual_seed(self.split_seed + 1)
+            q, _ = torch.linalg.qr(torch.randn(embed_dim, 2, generator=g, dtype=torch.float64))
+            self.basis = q.T.contiguous().float()
         angles = 2 * math.pi * torch.arange(modes, dtype=torch.float32) / modes
-        self.centers = radius * torch.stack([angles.cos(), angles.sin()], dim=1)
+        self.centers = self.embed(radius * torch.stack([angles.cos(), angles.sin()], dim=1))
+
+    def embed(self, points: torch.Tensor) -> torch.Tensor:
+        """Points of the ring's plane ``(N, 2)`` in the data's space ``(N, D)``."""
+        return points if self.basis is None else points @ self.basis.to(points.device, points.dtype)
+
+    def plane(self, points: torch.Tensor) -> torch.Tensor:
+        """Samples in the data's space, projected onto the ring's plane ``(N, 2)`` (figures)."""
+        return points if self.basis is None else points @ self.basis.to(points.device, points.dtype).T
 
     def baselines(self) -> dict[str, float]:
         """The data's own sample measures per split (``{split}/modes``, ``{split}/hq_share``, ...),
@@ -181,6 +205,8 @@ class Ring(TensorDataModule):
     def load(self):
         g = torch.Generator().manual_seed(self.split_seed)
         y = torch.randint(0, self.modes, (self.num_train + self.num_test,), generator=g)
-        x = self.centers[y] + self.std * torch.randn(len(y), 2, generator=g)
+        angles = 2 * math.pi * torch.arange(self.modes, dtype=torch.float32) / self.modes
+        flat = self.radius * torch.stack([angles.cos(), angles.sin()], dim=1)
+        x = self.embed(flat[y] + self.std * torch.randn(len(y), 2, generator=g))  # the noise lies in the plane
         n = self.num_train
         return x[:n], y[:n], x[n:], y[n:]

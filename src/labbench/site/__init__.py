@@ -4,9 +4,11 @@ W&B shows one ablation at a time and knows nothing of claims; a reader who asks 
 things my notes say are true?" wants the whole catalog at once. The site is built in four
 steps, one module each: ``gather`` (result folders -> plain dicts), ``figures`` (the forest
 plot of the catalog), ``render`` (Jinja2 pages, the reports' Markdown as HTML) and ``write``
-below. It needs no server, no network and no JavaScript from elsewhere: it opens from
-``file://``. The same results give the same bytes (no build time anywhere), so the committed
-copy in ``docs/site/`` changes only when a result does.
+below; ``seeds`` adds ``sources.html``, the seed questions the claims cite (kept outside the
+repository, in Chinese) verbatim and in English, from ``seed_questions.yaml``. It needs no
+server, no network and no JavaScript from elsewhere: it opens from ``file://``. The same
+results give the same bytes (no build time anywhere), so the committed copy in ``docs/site/``
+changes only when a result does.
 """
 
 from __future__ import annotations

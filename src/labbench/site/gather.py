@@ -22,6 +22,7 @@ from labbench.ablation.maps import reproduce_command as map_command
 from labbench.ablation.report import difference_text, predicted_text
 from labbench.ablation.results import GATE_FREE_SHORT
 from labbench.record import from_json_safe
+from labbench.site import seeds
 
 SECTIONS = {  # claims.md's sections; anything without a registry id (the A/A control) goes under "other"
     "A": "A. The four ablations of the design card",
@@ -376,6 +377,7 @@ def gather(source: Path) -> dict[str, Any]:
     if not source.is_dir():
         raise FileNotFoundError(f"{source}: no results folder (docs/results, or a store such as outputs/ablations)")
     dates = Dates(source)
+    seed_data = seeds.load()
     reports, maps, pilots = _reports(source, dates), _maps(source, dates), _pilots(source)
     names = sorted(set(specs.available()) | set(reports) | set(maps) | set(pilots))
     claims = []
@@ -388,6 +390,8 @@ def gather(source: Path) -> dict[str, Any]:
             "name": name, "claim_id": claim_id, "section": section_of(claim_id),
             "claim": spec.claim if spec else first.get("claim", ""),
             "sources": list(spec.sources) if spec else [], "reference": spec.reference if spec else "",
+            # each source in pieces, its cited questions linked to their rows on sources.html
+            "citations": [seeds.links(s, seed_data["questions"]) for s in (spec.sources if spec else ())],
             "notes": spec.notes if spec else "", "in_catalog": spec is not None,
             "arms": [a.name for a in spec.arms] if spec else [],
             "status": status, "status_text": status_text,
@@ -404,4 +408,6 @@ def gather(source: Path) -> dict[str, Any]:
         # the claims table: grouped by answer in the order of the counts (answered claims first), registry order within
         "by_answer": sorted(claims, key=lambda c: (answer_rank(c["row"]["answer"])[0], c["order"])),
         "hypotheses": sum(len(r["hypotheses"]) for c in claims for r in c["reports"]),
+        # sources.html: the seed files and, for each question a claim cites, its original, its English and the claims citing it
+        "seed_note": seed_data["note"], "seed_files": seeds.page_data(claims, seed_data),
     }

@@ -189,9 +189,11 @@ class GenerativeTask(Task):
         datamodule = self.trainer.datamodule
         if self.is_image(samples):
             return measures.save_image_grid(samples, path, title=title)
-        reference = datamodule.splits["val"][0][:2000]
+        plane = getattr(datamodule, "plane", lambda points: points)  # data placed in D dimensions: its own plane
+        reference = plane(datamodule.splits["val"][0][:2000])
         limit = float(reference.abs().max()) * 1.5
-        return measures.save_scatter(samples, path, centers=getattr(datamodule, "centers", None), reference=reference, title=title, limit=limit)
+        centers = getattr(datamodule, "centers", None)
+        return measures.save_scatter(plane(samples), path, centers=None if centers is None else plane(centers), reference=reference, title=title, limit=limit)
 
     def extra_figures(self, out_dir: Path) -> dict[str, str]:
         """Task-specific figures (e.g. VAE reconstructions): name -> PNG file name in the run folder."""
