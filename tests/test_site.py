@@ -111,6 +111,24 @@ def test_a_claim_page_shows_its_report_maps_command_and_wandb_group(site):
         assert needed in page, needed
 
 
+def test_a_reports_command_is_pinned_to_the_commit_of_its_results_and_has_a_copy_button(site):
+    """The reproduce command starts with `git checkout C`, C the commit that last changed the report's verdict.json
+    (the spec, code and results as committed), and a copy button carries the same text."""
+    import html
+    import subprocess
+
+    page = (site / "claims" / "xavier-vs-kaiming.html").read_text()
+    verdict = RESULTS / "xavier-vs-kaiming" / "quick" / "verdict.json"
+    last = subprocess.run(["git", "log", "-1", "--format=%H", "--", verdict.name], cwd=verdict.parent,
+                          capture_output=True, text=True, check=True).stdout.strip()[:10]
+    if not last:
+        pytest.skip("the committed results have no git history here")
+    commands = f"git checkout {last}\nlabbench reproduce xavier-vs-kaiming --profile quick"
+    assert f"<pre><code>{commands}</code></pre>" in page
+    assert f'<button type="button" class="copy" data-copy="{html.escape(commands)}"' in page.replace("&#10;", "\n")
+    assert "navigator.clipboard.writeText(button.dataset.copy)" in page
+
+
 def row_html(page: str, anchor: str) -> str:
     """The HTML of one question's row on sources.html."""
     start = page.index(f'<tr id="{anchor}">')

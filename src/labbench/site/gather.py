@@ -107,6 +107,19 @@ class Dates:
                 return day
         return datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).strftime("%Y-%m-%d")
 
+    def commit(self, path: Path) -> str | None:
+        """The commit (10 hex digits, a fixed length so a rebuild stays byte-identical as the history grows) that
+        last changed ``path``: checked out, it has the spec, the code and the results as they were committed.
+        None for a file not committed as it is (a store, results not yet committed)."""
+        path = path.resolve()
+        if self.top is None or path in self.dirty:
+            return None
+        try:
+            full = self._git(path.parent, "log", "-1", "--format=%H", "--", path.name).strip()
+        except (OSError, subprocess.CalledProcessError):
+            return None
+        return full[:10] or None
+
 
 def reproduce_command(report_md: Path | None, name: str, profile: str) -> str:
     """The command in the report's own "Reproduce" section (it carries --seeds and overrides when
@@ -151,7 +164,7 @@ def _reports(source: Path, dates: Dates) -> dict[str, list[dict[str, Any]]]:
             folder = path.parent
             report_md = folder / "report.md"
             out.setdefault(v["name"], []).append({
-                "profile": v["profile"], "date": dates.of(path), "folder": folder,
+                "profile": v["profile"], "date": dates.of(path), "commit": dates.commit(path), "folder": folder,
                 "report_md": report_md if report_md.is_file() else None,
                 "spec_hash": v.get("spec_hash", "-"), "stale": _stale(_spec_or_none(v["name"]), v),
                 "command": reproduce_command(report_md, v["name"], v["profile"]),
@@ -174,7 +187,7 @@ def _maps(source: Path, dates: Dates) -> dict[str, list[dict[str, Any]]]:
     for path in sorted([*source.glob("*/*/map.json"), *source.glob("*/*/maps/*/map.json")]):
         m = from_json_safe(json.loads(path.read_text()))
         out.setdefault(m["name"], []).append({
-            "profile": m["profile"], "axes": m["axes"], "date": dates.of(path), "folder": path.parent,
+            "profile": m["profile"], "axes": m["axes"], "date": dates.of(path), "commit": dates.commit(path), "folder": path.parent,
             "map_md": path.parent / "map.md" if (path.parent / "map.md").is_file() else None,
             "spec_hash": m.get("spec_hash", "-"), "stale": _stale(_spec_or_none(m["name"]), m, is_map=True),
             "command": map_command(m),
