@@ -195,3 +195,19 @@ def test_the_readme_leads_with_one_row_per_claim_and_its_answer():
             assert {word: int(n) for n, word in tally} == {w: [h["verdict"] for h in v["hypotheses"]].count(w)
                                                           for w in {h["verdict"] for h in v["hypotheses"]}}
         assert f"[`{v['name']}`]" in hypotheses_part  # the hypotheses follow below
+
+
+PREREGISTERED = sorted((ROOT / "docs" / "preregistered").glob("*.yaml"))
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("path", PREREGISTERED, ids=[p.stem for p in PREREGISTERED])
+def test_every_preregistered_spec_still_parses_in_every_setting_and_is_listed(path):
+    """A pre-registered spec waits in docs/preregistered for its runs; the code moves on meanwhile. It must still parse
+    (every key known, every setting derivable, the primary named) so that the next session runs it as registered, and
+    docs/preregistered/README.md must say what changed in it."""
+    spec = specs.load(path)
+    assert any(h.role == "primary" for h in spec.hypotheses), f"{path.name} names no primary hypothesis"
+    for name in spec.setting_names():
+        spec.in_setting(name)
+    assert f"`{path.name}`" in (ROOT / "docs" / "preregistered" / "README.md").read_text(), f"{path.name} is not listed in docs/preregistered/README.md"
