@@ -210,6 +210,30 @@ def test_the_forest_plot_is_standardized_and_deterministic():
     assert svg == forest_svg(claims) and "<dc:date>" not in svg
 
 
+def test_the_forest_plot_caps_extreme_effects_draws_margins_and_tells_verdicts_apart_by_shape():
+    """Issue 29, item 4: d beyond 30 is cut with its value written; a margin or claimed size is a bar in sd units;
+    every verdict has its own marker shape (not colour alone); undecided verdicts are hollow."""
+    from labbench.site.figures import MARKERS
+    from labbench.site.gather import bar_in_sd
+
+    assert bar_in_sd({"sd_diff": 0.005, "margin": -0.01, "min_effect": None}) == pytest.approx(-2.0)
+    assert bar_in_sd({"sd_diff": 0.02, "margin": 0.0, "min_effect": 0.01}) == pytest.approx(0.5)  # the claimed size wins
+    assert bar_in_sd({"sd_diff": 0.02, "margin": 0.0, "min_effect": None}) is None  # zero: the axis itself
+    shapes = {v: m for v, m in MARKERS.items()}
+    assert len({shapes[v] for v in ("supported", "contradicted", "inconclusive", "undertrained", "out of regime")}) == 5
+    assert not MARKERS["undertrained"][1] and MARKERS["supported"][1]
+
+    def row(name, d, verdict, bar=None):
+        return {"name": name, "d": d, "d_low": d - 1, "d_high": d + 1, "d_bar": bar, "verdict": verdict}
+
+    claims = [{"claim_id": "X1", "name": "planted", "reports": [{"profile": "quick", "hypotheses": [
+        row("seeds that barely vary", 343.0, "supported"), row("within a margin", 0.4, "inconclusive", bar=-2.0),
+        row("gate missed", 5.0, "undertrained")]}]}]
+    svg = forest_svg(claims)
+    assert "d = 343 (cut at 30)" in svg and "margin / claimed size" in svg
+    assert "planted" in svg and "seeds that barely vary" in svg
+
+
 def store_from_committed(root: Path, name: str = "xavier-vs-kaiming") -> Path:
     """A store laid out as ``reproduce``, ``map`` and ``pilot`` leave it (outputs/ablations/NAME/PROFILE/,
     maps/SLUG/, pilot/), filled with the committed files of one claim that has a report, a map and a pilot

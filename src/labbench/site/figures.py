@@ -2,8 +2,10 @@
 
 Raw effects live on different scales (a loss gap, an accuracy gap, a ratio), so the plot puts
 each on the seed-to-seed spread of its own paired differences (d = mean_diff / sd_diff, the
-interval divided by the same sd). The x axis is linear within +-1 and logarithmic beyond it: the
-catalog spans d from about 0.02 to several hundred. The SVG is deterministic (fixed hash salt,
+interval divided by the same sd). The x axis is linear within +-1 and logarithmic beyond it, cut at
++-30 with the value written (seeds that barely vary give d in the hundreds). Each verdict has a
+shape as well as a colour (hollow and faded where no answer is read: undertrained, out of regime,
+exploratory), and a hypothesis judged against a margin or a claimed size shows it as a bar. The SVG is deterministic (fixed hash salt,
 no date), so a rebuild from the same results gives the same bytes.
 """
 
@@ -14,7 +16,13 @@ from typing import Any
 
 COLOURS = {"supported": "#1b7a34", "contradicted": "#c0262d", "inconclusive": "#8a8a8a", "undertrained": "#7b3fa0",
            "smaller than claimed": "#6aa84f", "out of regime": "#c27ba0", "exploratory": "#b7b7b7"}
+# A shape per verdict, so that no verdict is told apart by its colour alone (green and red look alike to a
+# deuteranope); hollow shapes and a faded line for the verdicts that decide nothing about the claim.
+MARKERS = {"supported": ("o", True), "contradicted": ("X", True), "smaller than claimed": ("D", True),
+           "inconclusive": ("o", False), "undertrained": ("s", False), "out of regime": ("^", False), "exploratory": ("o", False)}
+UNDECIDED = ("undertrained", "out of regime", "exploratory")  # no answer read from them: drawn faded
 LINTHRESH = 1.0  # |d| below this is drawn on a linear scale
+CAP = 30.0  # |d| beyond this is drawn at the cap with its value written: seeds that barely vary give d in the hundreds
 
 
 def _label(text: str, width: int = 58) -> str:
@@ -34,7 +42,7 @@ def forest_rows(claims: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for r in c["reports"]:
             head = f"{c['claim_id'] + ' ' if c['claim_id'] else ''}{c['name']}" + (f" ({r['profile']})" if r["profile"] != "quick" else "")
             for h in r["hypotheses"]:
-                rows.append({"group": head, "label": _label(h["name"]), **{k: h[k] for k in ("d", "d_low", "d_high", "verdict")}})
+                rows.append({"group": head, "label": _label(h["name"]), **{k: h.get(k) for k in ("d", "d_low", "d_high", "d_bar", "verdict")}})
     return rows
 
 
@@ -67,16 +75,26 @@ def forest_svg(claims: list[dict[str, Any]]) -> str:
             ticks.append(y)
             labels.append("    " + r["label"])
             colour = COLOURS.get(r["verdict"], "#333333")
+            marker, filled = MARKERS.get(r["verdict"], ("o", True))
+            alpha = 0.45 if r["verdict"] in UNDECIDED else 1.0
             if r["d"] is None:
                 ax.text(0, y, "no spread across seeds: not standardized", va="center", ha="center", fontsize=7, color=colour, style="italic")
             else:
-                ax.plot([r["d_low"], r["d_high"]], [y, y], color=colour, linewidth=1.6, solid_capstyle="butt")
-                ax.plot([r["d"]], [y], marker="o", markersize=3.6, color=colour)
+                low, high, d = (max(-CAP, min(CAP, v)) for v in (r["d_low"], r["d_high"], r["d"]))
+                ax.plot([low, high], [y, y], color=colour, linewidth=1.6, solid_capstyle="butt", alpha=alpha)
+                ax.plot([d], [y], marker=marker, markersize=4.2, color=colour, markerfacecolor=colour if filled else "white",
+                        markeredgewidth=1.0, alpha=max(alpha, 0.7), zorder=3)
+                if abs(r["d_high"]) > CAP or abs(r["d_low"]) > CAP:  # capped: the value written at the edge
+                    side = 1 if r["d"] > 0 else -1
+                    ax.annotate(f"d = {r['d']:.3g} (cut at {side * CAP:g})", (side * CAP, y), xytext=(-4 * side, 3),
+                                textcoords="offset points", ha="right" if side > 0 else "left", va="bottom", fontsize=6.5, color=colour)
+                if r.get("d_bar") is not None and abs(r["d_bar"]) <= CAP:  # the margin or claimed size the interval must clear
+                    ax.plot([r["d_bar"]], [y], marker="|", markersize=8, markeredgewidth=1.4, color="black", zorder=4)
         for top, bottom in spans[::2]:  # every other claim on a grey band
             ax.axhspan(bottom - 0.5, top + 0.5, color="#f0f0f0", zorder=-2, linewidth=0)
         ax.axvline(0, color="black", linewidth=0.8)
         ax.set_xscale("symlog", linthresh=LINTHRESH)
-        ends = [x for r in rows if r["d"] is not None for x in (r["d_low"], r["d_high"])]
+        ends = [max(-CAP, min(CAP, x)) for r in rows if r["d"] is not None for x in (r["d_low"], r["d_high"], *([r["d_bar"]] if r.get("d_bar") is not None else []))]
         ax.set_xlim(_padded(min(ends, default=-1.0), -1), _padded(max(ends, default=1.0), 1))
         ax.set_yticks(ticks, labels)
         for tick, text in zip(ax.get_yticklabels(), labels):
@@ -88,8 +106,10 @@ def forest_svg(claims: list[dict[str, Any]]) -> str:
         ax.tick_params(axis="y", length=0)
         ax.xaxis.set_ticks_position("both")
         ax.tick_params(axis="x", labeltop=True)
-        handles = [Line2D([], [], color=c, marker="o", markersize=4, linewidth=1.6, label=v) for v, c in COLOURS.items()]
-        ax.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 1.0 + 0.5 / height), ncol=len(handles), fontsize=8, frameon=False)
+        handles = [Line2D([], [], color=c, marker=MARKERS[v][0], markersize=4.5, markerfacecolor=c if MARKERS[v][1] else "white",
+                          linewidth=1.6, alpha=0.45 if v in UNDECIDED else 1.0, label=v) for v, c in COLOURS.items()]
+        handles.append(Line2D([], [], color="black", marker="|", markersize=8, markeredgewidth=1.4, linewidth=0, label="margin / claimed size"))
+        ax.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 1.0 + 0.8 / height), ncol=(len(handles) + 1) // 2, fontsize=8, frameon=False)
         fig.tight_layout()
         buf = io.StringIO()
         fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": "labbench site (matplotlib)"})

@@ -50,6 +50,16 @@ def standardized(h: dict[str, Any]) -> tuple[float, float, float] | None:
     return h["mean_diff"] / sd, h["ci_low"] / sd, h["ci_high"] / sd
 
 
+def bar_in_sd(h: dict[str, Any]) -> float | None:
+    """What the interval must clear besides zero, in the same units as ``standardized``: a margin ("within 2
+    points": -0.02) or a size the claim names (``min_effect``), over the paired differences' sd. None without one."""
+    sd = h.get("sd_diff")
+    bar = h.get("min_effect") if finite(h.get("min_effect")) and h.get("min_effect") else h.get("margin")
+    if not finite(sd) or sd <= 0 or not finite(bar) or not bar:
+        return None
+    return bar / sd
+
+
 def gate_status(h: dict[str, Any], verdict: dict[str, Any]) -> str:
     """``passed``, ``missed: ARM, ...`` (the hypothesis is undertrained), ``none declared``, or ``not gated
     (WHY)`` for a hypothesis that takes no gate (a rate, steps to a threshold, a value at initialization)."""
@@ -139,6 +149,7 @@ def hypothesis_row(h: dict[str, Any], verdict: dict[str, Any], index: int) -> di
         "index": index, "name": (f"[{h['setting']}] " if h.get("setting") else "") + h["name"], "metric": h["metric"], "predicted": predicted_text(h),
         "effect": difference_text(h) if measured else "-",
         "d": None if d is None else d[0], "d_low": None if d is None else d[1], "d_high": None if d is None else d[2],
+        "d_bar": bar_in_sd(h),
         "n": h["n"], "verdict": h["verdict"], "verdict_raw": h.get("verdict_raw", h["verdict"]),
         "gate": gate_status(h, verdict), "stability": stability(h), "sentence": plain_sentence(h),
     }
