@@ -15,6 +15,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import pytest
+import yaml
 from conftest import REPO
 from markupsafe import escape
 
@@ -267,6 +268,36 @@ def test_a_store_is_a_source_too(tmp_path):
     assert (out / "claims" / "xavier-vs-kaiming" / "quick" / "maps" / "model.depth=5-30" / "heatmap_2.png").is_file()
 
 
+def test_a_users_store_shows_its_own_claims_in_their_section_with_their_specs(tmp_path, capsys):
+    """Issue 29, item 7: a store's site lists only the claims it has results for, under a title that names the store;
+    a claim outside the catalog goes under "Your claims"; without its spec its freshness is "unknown" (not "stale"),
+    with `--specs` its results are checked against it."""
+    store = store_from_committed(tmp_path)
+    mine = store / "my-claim" / "quick"
+    shutil.copytree(store / "xavier-vs-kaiming" / "quick", mine, ignore=shutil.ignore_patterns("maps", "pilot", "runs"))
+    verdict = json.loads((mine / "verdict.json").read_text())
+    (mine / "verdict.json").write_text(json.dumps({**verdict, "name": "my-claim", "claim_id": ""}))
+    out = tmp_path / "site"
+    build(store, out)
+    index = (out / "index.html").read_text()
+    assert f"labbench: the results in {store.as_posix()}" in index and "which beliefs about deep learning hold up" not in index
+    assert "2 claims with results in this store" in index and 'data-answer="not run yet"' not in index
+    assert "Your claims (specs outside the catalog)" in index
+    page = (out / "claims" / "my-claim.html").read_text()
+    assert "freshness unknown" in page and "Made from another version of the spec" not in page
+    assert "labbench site --specs PATH" in page
+    spec = yaml.safe_load((REPO / "experiments" / "xavier-vs-kaiming.yaml").read_text())
+    spec_file = tmp_path / "mine" / "my-claim.yaml"
+    spec_file.parent.mkdir()
+    spec_file.write_text(yaml.safe_dump({**spec, "name": "my-claim", "claim": spec["claim"] + " (mine)"}))
+    assert main(["site", "--source", str(store), "--out", str(out), "--specs", str(spec_file.parent)]) == 0
+    page = (out / "claims" / "my-claim.html").read_text()
+    assert f"spec <code>{spec_file.as_posix()}</code>" in page and "(mine)" in page
+    assert "Made from another version of the spec" in page  # a changed claim: another hash, stale
+    assert main(["site", "--source", str(store), "--out", str(out), "--specs", str(tmp_path / "nowhere.yaml")]) == 2
+    assert "no such file or folder" in " ".join(capsys.readouterr().out.split())
+
+
 def test_the_cli_builds_the_site(tmp_path, capsys):
     store = store_from_committed(tmp_path)
     assert main(["site", "--source", str(store), "--out", str(tmp_path / "site")]) == 0
@@ -284,7 +315,7 @@ def test_a_rebuild_removes_what_is_gone_and_nothing_else(tmp_path):
     build(store_from_committed(tmp_path), out)  # a source with one claim's results (xavier-vs-kaiming)
     assert not old.exists() and not old.parent.exists()
     assert (out / "screenshot.png").read_bytes() == b"kept: not the builder's"
-    assert (out / "claims" / "warmup.html").is_file()  # still in the catalog, now without results
+    assert not (out / "claims" / "warmup.html").exists()  # a store's site shows the claims it holds results for
 
 
 def test_a_folder_that_is_no_site_is_refused_and_a_manifest_cannot_reach_outside(tmp_path):
@@ -452,7 +483,7 @@ def test_the_index_counts_claims_by_answer_and_a_claim_shows_its_answer(tmp_path
     build(store, out)
     index = (out / "index.html").read_text()
     assert '<li data-answer="holds here"><span class="answer a-holds">holds here</span> <b class="count">1</b></li>' in index
-    assert f'<li data-answer="not run yet"><span class="answer a-none">not run yet</span> <b class="count">{len(specs.available()) - 1}</b></li>' in index
+    assert 'data-answer="not run yet"' not in index  # a store: only its claims, no catalog rows around them
     row = claim_row_html(index, "xavier-vs-kaiming")
     assert 'data-answer="holds here"' in row and "the primary hypothesis is supported" in row
     for chip in ("MNIST5k", "MLP", "225-3600 steps", "8 seeds"):

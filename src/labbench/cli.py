@@ -597,8 +597,8 @@ def cmd_site(args: argparse.Namespace) -> int:
     from labbench.site import SiteError, build
 
     try:
-        built = build(args.source, args.out)
-    except SiteError as err:
+        built = build(args.source, args.out, tuple(args.specs or ()))
+    except (SiteError, FileNotFoundError, specs.SpecError) as err:
         console.print(f"[bold red]error:[/] {escape(str(err))}")  # escaped: "[a, b]" in a message is text, not markup
         return 2
     console.print(f"site: {built.claims} claims, {built.hypotheses} hypotheses from {args.source}; "
@@ -708,6 +708,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("site", help="a static site of every claim and verdict (index, forest plot, a page per claim); no server needed")
     p.add_argument("--source", default="docs/results", help="committed results (default: docs/results) or a store (outputs/ablations)")
     p.add_argument("--out", default="outputs/site", help="the site's folder (default: outputs/site); the committed copy is docs/site")
+    p.add_argument("--specs", nargs="+", default=None, metavar="PATH",
+                   help="spec files (or folders of them) of your own claims, outside experiments/: their results are checked against "
+                        "them and shown in a section of their own")
     p.set_defaults(func=cmd_site)
     return parser
 

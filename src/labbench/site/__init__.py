@@ -39,10 +39,10 @@ class Built:
     files: list[str]
 
 
-def build(source: Path | str, out: Path | str) -> Built:
-    """Gather ``source``, render every page, and write the site into ``out``."""
+def build(source: Path | str, out: Path | str, spec_paths: tuple[Path | str, ...] = ()) -> Built:
+    """Gather ``source`` (with the user's own specs, ``--specs``), render every page, and write the site into ``out``."""
     source, out = Path(source), Path(out)
-    data = gather(source)
+    data = gather(source, spec_paths)
     svg = forest_svg(data["claims"])
     pages, assets = render_site(data, source.as_posix().rstrip("/"), forest=bool(svg))
     files: dict[str, bytes] = {path: text.encode() for path, text in pages.items()}

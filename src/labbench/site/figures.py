@@ -109,7 +109,7 @@ def forest_svg(claims: list[dict[str, Any]]) -> str:
         handles = [Line2D([], [], color=c, marker=MARKERS[v][0], markersize=4.5, markerfacecolor=c if MARKERS[v][1] else "white",
                           linewidth=1.6, alpha=0.45 if v in UNDECIDED else 1.0, label=v) for v, c in COLOURS.items()]
         handles.append(Line2D([], [], color="black", marker="|", markersize=8, markeredgewidth=1.4, linewidth=0, label="margin / claimed size"))
-        ax.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 1.0 + 0.8 / height), ncol=(len(handles) + 1) // 2, fontsize=8, frameon=False)
+        ax.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 1.0), borderaxespad=2.2, ncol=(len(handles) + 1) // 2, fontsize=8, frameon=False)
         fig.tight_layout()
         buf = io.StringIO()
         fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": "labbench site (matplotlib)"})

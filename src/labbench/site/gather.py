@@ -9,6 +9,8 @@ templates get numbers and words, and the same dicts feed the forest plot.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import json
 import re
 import subprocess
@@ -30,6 +32,7 @@ SECTIONS = {  # claims.md's sections; anything without a registry id (the A/A co
     "C": "C. Transformer and architecture mechanics",
     "D": "D. Generative models",
     "other": "Controls",
+    "user": "Your claims (specs outside the catalog)",
 }
 WANDB_PROJECT = "labbench"  # loggers.py / plan.logging_overrides: project labbench, group = ablation name
 
@@ -159,14 +162,17 @@ def _spec_or_none(name: str) -> specs.Spec | None:
     return specs.load(name) if name in specs.available() else None
 
 
-def _stale(spec: specs.Spec | None, result: dict[str, Any], is_map: bool = False) -> bool:
-    """Made from another version of the spec (tests/test_committed_results.py fails on it too)."""
-    if spec is None or result["profile"] not in spec.profiles:
+def _stale(spec: specs.Spec | None, result: dict[str, Any], is_map: bool = False) -> bool | None:
+    """Made from another version of the spec (tests/test_committed_results.py fails on it too); None when the
+    spec is not at hand (a user's claim built without ``--specs``): its freshness is unknown, not stale."""
+    if spec is None:
+        return None
+    if result["profile"] not in spec.profiles:
         return True
     return result.get("spec_hash") != specs.fingerprint(spec, result["profile"], map_axes=is_map)
 
 
-def _reports(source: Path, dates: Dates) -> dict[str, list[dict[str, Any]]]:
+def _reports(source: Path, dates: Dates, spec_of) -> dict[str, list[dict[str, Any]]]:
     profiles = sorted({p.parent.name for p in source.glob("*/*/verdict.json")})
     out: dict[str, list[dict[str, Any]]] = {}
     for profile in profiles:
@@ -177,7 +183,7 @@ def _reports(source: Path, dates: Dates) -> dict[str, list[dict[str, Any]]]:
             out.setdefault(v["name"], []).append({
                 "profile": v["profile"], "date": dates.of(path), "commit": dates.commit(path), "folder": folder,
                 "report_md": report_md if report_md.is_file() else None,
-                "spec_hash": v.get("spec_hash", "-"), "stale": _stale(_spec_or_none(v["name"]), v),
+                "spec_hash": v.get("spec_hash", "-"), "stale": _stale(spec_of(v["name"]), v),
                 "command": reproduce_command(report_md, v["name"], v["profile"]),
                 "claim_id": v.get("claim_id") or "", "claim": v.get("claim", ""),
                 "runs": v.get("runs", {}), "wall_time_s": v.get("wall_time_s"),
@@ -193,14 +199,14 @@ def _reports(source: Path, dates: Dates) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
-def _maps(source: Path, dates: Dates) -> dict[str, list[dict[str, Any]]]:
+def _maps(source: Path, dates: Dates, spec_of) -> dict[str, list[dict[str, Any]]]:
     out: dict[str, list[dict[str, Any]]] = {}
     for path in sorted([*source.glob("*/*/map.json"), *source.glob("*/*/maps/*/map.json")]):
         m = from_json_safe(json.loads(path.read_text()))
         out.setdefault(m["name"], []).append({
             "profile": m["profile"], "axes": m["axes"], "date": dates.of(path), "commit": dates.commit(path), "folder": path.parent,
             "map_md": path.parent / "map.md" if (path.parent / "map.md").is_file() else None,
-            "spec_hash": m.get("spec_hash", "-"), "stale": _stale(_spec_or_none(m["name"]), m, is_map=True),
+            "spec_hash": m.get("spec_hash", "-"), "stale": _stale(spec_of(m["name"]), m, is_map=True),
             "command": map_command(m),
             "cells": len(m.get("cells", [])),
         })
@@ -394,29 +400,62 @@ def claim_counts(claims: list[dict[str, Any]]) -> list[tuple[str, int]]:
     return [(w, words.count(w)) for w in sorted(set(words), key=answer_rank)]
 
 
-def gather(source: Path) -> dict[str, Any]:
+def is_catalog_results(source: Path) -> bool:
+    """Whether ``source`` is the committed results folder (``docs/results``): the site then shows the whole catalog,
+    claims not run yet included; any other folder is a user's store, shown as the claims it holds results for."""
+    return Path(source).resolve().parts[-2:] == ("docs", "results")
+
+
+def user_specs(paths: Iterable[Path | str]) -> dict[str, specs.Spec]:
+    """The specs given with ``labbench site --specs``: files, or folders searched for ``*.yaml``, by spec name."""
+    out: dict[str, specs.Spec] = {}
+    for given in paths:
+        path = Path(given)
+        if not path.exists():
+            raise FileNotFoundError(f"--specs {path}: no such file or folder (give spec files or folders of them)")
+        for file in sorted(path.rglob("*.yaml")) if path.is_dir() else [path]:
+            spec = specs.load(file)
+            out[spec.name] = spec
+    return out
+
+
+def gather(source: Path, spec_paths: Iterable[Path | str] = ()) -> dict[str, Any]:
     """Every claim of the catalog (and any result whose spec is gone) with its reports, maps and
-    pilots, in registry order; and the hypothesis count the index must show."""
+    pilots, in registry order; and the hypothesis count the index must show.
+
+    From the committed results (``docs/results``) every catalog claim has a row, run or not. From a user's
+    store only the claims it holds results for do; ``spec_paths`` (``--specs``) gives the specs of the user's own
+    claims (outside ``experiments/``): they get a section of their own, and their results are checked against
+    them like the catalog's; a result whose spec is at hand nowhere says its freshness is unknown."""
     source = Path(source)
     if not source.is_dir():
         raise FileNotFoundError(f"{source}: no results folder (docs/results, or a store such as outputs/ablations)")
     dates = Dates(source)
     seed_data = seeds.load()
-    reports, maps, pilots = _reports(source, dates), _maps(source, dates), _pilots(source)
-    names = sorted(set(specs.available()) | set(reports) | set(maps) | set(pilots))
+    mine = user_specs(spec_paths)
+    catalog_mode = is_catalog_results(source) and not mine
+
+    def spec_of(name: str) -> specs.Spec | None:
+        return mine.get(name) or _spec_or_none(name)
+
+    reports, maps, pilots = _reports(source, dates, spec_of), _maps(source, dates, spec_of), _pilots(source)
+    names = sorted((set(specs.available()) if catalog_mode else set()) | set(reports) | set(maps) | set(pilots))
     claims = []
     for name in names:
-        spec = _spec_or_none(name)
+        spec = spec_of(name)
+        in_catalog = name in specs.available() and name not in mine
         first = (reports.get(name) or [{}])[0]
         claim_id = spec.claim_id if spec else first.get("claim_id", "")
         status, status_text = _status(reports.get(name, []), pilots.get(name, []))
         claims.append({
-            "name": name, "claim_id": claim_id, "section": section_of(claim_id),
+            # a user's claim: given with --specs, or, in a store, a result whose spec the catalog does not have
+            "name": name, "claim_id": claim_id, "section": "user" if name in mine or not (in_catalog or catalog_mode) else section_of(claim_id),
+            "spec_path": "" if spec is None or in_catalog else spec.path.as_posix(),
             "claim": spec.claim if spec else first.get("claim", ""),
             "sources": list(spec.sources) if spec else [], "reference": spec.reference if spec else "",
             # each source in pieces, its cited questions linked to their rows on sources.html
             "citations": [seeds.links(s, seed_data["questions"]) for s in (spec.sources if spec else ())],
-            "notes": spec.notes if spec else "", "in_catalog": spec is not None,
+            "notes": spec.notes if spec else "", "in_catalog": in_catalog, "spec_known": spec is not None,
             "arms": [a.name for a in spec.arms] if spec else [],
             "status": status, "status_text": status_text,
             "reports": reports.get(name, []), "maps": maps.get(name, []), "pilots": pilots.get(name, []),
@@ -427,7 +466,7 @@ def gather(source: Path) -> dict[str, Any]:
     for c in claims:
         c["row"] = claim_row(c)
     return {
-        "source": source, "claims": claims, "sections": SECTIONS, "verdicts": VERDICTS,
+        "source": source, "catalog_mode": catalog_mode, "claims": claims, "sections": SECTIONS, "verdicts": VERDICTS,
         "claim_counts": claim_counts(claims),
         # the claims table: grouped by answer in the order of the counts (answered claims first), registry order within
         "by_answer": sorted(claims, key=lambda c: (answer_rank(c["row"]["answer"])[0], c["order"])),

@@ -153,7 +153,8 @@ def render_site(data: dict[str, Any], source_label: str, forest: bool) -> tuple[
         claims=data["claims"], verdicts=data["verdicts"], counts=counts, total=data["hypotheses"],
         claim_counts=data["claim_counts"], by_answer=data["by_answer"],
         profiles=sorted({r["profile"] for c in data["claims"] for r in c["reports"]}),
-        sections=sections, section_titles=data["sections"], source_label=source_label, forest=forest, root="")
+        sections=sections, section_titles=data["sections"], source_label=source_label, forest=forest, root="",
+        catalog_mode=data.get("catalog_mode", True))
     pages["sources.html"] = env.get_template("sources.html").render(
         note=data["seed_note"], files=data["seed_files"], source_label=source_label, root="")
     return pages, assets
