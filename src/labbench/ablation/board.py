@@ -117,20 +117,33 @@ def effect_words(h: dict[str, Any]) -> str:
     (``SHARES``) is given in points (0.01 = 1 point); any other keeps its own units, named by the metric."""
     if not h.get("n") or not finite(h.get("mean_diff")):
         return "not measured"
-    metric = str(h.get("metric", ""))
-    split, _, leaf = metric.rpartition("/")
-    share = SHARES.get(leaf) if h.get("kind") != "rate" else None
-    seeds = f"{h['n']} seeds"
+    share = _share(h)
     if share:
-        interval = (f" [{100 * h['ci_low']:+.1f}, {100 * h['ci_high']:+.1f}]" if finite(h.get("ci_low")) and finite(h.get("ci_high"))
-                    else " (every seed the same: no interval)")
-        said = f"{100 * h['mean_diff']:+.1f} points of {share.format(split=split).strip()}{interval}"
         margin = h.get("margin") or 0.0  # the prediction's margin in the same points as the effect, not in the metric's fraction
         predicted = predicted_text({**h, "margin": 0.0}) + (f" by > {100 * margin:+.3g} points" if margin else "")
     else:
-        said = f"{difference_text(h)} in `{metric}`"
         predicted = predicted_text(h)
-    return f"{predicted}: {said}, {seeds}"
+    return f"{predicted}: {effect_amount(h)}, {h['n']} seeds"
+
+
+def _share(h: dict[str, Any]) -> str | None:
+    """The words for a share metric's points ("test accuracy"), None for a metric in its own units or a rate."""
+    split, _, leaf = str(h.get("metric", "")).rpartition("/")
+    share = SHARES.get(leaf) if h.get("kind") != "rate" else None
+    return share.format(split=split).strip() if share else None
+
+
+def effect_amount(h: dict[str, Any]) -> str:
+    """A hypothesis's difference with its units and interval: "+1.6 points of test accuracy [+1.2, +2.0]" for a
+    share, else the difference in the metric's own units, named ("0.0169 [0.0071, 0.0268] in `train/loss[-5:]`")."""
+    if not h.get("n") or not finite(h.get("mean_diff")):
+        return "not measured"
+    share = _share(h)
+    if share:
+        interval = (f" [{100 * h['ci_low']:+.1f}, {100 * h['ci_high']:+.1f}]" if finite(h.get("ci_low")) and finite(h.get("ci_high"))
+                    else " (every seed the same: no interval)")
+        return f"{100 * h['mean_diff']:+.1f} points of {share}{interval}"
+    return f"{difference_text(h)} in `{h.get('metric', '')}`"
 
 
 def claim_rows(reports: list[dict[str, Any]], root: Path) -> list[str]:

@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from labbench.ablation import spec as specs
-from labbench.ablation.board import NO_ANSWER, VERDICTS, claim_order, effect_words, finite, load_reports, plain_sentence
+from labbench.ablation.board import NO_ANSWER, VERDICTS, claim_order, effect_amount, effect_words, finite, load_reports, plain_sentence
 from labbench.ablation.maps import reproduce_command as map_command
-from labbench.ablation.report import difference_text, predicted_text
+from labbench.ablation.report import predicted_text
 from labbench.ablation.results import GATE_FREE_SHORT
 from labbench.record import from_json_safe
 from labbench.site import seeds
@@ -150,7 +150,7 @@ def hypothesis_row(h: dict[str, Any], verdict: dict[str, Any], index: int) -> di
     measured = h["n"] > 0 and finite(h["mean_diff"])
     return {
         "index": index, "name": (f"[{h['setting']}] " if h.get("setting") else "") + h["name"], "metric": h["metric"], "predicted": predicted_text(h),
-        "effect": difference_text(h) if measured else "-",
+        "effect": effect_amount(h) if measured else "-",  # with its units: points of a share, else the metric named
         "d": None if d is None else d[0], "d_low": None if d is None else d[1], "d_high": None if d is None else d[2],
         "d_bar": bar_in_sd(h),
         "n": h["n"], "verdict": h["verdict"], "verdict_raw": h.get("verdict_raw", h["verdict"]),

@@ -119,6 +119,10 @@ def environment() -> Environment:
     env.filters["num"] = number
     env.filters["url"] = lambda path: quote(str(path))
     env.globals["answer_kind"] = answer_kind  # the colour class of an answer word, for the index and the claim pages alike
+    env.globals["STABILITY_WORDS"] = {  # the stability cell's meaning, on hover
+        "settled": "judged again at earlier evaluations: the effect did not move in the last half of the budget",
+        "unsettled": "the effect still moved in the last half of the budget: a longer run may answer otherwise",
+        "-": "not judged: the report has no earlier evaluations to judge the effect at (or predates the check)"}
     return env
 
 
