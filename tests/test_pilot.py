@@ -87,6 +87,7 @@ def test_the_pilot_runs_the_standard_arm_alone_and_picks_the_first_budget_that_m
         assert len(result["candidates"]) == result["chosen"] + 1  # stops at the first that meets the rule
 
 
+@pytest.mark.integration  # two pilots, one through a worker pool: ~35 s on 2 cores
 def test_a_pilot_in_two_worker_processes_gives_the_same_figures(tmp_path):
     """``labbench pilot --jobs 2`` trains a candidate's independent runs in parallel; the budget and
     every figure are those of the one-process pilot (each run sets its own thread count)."""
