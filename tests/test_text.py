@@ -199,13 +199,17 @@ def test_a_min_length_outside_one_to_the_context_fails_clearly(bad):
 
 
 @pytest.mark.unit
-def test_padding_is_left_out_of_the_loss():
-    """The language model's loss on a padded batch is the mean over the real tokens alone."""
+@pytest.mark.parametrize("loss", ["ce", "label_smoothing"])
+def test_padding_is_left_out_of_the_loss(loss):
+    """The language model's loss, as the config builds it, on a padded batch is the mean over the real tokens alone."""
+    from hydra.utils import instantiate
+
     from labbench.data.text import IGNORE
 
     logits = torch.randn(2, 4, 5)
     y = torch.tensor([[1, 2, 3, 4], [0, 1, IGNORE, IGNORE]])
-    loss = torch.nn.CrossEntropyLoss()(logits.reshape(-1, 5), y.reshape(-1))
+    criterion = instantiate(compose(["preset=char_lm", f"loss={loss}", "loss.label_smoothing=0.0"]).loss)
+    loss = criterion(logits.reshape(-1, 5), y.reshape(-1))
     keep = y.reshape(-1) != IGNORE
     by_hand = -logits.reshape(-1, 5)[keep].log_softmax(-1).gather(1, y.reshape(-1)[keep, None]).mean()
     assert float(loss) == pytest.approx(float(by_hand), rel=1e-6)

@@ -182,7 +182,8 @@ class Ring(TensorDataModule):
             q, _ = torch.linalg.qr(torch.randn(embed_dim, 2, generator=g, dtype=torch.float64))
             self.basis = q.T.contiguous().float()
         angles = 2 * math.pi * torch.arange(modes, dtype=torch.float32) / modes
-        self.centers = self.embed(radius * torch.stack([angles.cos(), angles.sin()], dim=1))
+        self.plane_centers = radius * torch.stack([angles.cos(), angles.sin()], dim=1)  # (K, 2): where load draws around
+        self.centers = self.embed(self.plane_centers)  # (K, D): what the measures compare samples with
 
     def embed(self, points: torch.Tensor) -> torch.Tensor:
         """Points of the ring's plane ``(N, 2)`` in the data's space ``(N, D)``."""
@@ -205,8 +206,6 @@ class Ring(TensorDataModule):
     def load(self):
         g = torch.Generator().manual_seed(self.split_seed)
         y = torch.randint(0, self.modes, (self.num_train + self.num_test,), generator=g)
-        angles = 2 * math.pi * torch.arange(self.modes, dtype=torch.float32) / self.modes
-        flat = self.radius * torch.stack([angles.cos(), angles.sin()], dim=1)
-        x = self.embed(flat[y] + self.std * torch.randn(len(y), 2, generator=g))  # the noise lies in the plane
+        x = self.embed(self.plane_centers[y] + self.std * torch.randn(len(y), 2, generator=g))  # the noise lies in the plane
         n = self.num_train
         return x[:n], y[:n], x[n:], y[n:]
