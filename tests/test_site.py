@@ -46,7 +46,7 @@ class Links(HTMLParser):
 
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
-        self.urls += [a[k] for k in ("src", "href") if a.get(k)]
+        self.urls += [a[k] for k in ("src", "href", "xlink:href") if a.get(k)]  # xlink:href: the inline forest plot's rows
         if a.get("id"):
             self.ids.add(a["id"])
         if tag == "tr":
@@ -101,6 +101,10 @@ def test_every_link_on_every_page_points_to_a_file_of_the_site(site):
             target = (page.parent / unquote(parts.path)).resolve()
             assert target.is_file(), f"{page.relative_to(site)}: {url} -> {target} is missing"
             assert target.is_relative_to(site.resolve()), f"{page.name}: {url} points outside the site"
+            if parts.fragment and target.suffix == ".html":  # an anchor on another page is there too
+                assert parts.fragment in parse(target).ids, f"{page.relative_to(site)}: {url} has no #{parts.fragment} there"
+    forest = [u for u in parse(site / "index.html").urls if "#h-" in u]
+    assert len(set(forest)) == hypotheses_in(RESULTS), "each row of the forest plot links to its own hypothesis"
     assert (site / "forest.svg").is_file() and (site / "claims" / "xavier-vs-kaiming" / "quick-map-depth" / "heatmap_0.png").is_file()
 
 
@@ -233,6 +237,31 @@ def test_the_forest_plot_caps_extreme_effects_draws_margins_and_tells_verdicts_a
     svg = forest_svg(claims)
     assert "d = 343 (cut at 30)" in svg and "margin / claimed size" in svg
     assert "planted" in svg and "seeds that barely vary" in svg
+
+
+def test_each_forest_row_links_to_its_hypothesis_and_carries_what_the_filters_select_on():
+    """Issue 29: a row of the forest plot links to its hypothesis on the claim's page (same tab) and its drawn parts
+    carry the claim, section and verdict the index's filters fade it by; the claim's heading links to the page."""
+    from labbench.site.figures import inline
+
+    def row(name, d, verdict, index):
+        return {"name": name, "d": d, "d_low": d - 1, "d_high": d + 1, "d_bar": None, "verdict": verdict, "index": index}
+
+    claims = [{"claim_id": "X1", "name": "planted", "section": "B", "page": "claims/planted.html", "reports": [{"profile": "quick", "hypotheses": [
+        row("first", 2.0, "supported", 0), {**row("flat", 0.0, "inconclusive", 1), "d": None}]}]}]
+    svg = forest_svg(claims)
+    assert 'target="_blank"' not in svg
+    for gid in ("fh-0-line", "fh-0-mark", "fh-0-label"):
+        start = svg.index(f'<g id="{gid}"')
+        head = svg[start:svg.index(">", start)]
+        assert 'data-claim="planted"' in head and 'data-section="B"' in head and 'data-verdict="supported"' in head, head
+        assert '<a xlink:href="claims/planted.html#h-quick-0"' in svg[start:start + 400], gid
+    start = svg.index('<g id="fh-1-note"')  # a row with no spread is a note, linked and tagged the same way
+    assert 'data-verdict="inconclusive"' in svg[start:start + 200] and "#h-quick-1" in svg[start:start + 400]
+    start = svg.index('<g id="fc-0-label"')
+    assert 'data-verdict' not in svg[start:svg.index(">", start)] and 'xlink:href="claims/planted.html"' in svg[start:start + 300]
+    element = inline(svg)
+    assert element.startswith("<svg") and "<?xml" not in element and "DOCTYPE" not in element
 
 
 def store_from_committed(root: Path, name: str = "xavier-vs-kaiming") -> Path:
@@ -403,6 +432,12 @@ def test_the_site_in_a_real_browser_with_the_network_off(site, tmp_path):
         assert len(shown) == len(contradicted)
         assert not any(r.is_displayed() for r in driver.find_elements("css selector", "tr.status"))
 
+        # the forest plot follows the filter: its contradicted rows stay, every other row fades
+        faded = driver.execute_script("""return Array.from(document.querySelectorAll('#forest-box g[data-verdict]'))
+            .map(g => [g.dataset.verdict, g.classList.contains('filtered-out'), parseFloat(getComputedStyle(g).opacity)])""")
+        assert faded and all(out == (v != "contradicted") for v, out, _ in faded), faded[:5]
+        assert all((o < 0.5) == out for _, out, o in faded)
+
         driver.find_element("css selector", "input[name=section][value=B]").click()
         shown = [r for r in rows if r.is_displayed()]
         assert shown and {(r.get_attribute("data-verdict"), r.get_attribute("data-section")) for r in shown} == {("contradicted", "B")}
@@ -458,9 +493,11 @@ def test_the_site_in_a_real_browser_with_the_network_off(site, tmp_path):
         sizes = driver.execute_script("""return Array.from(document.querySelectorAll('.claim-text, .effect, .chip, td.hyp-name'))
             .map(e => parseFloat(getComputedStyle(e).fontSize))""")
         assert sizes and min(sizes) >= 11, f"text as small as {min(sizes)} px on a phone"
-        forest = driver.execute_script("""var img = document.querySelector('img.forest'), box = document.getElementById('forest-box');
-            return [img.getBoundingClientRect().width, img.naturalWidth, box.getBoundingClientRect().width, box.scrollWidth]""")
+        forest = driver.execute_script("""var svg = document.querySelector('#forest-box svg'), box = document.getElementById('forest-box');
+            return [svg.getBoundingClientRect().width, svg.width.baseVal.value, box.getBoundingClientRect().width, box.scrollWidth,
+                    Math.min(...Array.from(svg.querySelectorAll('g[id$="-label"] text')).map(t => t.getBoundingClientRect().height))]""")
         assert abs(forest[0] - forest[1]) < 1 and forest[1] > forest[2] and forest[3] >= forest[1] - 1, f"forest plot shrunk on a phone: {forest}"
+        assert forest[4] >= 10, f"forest labels {forest[4]:.1f} px tall on a phone"
     finally:
         driver.quit()
 

@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from labbench.site.figures import forest_svg
+from labbench.site.figures import forest_svg, inline
 from labbench.site.gather import gather
 from labbench.site.render import render_site
 
@@ -44,7 +44,7 @@ def build(source: Path | str, out: Path | str, spec_paths: tuple[Path | str, ...
     source, out = Path(source), Path(out)
     data = gather(source, spec_paths)
     svg = forest_svg(data["claims"])
-    pages, assets = render_site(data, source.as_posix().rstrip("/"), forest=bool(svg))
+    pages, assets = render_site(data, source.as_posix().rstrip("/"), forest=inline(svg) if svg else "")
     files: dict[str, bytes] = {path: text.encode() for path, text in pages.items()}
     if svg:
         files["forest.svg"] = svg.encode()

@@ -11,7 +11,9 @@ no date), so a rebuild from the same results gives the same bytes.
 
 from __future__ import annotations
 
+import html
 import io
+import re
 from typing import Any
 
 COLOURS = {"supported": "#1b7a34", "contradicted": "#c0262d", "inconclusive": "#8a8a8a", "undertrained": "#7b3fa0",
@@ -36,14 +38,38 @@ def _padded(end: float, side: int) -> float:
 
 
 def forest_rows(claims: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per hypothesis of every report, in the index's order, with its claim's label."""
+    """One row per hypothesis of every report, in the index's order, with its claim's label, the claim page's
+    anchor of that hypothesis (the row links there) and the verdict and section the index's filters select on."""
     rows = []
     for c in claims:
         for r in c["reports"]:
             head = f"{c['claim_id'] + ' ' if c['claim_id'] else ''}{c['name']}" + (f" ({r['profile']})" if r["profile"] != "quick" else "")
             for h in r["hypotheses"]:
-                rows.append({"group": head, "label": _label(h["name"]), **{k: h.get(k) for k in ("d", "d_low", "d_high", "d_bar", "verdict")}})
+                rows.append({"group": head, "label": _label(h["name"]), "claim": c["name"], "section": c.get("section", ""),
+                             "page": c.get("page", ""), "href": f"{c.get('page', '')}#h-{r['profile']}-{h.get('index', 0)}",
+                             **{k: h.get(k) for k in ("d", "d_low", "d_high", "d_bar", "verdict")}})
     return rows
+
+
+def _tagged(svg: str, tags: dict[str, dict[str, str]]) -> str:
+    """Give each drawn row's groups (matplotlib writes an artist's gid as ``<g id=...>``) the data attributes
+    the index's filters select on, so the page can fade the rows a filter leaves out."""
+    def attrs(match: re.Match) -> str:
+        gid = match.group(1)
+        row = tags.get(gid.rsplit("-", 1)[0])
+        if row is None:
+            return match.group(0)
+        extra = "".join(f' data-{k}="{html.escape(v, quote=True)}"' for k, v in row.items())
+        return f'<g id="{gid}"{extra}'
+    svg = svg.replace(' target="_blank"', "")  # matplotlib opens links in a new tab; a row's link is the page's own
+    return re.sub(r'<g id="(f[hc]-\d+-[a-z]+)"', attrs, svg)
+
+
+def inline(svg: str) -> str:
+    """The SVG as an element to put in a page (its XML prolog and doctype dropped): inline, its links work and the
+    page's script reaches its rows."""
+    start = svg.find("<svg")
+    return svg[start:] if start >= 0 else svg
 
 
 def forest_svg(claims: list[dict[str, Any]]) -> str:
@@ -61,35 +87,46 @@ def forest_svg(claims: list[dict[str, Any]]) -> str:
     with plt.rc_context(rc):
         height = 0.8 + 0.19 * (len(rows) + len({r["group"] for r in rows}))
         fig, ax = plt.subplots(figsize=(12.0, height))
-        y, ticks, labels, spans = 0.0, [], [], []
+        y, ticks, labels, spans, links = 0.0, [], [], [], []
+        tags: dict[str, dict[str, str]] = {}  # a row's gid prefix -> the data attributes the filters read
         group = None
-        for r in rows:
+        for k, r in enumerate(rows):
             if r["group"] != group:  # a claim's header line, then its hypotheses
                 group = r["group"]
                 y -= 1
                 ticks.append(y)
                 labels.append(group)
                 spans.append([y, y])
+                head = f"fc-{len(spans) - 1}"
+                links.append((head, r["page"]))
+                tags[head] = {"claim": r["claim"], "section": r["section"]}
             y -= 1
             spans[-1][1] = y
             ticks.append(y)
             labels.append("    " + r["label"])
+            gid = f"fh-{k}"
+            links.append((gid, r["href"]))
+            tags[gid] = {"claim": r["claim"], "section": r["section"], "verdict": r["verdict"] or ""}
+            drawn = []  # this row's artists: each links to the hypothesis on its claim's page
             colour = COLOURS.get(r["verdict"], "#333333")
             marker, filled = MARKERS.get(r["verdict"], ("o", True))
             alpha = 0.45 if r["verdict"] in UNDECIDED else 1.0
             if r["d"] is None:
-                ax.text(0, y, "no spread across seeds: not standardized", va="center", ha="center", fontsize=7, color=colour, style="italic")
+                drawn.append(("note", ax.text(0, y, "no spread across seeds: not standardized", va="center", ha="center", fontsize=7, color=colour, style="italic")))
             else:
                 low, high, d = (max(-CAP, min(CAP, v)) for v in (r["d_low"], r["d_high"], r["d"]))
-                ax.plot([low, high], [y, y], color=colour, linewidth=1.6, solid_capstyle="butt", alpha=alpha)
-                ax.plot([d], [y], marker=marker, markersize=4.2, color=colour, markerfacecolor=colour if filled else "white",
-                        markeredgewidth=1.0, alpha=max(alpha, 0.7), zorder=3)
+                drawn.append(("line", ax.plot([low, high], [y, y], color=colour, linewidth=1.6, solid_capstyle="butt", alpha=alpha)[0]))
+                drawn.append(("mark", ax.plot([d], [y], marker=marker, markersize=4.2, color=colour, markerfacecolor=colour if filled else "white",
+                        markeredgewidth=1.0, alpha=max(alpha, 0.7), zorder=3)[0]))
                 if abs(r["d_high"]) > CAP or abs(r["d_low"]) > CAP:  # capped: the value written at the edge
                     side = 1 if r["d"] > 0 else -1
-                    ax.annotate(f"d = {r['d']:.3g} (cut at {side * CAP:g})", (side * CAP, y), xytext=(-4 * side, 3),
-                                textcoords="offset points", ha="right" if side > 0 else "left", va="bottom", fontsize=6.5, color=colour)
+                    drawn.append(("cut", ax.annotate(f"d = {r['d']:.3g} (cut at {side * CAP:g})", (side * CAP, y), xytext=(-4 * side, 3),
+                                textcoords="offset points", ha="right" if side > 0 else "left", va="bottom", fontsize=6.5, color=colour)))
                 if r.get("d_bar") is not None and abs(r["d_bar"]) <= CAP:  # the margin or claimed size the interval must clear
-                    ax.plot([r["d_bar"]], [y], marker="|", markersize=8, markeredgewidth=1.4, color="black", zorder=4)
+                    drawn.append(("bar", ax.plot([r["d_bar"]], [y], marker="|", markersize=8, markeredgewidth=1.4, color="black", zorder=4)[0]))
+            for part, artist in drawn:
+                artist.set_gid(f"{gid}-{part}")
+                artist.set_url(r["href"])
         for top, bottom in spans[::2]:  # every other claim on a grey band
             ax.axhspan(bottom - 0.5, top + 0.5, color="#f0f0f0", zorder=-2, linewidth=0)
         ax.axvline(0, color="black", linewidth=0.8)
@@ -97,9 +134,11 @@ def forest_svg(claims: list[dict[str, Any]]) -> str:
         ends = [max(-CAP, min(CAP, x)) for r in rows if r["d"] is not None for x in (r["d_low"], r["d_high"], *([r["d_bar"]] if r.get("d_bar") is not None else []))]
         ax.set_xlim(_padded(min(ends, default=-1.0), -1), _padded(max(ends, default=1.0), 1))
         ax.set_yticks(ticks, labels)
-        for tick, text in zip(ax.get_yticklabels(), labels):
+        for tick, text, (gid, href) in zip(ax.get_yticklabels(), labels, links):
             if not text.startswith("    "):
                 tick.set_fontweight("bold")
+            tick.set_gid(f"{gid}-label")
+            tick.set_url(href)
         ax.set_ylim(y - 0.7, -0.3)
         ax.set_xlabel("standardized effect d = mean paired difference / its sd across seeds (positive = as predicted)")
         ax.grid(axis="x", alpha=0.3)
@@ -114,4 +153,4 @@ def forest_svg(claims: list[dict[str, Any]]) -> str:
         buf = io.StringIO()
         fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": "labbench site (matplotlib)"})
         plt.close(fig)
-    return buf.getvalue()
+    return _tagged(buf.getvalue(), tags)

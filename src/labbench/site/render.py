@@ -126,8 +126,9 @@ def environment() -> Environment:
     return env
 
 
-def render_site(data: dict[str, Any], source_label: str, forest: bool) -> tuple[dict[str, str], Assets]:
-    """Every page as text, by its path in the site, and the files they link to."""
+def render_site(data: dict[str, Any], source_label: str, forest: str) -> tuple[dict[str, str], Assets]:
+    """Every page as text, by its path in the site, and the files they link to; ``forest`` is the forest plot's
+    SVG element (empty: nothing to draw), put inline in the index so its rows link and the filters reach them."""
     env = environment()
     assets = Assets()
     pages: dict[str, str] = {}
@@ -157,7 +158,7 @@ def render_site(data: dict[str, Any], source_label: str, forest: bool) -> tuple[
         claims=data["claims"], verdicts=data["verdicts"], counts=counts, total=data["hypotheses"],
         claim_counts=data["claim_counts"], by_answer=data["by_answer"],
         profiles=sorted({r["profile"] for c in data["claims"] for r in c["reports"]}),
-        sections=sections, section_titles=data["sections"], source_label=source_label, forest=forest, root="",
+        sections=sections, section_titles=data["sections"], source_label=source_label, forest=Markup(forest), root="",
         catalog_mode=data.get("catalog_mode", True))
     pages["sources.html"] = env.get_template("sources.html").render(
         note=data["seed_note"], files=data["seed_files"], source_label=source_label, root="")
