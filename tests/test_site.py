@@ -326,6 +326,23 @@ def test_a_users_store_shows_its_own_claims_in_their_section_with_their_specs(tm
     assert main(["site", "--source", str(store), "--out", str(out), "--specs", str(tmp_path / "nowhere.yaml")]) == 2
     assert "no such file or folder" in " ".join(capsys.readouterr().out.split())
 
+    # Without --specs, a result whose spec file is still where it ran from (its spec_ref) finds it there and is
+    # checked against it: fresh when the hash matches, stale when the file changed, unknown when it is gone.
+    mine_spec = specs.load(str(spec_file))
+    path = mine / "verdict.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "spec_ref": str(spec_file),
+                                "spec_hash": specs.fingerprint(mine_spec, "quick")}))
+    build(store, out)
+    page = (out / "claims" / "my-claim.html").read_text()
+    assert f"spec <code>{spec_file.as_posix()}</code>" in page and "(mine)" in page
+    assert "freshness unknown" not in page and "Made from another version of the spec" not in page
+    spec_file.write_text(yaml.safe_dump({**spec, "name": "my-claim", "claim": spec["claim"] + " (changed since)"}))
+    build(store, out)
+    assert "Made from another version of the spec" in (out / "claims" / "my-claim.html").read_text()
+    spec_file.write_text(yaml.safe_dump({**spec, "name": "someone-else"}))  # the path now holds another claim's spec
+    build(store, out)
+    assert "freshness unknown" in (out / "claims" / "my-claim.html").read_text()
+
 
 def test_the_cli_builds_the_site(tmp_path, capsys):
     store = store_from_committed(tmp_path)
@@ -498,6 +515,40 @@ def test_the_site_in_a_real_browser_with_the_network_off(site, tmp_path):
                     Math.min(...Array.from(svg.querySelectorAll('g[id$="-label"] text')).map(t => t.getBoundingClientRect().height))]""")
         assert abs(forest[0] - forest[1]) < 1 and forest[1] > forest[2] and forest[3] >= forest[1] - 1, f"forest plot shrunk on a phone: {forest}"
         assert forest[4] >= 10, f"forest labels {forest[4]:.1f} px tall on a phone"
+    finally:
+        driver.quit()
+
+
+def test_a_users_store_site_in_a_real_browser(tmp_path):
+    """Issue 29, item 8: the site of a user's store (a catalog claim and one of the user's own) opens offline, fits a
+    phone, lists only its claims (the user's under its own heading), every link resolves, the forest rows included."""
+    store = store_from_committed(tmp_path)
+    mine = store / "my-claim" / "quick"
+    shutil.copytree(store / "xavier-vs-kaiming" / "quick", mine, ignore=shutil.ignore_patterns("maps", "pilot", "runs"))
+    verdict = json.loads((mine / "verdict.json").read_text())
+    (mine / "verdict.json").write_text(json.dumps({**verdict, "name": "my-claim", "claim_id": ""}))
+    out = tmp_path / "site"
+    build(store, out)
+    driver = browser_or_skip(390, 844)
+    try:
+        resize(driver, 390, 844)
+        driver.get((out / "index.html").as_uri())
+        rows = {r.get_attribute("id").removeprefix("row-"): r.get_attribute("data-section") for r in driver.find_elements("css selector", "tr.claim-row")}
+        assert rows == {"xavier-vs-kaiming": "A", "my-claim": "user"}
+        user = driver.find_element("css selector", "input[name=section][value=user]")
+        assert "Your claims" in user.find_element("xpath", "..").get_attribute("title")
+        width = driver.execute_script("return [document.documentElement.scrollWidth, document.body.scrollWidth]")
+        assert max(width) <= 390, f"the store's index is {width} px wide on a 390 px phone"
+        links = driver.execute_script("""return Array.from(document.querySelectorAll('a')).map(a =>
+            a.href instanceof SVGAnimatedString ? new URL(a.href.baseVal, document.baseURI).href : a.href)""")
+        forest = [u for u in links if "#h-" in u]
+        assert forest and any("my-claim.html#h-quick-" in u for u in forest)
+        for href in links:
+            parts = urlsplit(href)
+            assert parts.scheme == "file" and Path(unquote(parts.path)).is_file(), href
+        target = next(u for u in forest if "my-claim.html" in u)
+        driver.get(target)  # a forest row lands on its hypothesis
+        assert driver.execute_script("return !!document.getElementById(arguments[0])", urlsplit(target).fragment)
     finally:
         driver.quit()
 

@@ -183,7 +183,7 @@ def _reports(source: Path, dates: Dates, spec_of) -> dict[str, list[dict[str, An
             out.setdefault(v["name"], []).append({
                 "profile": v["profile"], "date": dates.of(path), "commit": dates.commit(path), "folder": folder,
                 "report_md": report_md if report_md.is_file() else None,
-                "spec_hash": v.get("spec_hash", "-"), "stale": _stale(spec_of(v["name"]), v),
+                "spec_hash": v.get("spec_hash", "-"), "stale": _stale(spec_of(v["name"], v.get("spec_ref")), v),
                 "command": reproduce_command(report_md, v["name"], v["profile"]),
                 "claim_id": v.get("claim_id") or "", "claim": v.get("claim", ""),
                 "runs": v.get("runs", {}), "wall_time_s": v.get("wall_time_s"),
@@ -206,7 +206,7 @@ def _maps(source: Path, dates: Dates, spec_of) -> dict[str, list[dict[str, Any]]
         out.setdefault(m["name"], []).append({
             "profile": m["profile"], "axes": m["axes"], "date": dates.of(path), "commit": dates.commit(path), "folder": path.parent,
             "map_md": path.parent / "map.md" if (path.parent / "map.md").is_file() else None,
-            "spec_hash": m.get("spec_hash", "-"), "stale": _stale(spec_of(m["name"]), m, is_map=True),
+            "spec_hash": m.get("spec_hash", "-"), "stale": _stale(spec_of(m["name"], m.get("spec_ref")), m, is_map=True),
             "command": map_command(m),
             "cells": len(m.get("cells", [])),
         })
@@ -419,14 +419,28 @@ def user_specs(paths: Iterable[Path | str]) -> dict[str, specs.Spec]:
     return out
 
 
+def spec_at(ref: str, name: str) -> specs.Spec | None:
+    """A user's spec where its result says it was loaded from (``spec_ref``: the path given to ``reproduce``, relative
+    to where it ran), when that file still holds the spec of that name; else None (its freshness stays unknown)."""
+    path = Path(ref)
+    if path.suffix not in (".yaml", ".yml") or not path.is_file():
+        return None
+    try:
+        spec = specs.load(str(path))
+    except (specs.SpecError, OSError):  # a file that no longer parses is no spec to check against: "freshness unknown"
+        return None
+    return spec if spec.name == name else None
+
+
 def gather(source: Path, spec_paths: Iterable[Path | str] = ()) -> dict[str, Any]:
     """Every claim of the catalog (and any result whose spec is gone) with its reports, maps and
     pilots, in registry order; and the hypothesis count the index must show.
 
     From the committed results (``docs/results``) every catalog claim has a row, run or not. From a user's
     store only the claims it holds results for do; ``spec_paths`` (``--specs``) gives the specs of the user's own
-    claims (outside ``experiments/``): they get a section of their own, and their results are checked against
-    them like the catalog's; a result whose spec is at hand nowhere says its freshness is unknown."""
+    claims (outside ``experiments/``), and a result whose spec file is still where it ran from (its ``spec_ref``)
+    finds it there: they get a section of their own, and their results are checked against them like the
+    catalog's; a result whose spec is at hand nowhere says its freshness is unknown."""
     source = Path(source)
     if not source.is_dir():
         raise FileNotFoundError(f"{source}: no results folder (docs/results, or a store such as outputs/ablations)")
@@ -435,8 +449,17 @@ def gather(source: Path, spec_paths: Iterable[Path | str] = ()) -> dict[str, Any
     mine = user_specs(spec_paths)
     catalog_mode = is_catalog_results(source) and not mine
 
-    def spec_of(name: str) -> specs.Spec | None:
-        return mine.get(name) or _spec_or_none(name)
+    found: dict[str, specs.Spec] = {}  # user specs found where their results say they were loaded from
+
+    def spec_of(name: str, ref: str | None = None) -> specs.Spec | None:
+        if name in mine or name in found:
+            return mine.get(name) or found[name]
+        spec = _spec_or_none(name)
+        if spec is None and ref:
+            spec = spec_at(ref, name)
+            if spec is not None:
+                found[name] = spec
+        return spec
 
     reports, maps, pilots = _reports(source, dates, spec_of), _maps(source, dates, spec_of), _pilots(source)
     names = sorted((set(specs.available()) if catalog_mode else set()) | set(reports) | set(maps) | set(pilots))
