@@ -7,6 +7,7 @@ stop matching and this test names them with the command that re-runs them.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from labbench.ablation import spec as specs
-from labbench.ablation.pilot import pilot_fingerprint, profile_agrees
+from labbench.ablation.pilot import pilot_files, pilot_fingerprint, profile_agrees
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -24,12 +25,13 @@ MAPS = sorted(RESULTS.glob("*/*/map.json"))
 
 
 def _piloted() -> list[str]:
-    """Every spec (or setting, ``name:setting``) with a pilot section."""
+    """Every spec (or setting) with a pilot section, as ``name:setting:arm`` (the arm for per-arm budgets)."""
     out = []
     for name in specs.available():
         spec = specs.load(name)
-        out += [f"{name}:{s}" for s in spec.setting_names() if spec.in_setting(s).pilot is not None] if spec.settings \
-            else ([name] if spec.pilot is not None else [])
+        for one in ([spec.in_setting(s) for s in spec.setting_names()] if spec.settings else [spec]):
+            if one.pilot is not None:
+                out += [f"{name}:{one.setting or ''}:{a}" for a in one.pilot.arms] if one.pilot.per_arm else [f"{name}:{one.setting or ''}:"]
     return out
 
 
@@ -66,10 +68,12 @@ def test_a_committed_report_matches_the_spec_it_came_from(path):
 
 @pytest.mark.parametrize("name", PILOTED)
 def test_a_piloted_profile_carries_the_budget_its_committed_pilot_chose(name):
-    name, _, setting = name.partition(":")
+    name, setting, arm = name.split(":")
     spec = specs.load(name).in_setting(setting) if setting else specs.load(name)
-    path = RESULTS / name / "pilot" / setting / "pilot.json" if setting else RESULTS / name / "pilot" / "pilot.json"
-    option = f" --setting {setting}" if setting else ""
+    if arm:  # one arm of per-arm budgets: its own pilot, in pilot[/SETTING]/ARM/
+        spec = dataclasses.replace(spec, pilot=spec.pilot.for_arm(arm))
+    path = RESULTS / name / "pilot" / setting / arm / "pilot.json"
+    option = (f" --setting {setting}" if setting else "") + (f" --arm {arm}" if arm else "")
     assert path.is_file(), f"{spec.label} has a pilot section but no committed pilot: run `labbench pilot {name}{option} --report-dir {path.parent}`"
     result = json.loads(path.read_text())
     if result["chosen"] is None:  # no budget was found: then no report of that profile may stand
@@ -151,7 +155,7 @@ def test_the_readme_says_which_budgets_were_capped_as_the_committed_pilots_do():
 
     sentence = budget_sentence(RESULTS, ROOT)
     assert sentence in README.read_text()
-    pilots = [json.loads(p.read_text()) for p in [*RESULTS.glob("*/pilot/pilot.json"), *RESULTS.glob("*/pilot/*/pilot.json")]]
+    pilots = [json.loads(p.read_text()) for p in pilot_files(RESULTS)]
     for pilot in pilots:
         if pilot.get("capped"):
             assert f"`{pilot['name']}" in sentence.split("capped", 1)[1]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -228,3 +229,59 @@ def test_labbench_pilot_from_the_command_line(tmp_path):
     none = cli("labbench", "pilot", "aa-control", cwd=tmp_path)
     said = " ".join(none.stdout.split())
     assert none.returncode == 2 and "has no `pilot` section" in said and "experiments/README.md, key `pilot`" in said
+
+
+PER_ARM = {"arms": ["standard", "other"], "seeds": 1, "metric": "val/loss", "late_progress": 0.5, "fallback": "largest",
+           "candidates": [["trainer.max_steps=4", "trainer.val_check_interval=2"], ["trainer.max_steps=6", "trainer.val_check_interval=3"]]}
+
+
+def test_per_arm_budgets_are_declared_checked_and_each_arm_runs_at_its_own(tmp_path):
+    """Issue 28 (D4): model families with recipes of their own get a budget each, from that arm's own pilot, written
+    into the profile's ``arm_overrides``; the planner gives each arm its own (later than the profile's overrides)."""
+    from labbench.ablation import plan as planning
+
+    with pytest.raises(specs.SpecError, match="arm .*or arms .*not both"):
+        write_spec(tmp_path, pilot={**PER_ARM, "arm": "standard"})
+    with pytest.raises(specs.SpecError, match="pilot.arms names 'nope'"):
+        write_spec(tmp_path, pilot={**PER_ARM, "arms": ["standard", "nope"]})
+    with pytest.raises(specs.SpecError, match="arm_overrides must map arms"):
+        write_spec(tmp_path, pilot=PER_ARM, profiles={"smoke": {"seeds": 2}, "quick": {"arm_overrides": {"nope": ["trainer.max_steps=4"]}}})
+    quick = {"seeds": 2, "overrides": ["trainer.max_steps=12", "trainer.val_check_interval=6"],
+             "arm_overrides": {"other": ["trainer.max_steps=6", "trainer.val_check_interval=3"]}}
+    spec = write_spec(tmp_path, pilot=PER_ARM, profiles={"smoke": {"seeds": 2}, "quick": quick})
+    assert spec.pilot.per_arm and spec.pilot.arm == "standard" and spec.pilot.for_arm("other").arm == "other"
+    steps = {r.arm: next(o for o in r.overrides if o.startswith("trainer.max_steps=")) for r in planning.final_runs(spec, "quick", [], [0], {})}
+    assert steps == {"standard": "trainer.max_steps=12", "other": "trainer.max_steps=6"}  # the arm's own budget wins
+    # each arm's budget in the report hash: another budget for one arm, another fingerprint
+    other = write_spec(tmp_path, pilot=PER_ARM, profiles={"smoke": {"seeds": 2}, "quick": {**quick, "arm_overrides": {"other": ["trainer.max_steps=4"]}}})
+    assert specs.fingerprint(other, "quick") != specs.fingerprint(spec, "quick")
+    # profile_agrees reads the piloted arm's entry
+    for_other = dataclasses.replace(spec, pilot=spec.pilot.for_arm("other"))
+    result = {"pilot_hash": pilot_fingerprint(for_other), "chosen": 1,
+              "candidates": [{"overrides": PER_ARM["candidates"][0]}, {"overrides": PER_ARM["candidates"][1]}]}
+    assert profile_agrees(for_other, result) == []
+    assert "arm_overrides.other" in profile_agrees(for_other, {**result, "chosen": 0})[0]
+
+
+def test_the_pilot_command_sizes_each_arm_alone_and_writes_each_budget(tmp_path, monkeypatch):
+    from labbench.cli import main
+
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    spec = write_spec(tmp_path, pilot=PER_ARM, profiles={"smoke": {"seeds": 2}, "quick": {"seeds": 8}})
+    assert main(["pilot", str(spec.path), "--out", str(tmp_path / "store"), "--no-wandb", "--report-dir", str(tmp_path / "report"),
+                 "--write-profile"]) == 0
+    for arm, lr in (("standard", 0.1), ("other", 0.01)):
+        stored = json.loads((tmp_path / "report" / arm / "pilot.json").read_text())
+        assert stored["arm"] == arm and stored["per_arm"] is True and stored["chosen"] is not None
+        configs = {json.loads((tmp_path / "store" / "piloted" / "quick" / "runs" / r["run_id"] / "run.json").read_text())["config"]["optimizer"]["lr"]
+                   for c in stored["candidates"] for r in c["runs"]}
+        assert configs == {lr}  # each arm's pilot ran that arm alone
+        assert f"--arm {arm}" in (tmp_path / "report" / arm / "pilot.md").read_text()
+    again = specs.load(str(spec.path))
+    written = again.profile("quick").arm_overrides
+    chosen = {arm: json.loads((tmp_path / "report" / arm / "pilot.json").read_text()) for arm in ("standard", "other")}
+    assert written == {arm: tuple(r["candidates"][r["chosen"]]["overrides"]) for arm, r in chosen.items()}
+    assert again.profile("quick").overrides == ()  # the profile's own overrides untouched
+    for arm, r in chosen.items():
+        assert profile_agrees(dataclasses.replace(again, pilot=again.pilot.for_arm(arm)), r) == []
+    assert main(["pilot", str(spec.path), "--arm", "nope", "--out", str(tmp_path / "store"), "--no-wandb"]) != 0

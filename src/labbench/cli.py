@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -417,32 +418,43 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_pilot(args: argparse.Namespace) -> int:
-    """``labbench pilot NAME``: size the profile's budget from the standard-practice arm alone."""
-    from labbench.ablation.pilot import chosen_overrides, run_pilot, write_budget
+    """``labbench pilot NAME``: size the profile's budget from the standard-practice arm alone (or, for per-family
+    budgets, each arm's from that arm alone, one pilot after the other; ``--arm`` runs one of them)."""
+    from labbench.ablation.pilot import arm_pilots, chosen_overrides, run_pilot, write_budget
 
     s = _one_spec(specs.load(args.name), args)
     if s.pilot is None:
         raise specs.SpecError(f"{s.label} has no `pilot` section: {{arm, candidates, seeds, metric, late_progress}} says how a "
                               "profile's budget is sized from the standard-practice arm alone (experiments/README.md, key "
                               "`pilot`; `labbench new` writes a spec with one)")
-    console.print(f"[bold]{s.name}[/] pilot: arm [bold]{s.pilot.arm}[/], {len(s.pilot.candidates)} candidate budget(s), "
-                  f"{s.pilot.seeds} seeds each, cheapest first")
-    result = run_pilot(s, args.out, not args.no_wandb, args.report_dir,
-                       on_done=lambda run, status: console.print(f"  {run.stage} seed {run.seed}: {status}"), stop_at_first=not args.all,
-                       jobs=args.jobs)
-    table = Table(title=f"{s.name} pilot ({s.pilot.arm})")
-    for col in ("#", "overrides", "gates", "late share", "met"):
-        table.add_column(col, overflow="fold")
-    for c in result["candidates"]:
-        gates = ", ".join(f"{g['metric']} {g['mean']:.4g} vs {g['bar']:.4g}" for g in c["gates"]) or "-"
-        table.add_row(str(c["index"]), " ".join(c["overrides"]), gates, f"{c['late_share_mean']:.3g}", "yes" if c["met"] else "no")
-    console.print(table)
-    chosen = chosen_overrides(result)
-    console.print(f"chosen budget: {' '.join(chosen)}" if chosen else "[bold red]no candidate met the rule[/]")
-    if chosen and args.write_profile:
-        path = write_budget(s, result)
-        console.print(f"wrote it into profile {s.pilot.profile!r} of {path}", soft_wrap=True)
-    return 0 if chosen else 1
+    every = arm_pilots(s, args.arm)
+    failed = 0
+    for one in every:
+        report_dir = (Path(args.report_dir) / one.pilot.arm if args.report_dir and one.pilot.per_arm else args.report_dir)
+        console.print(f"[bold]{one.name}[/] pilot: arm [bold]{one.pilot.arm}[/]"
+                      + (f" (per-arm budgets: {', '.join(one.pilot.arms)})" if one.pilot.per_arm else "")
+                      + f", {len(one.pilot.candidates)} candidate budget(s), {one.pilot.seeds} seeds each, cheapest first")
+        result = run_pilot(one, args.out, not args.no_wandb, report_dir,
+                           on_done=lambda run, status: console.print(f"  {run.stage} seed {run.seed}: {status}"), stop_at_first=not args.all,
+                           jobs=args.jobs)
+        table = Table(title=f"{one.name} pilot ({one.pilot.arm})")
+        for col in ("#", "overrides", "gates", "late share", "met"):
+            table.add_column(col, overflow="fold")
+        for c in result["candidates"]:
+            gates = ", ".join(f"{g['metric']} {g['mean']:.4g} vs {g['bar']:.4g}" for g in c["gates"]) or "-"
+            table.add_row(str(c["index"]), " ".join(c["overrides"]), gates, f"{c['late_share_mean']:.3g}", "yes" if c["met"] else "no")
+        console.print(table)
+        chosen = chosen_overrides(result)
+        console.print(f"chosen budget: {' '.join(chosen)}" if chosen else "[bold red]no candidate met the rule[/]")
+        if chosen and args.write_profile:
+            # reloaded first: an earlier arm's pilot may have written its budget into the same file
+            fresh = _one_spec(specs.load(str(one.path)), args)
+            fresh = dataclasses.replace(fresh, pilot=fresh.pilot.for_arm(one.pilot.arm)) if one.pilot.per_arm else fresh
+            path = write_budget(fresh, result)
+            console.print(f"wrote it into profile {one.pilot.profile!r} of {path}"
+                          + (f" (arm_overrides.{one.pilot.arm})" if one.pilot.per_arm else ""), soft_wrap=True)
+        failed += chosen is None
+    return 0 if not failed else 1
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -661,6 +673,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("pilot", help="size a profile's budget from the standard-practice arm alone (the spec's pilot section)")
     add(p, "out", "report_dir", "no_wandb", "jobs")
     p.add_argument("--all", action="store_true", help="run every candidate, not only up to the first that meets the rule")
+    p.add_argument("--arm", default=None, help="per-arm budgets (pilot.arms): pilot this arm only (default: each listed arm in turn)")
     p.add_argument("--write-profile", action="store_true",
                    help="write the chosen budget into the piloted profile's overrides in the spec file (comments kept)")
     p.set_defaults(func=cmd_pilot)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from labbench.ablation import spec as specs
+from labbench.ablation.pilot import pilot_files, pilot_label
 from labbench.ablation.report import _f, difference_text, predicted_text
 from labbench.record import from_json_safe
 
@@ -191,9 +192,9 @@ def rows(reports: list[dict[str, Any]], root: Path) -> list[tuple[tuple, str]]:
 def unsized(results_dir: Path, root: Path, profile: str = "quick") -> list[tuple[tuple, str]]:
     """Rows for claims whose committed pilot found no budget at which the standard arm learned (no report)."""
     out = []
-    for path in sorted(results_dir.glob("*/pilot/pilot.json")):
+    for path in pilot_files(results_dir):
         pilot = json.loads(path.read_text())
-        if pilot.get("chosen") is not None or pilot.get("profile") != profile or (path.parents[1] / profile / "verdict.json").exists():
+        if path.parent.name != "pilot" or pilot.get("chosen") is not None or pilot.get("profile") != profile or (path.parents[1] / profile / "verdict.json").exists():
             continue
         last = pilot["candidates"][-1]
         failed = [g for g in last["gates"] if not g["passed"]]
@@ -232,13 +233,13 @@ def budget_sentence(results_dir: Path, root: Path) -> str:
     """How each quick budget was reached, from the committed pilots (``pilot.json``, one per claim or per setting):
     how many met the rule and which were capped at their largest candidate (the standard arm still improving there)."""
     pilots = []
-    for path in sorted([*results_dir.glob("*/pilot/pilot.json"), *results_dir.glob("*/pilot/*/pilot.json")]):
+    for path in pilot_files(results_dir):
         pilot = json.loads(path.read_text())
         chosen = pilot.get("chosen")
         candidate = pilot["candidates"][chosen] if chosen is not None and chosen < len(pilot["candidates"]) else None
         budget = ", ".join(_count(o.split("=", 1)[1]) + " " + o.split("=", 1)[0].rsplit(".", 1)[-1].removeprefix("max_")
                            for o in (candidate or {}).get("overrides", []) if o.split("=", 1)[0] in ("trainer.max_steps", "trainer.max_epochs"))
-        label = pilot["name"] + (f"/{pilot['setting']}" if pilot.get("setting") else "")
+        label = pilot_label(pilot)
         pilots.append((label, bool(pilot.get("capped")), chosen is None, budget, path.with_suffix(".md").relative_to(root).as_posix()))
     met = [p for p in pilots if not p[1] and not p[2]]
     capped = [p for p in pilots if p[1]]
@@ -263,7 +264,7 @@ def time_sentence(reports: list[dict[str, Any]], results_dir: Path) -> str:
     minutes summed)."""
     runs = sum(v.get("wall_time_s") or 0.0 for v in reports)
     pilots = sum(c.get("wall_time_s") or 0.0  # per candidate tried (its tuning runs included)
-                 for p in [*results_dir.glob("*/pilot/pilot.json"), *results_dir.glob("*/pilot/*/pilot.json")]
+                 for p in pilot_files(results_dir)
                  for c in json.loads(p.read_text())["candidates"])
     per_setting = []
     for v in reports:

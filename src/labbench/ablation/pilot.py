@@ -18,6 +18,10 @@ there. The profile then carries the chosen candidate's overrides; ``pilot.json``
 every candidate's figures and a test checks that the profile and the committed pilot agree.
 The runs go into the ablation's store: the chosen candidate's tuning and seeds are the very
 runs ``reproduce`` then reuses.
+
+Per-family budgets (``pilot.arms``): each listed arm is piloted alone by the same rule, its result in
+``pilot/ARM/`` and its budget in the profile's ``arm_overrides``; each budget depends on that arm's own
+curve only, so no comparison steers it either.
 """
 
 from __future__ import annotations
@@ -63,6 +67,27 @@ def pilot_fingerprint(spec: Spec) -> str:
         "profile_overrides": [o for o in profile if override_key(o) not in candidate_keys],
     }
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def pilot_files(results_dir: Path) -> list[Path]:
+    """Every committed pilot (``pilot.json``) below ``results_dir``: one per claim, per setting
+    (``NAME/pilot/SETTING/``) and per arm of a per-family pilot (``NAME/pilot[/SETTING]/ARM/``)."""
+    return sorted(Path(results_dir).glob("*/pilot/**/pilot.json"))
+
+
+def pilot_label(pilot: dict[str, Any]) -> str:
+    """``name``, ``name/setting``, and ``/arm`` for one arm of a per-family pilot."""
+    return pilot["name"] + (f"/{pilot['setting']}" if pilot.get("setting") else "") + (f"/{pilot['arm']}" if pilot.get("per_arm") else "")
+
+
+def arm_pilots(spec: Spec, arm: str | None = None) -> list[Spec]:
+    """The spec once per pilot to run: itself, or for per-family budgets once per arm (``arm``: only that one)."""
+    if spec.pilot is None or not spec.pilot.per_arm:
+        if arm is not None and spec.pilot is not None and arm != spec.pilot.arm:
+            raise SpecError(f"{spec.label}: --arm {arm}: its pilot sizes one budget, from arm {spec.pilot.arm!r} "
+                            "(per-arm budgets need pilot.arms)")
+        return [spec]
+    return [dataclasses.replace(spec, pilot=spec.pilot.for_arm(a)) for a in ([arm] if arm else spec.pilot.arms)]
 
 
 def one_arm(spec: Spec) -> Spec:
@@ -128,6 +153,7 @@ def run_pilot(
         "name": spec.name, **({"setting": spec.setting} if spec.setting else {}), "profile": p.profile, "arm": p.arm, "metric": p.metric, "seeds": p.seeds,
         "late_progress": p.late_progress, "progress_from": p.progress_from, "gates": [dataclasses.asdict(g) for g in sub.gates],
         "pilot_hash": pilot_fingerprint(spec), "candidates": [], "chosen": None, "capped": False,
+        **({"per_arm": True} if p.per_arm else {}),  # one arm's budget of a per-family pilot (pilot.arms)
     }
     for index, candidate in enumerate(p.candidates):
         validate(sub, p.profile, list(candidate))
@@ -160,7 +186,7 @@ def run_pilot(
                 break
     if result["chosen"] is None and p.fallback == "largest":
         result["chosen"], result["capped"] = len(p.candidates) - 1, True
-    out = Path(out_dir) if out_dir else store.dir / "pilot"
+    out = Path(out_dir) if out_dir else store.dir / "pilot" / (p.arm if p.per_arm else "")
     write_pilot(spec, result, out)
     return result
 
@@ -181,10 +207,14 @@ def profile_agrees(spec: Spec, result: dict[str, Any]) -> list[str]:
     if chosen is None:
         problems.append("no candidate met the rule: the profile has no budget at which the standard arm learned")
         return problems
-    profile = merge_overrides(spec.profile(spec.pilot.profile).overrides)
+    prof = spec.profile(spec.pilot.profile)
+    if spec.pilot.per_arm:
+        profile, where = merge_overrides(prof.arm_overrides.get(spec.pilot.arm, ())), f"arm_overrides.{spec.pilot.arm}"
+    else:
+        profile, where = merge_overrides(prof.overrides), "overrides"
     missing = [o for o in chosen if o not in profile]
     if missing:
-        problems.append(f"profile {spec.pilot.profile!r} lacks the chosen candidate's overrides {missing}")
+        problems.append(f"profile {spec.pilot.profile!r} lacks the chosen candidate's overrides {missing} (in its {where})")
     return problems
 
 
@@ -203,12 +233,22 @@ def write_budget(spec: Spec, result: dict[str, Any]) -> Path:
     chosen = chosen_overrides(result)
     if chosen is None:
         raise specs.SpecError(f"{spec.label}: the pilot chose no budget; nothing to write")
-    flow = yaml.safe_dump(list(chosen), default_flow_style=True, width=1_000_000).strip()
     command = f"labbench pilot {spec.ref}" + (f" --setting {spec.setting}" if spec.setting else "")
-    path, original = set_profile_value(spec, spec.pilot.profile, "overrides", flow, f"the pilot's choice ({command} --write-profile)")
+    if spec.pilot.per_arm:  # this arm's budget beside the other arms' (each written by its own pilot)
+        per_arm = {a: list(o) for a, o in spec.profile(spec.pilot.profile).arm_overrides.items()}
+        per_arm[spec.pilot.arm] = list(chosen)
+        flow = yaml.safe_dump({a: per_arm[a] for a in sorted(per_arm)}, default_flow_style=True, width=1_000_000).strip()
+        key, comment = "arm_overrides", f"each arm's budget from its own pilot ({command} --write-profile)"
+    else:
+        flow = yaml.safe_dump(list(chosen), default_flow_style=True, width=1_000_000).strip()
+        key, comment = "overrides", f"the pilot's choice ({command} --write-profile)"
+    path, original = set_profile_value(spec, spec.pilot.profile, key, flow, comment)
     try:
         reloaded = specs.load(str(path))
-        problems = profile_agrees(reloaded.in_setting(spec.setting) if spec.setting else reloaded, result)
+        again = reloaded.in_setting(spec.setting) if spec.setting else reloaded
+        if spec.pilot.per_arm:
+            again = dataclasses.replace(again, pilot=again.pilot.for_arm(spec.pilot.arm))
+        problems = profile_agrees(again, result)
         if problems:
             raise specs.SpecError(f"{path}: after writing the budget the spec still disagrees with its pilot: {'; '.join(problems)}")
     except Exception:
@@ -219,8 +259,10 @@ def write_budget(spec: Spec, result: dict[str, Any]) -> Path:
 
 def render(spec: Spec, result: dict[str, Any]) -> str:
     p = spec.pilot
-    lines = [f"# {spec.label}: pilot for the `{p.profile}` budget", "",
-             f"The standard-practice arm `{p.arm}` alone, {p.seeds} seeds per candidate, cheapest candidate first. "
+    lines = [f"# {spec.label}: pilot for the `{p.profile}` budget" + (f" of arm `{p.arm}`" if p.per_arm else ""), "",
+             (f"Per-family budgets: each of the arms {', '.join(f'`{a}`' for a in p.arms)} is piloted alone by this rule and "
+              f"runs at its own budget (the profile's `arm_overrides`). This is arm `{p.arm}`, alone," if p.per_arm else
+              f"The standard-practice arm `{p.arm}` alone,") + f" {p.seeds} seeds per candidate, cheapest candidate first. "
              f"A candidate is the budget when the arm passes its competence gates and made at most "
              f"{p.late_progress:.0%} of its progress on `{p.metric}` in the last half of the budget "
              + ("(from the metric's failure value, or its first logged value)" if p.progress_from == "failure"
@@ -244,7 +286,7 @@ def render(spec: Spec, result: dict[str, Any]) -> str:
     else:
         lines += ["", f"**Chosen budget:** {' '.join(f'`{o}`' for o in chosen)}" if chosen else
                   "**No candidate met the rule**: the largest budget tried is not enough for the standard arm.", ""]
-    setting = f" --setting {spec.setting}" if spec.setting else ""
+    setting = (f" --setting {spec.setting}" if spec.setting else "") + (f" --arm {p.arm}" if p.per_arm else "")
     lines += [f"Pilot hash `{result['pilot_hash']}`. Reproduce: `labbench pilot {spec.ref}{setting}`.", ""]
     return "\n".join(lines)
 

@@ -103,7 +103,8 @@ class Plan:
 
 def arm_overrides(spec: Spec, arm: str, profile: str, extra: Sequence[str] = ()) -> tuple[str, ...]:
     """base, then profile, then arm, then the user's command-line overrides (later wins)."""
-    return merge_overrides(spec.base, spec.profile(profile).overrides, spec.arm(arm).overrides, extra)
+    p = spec.profile(profile)
+    return merge_overrides(spec.base, p.overrides, spec.arm(arm).overrides, p.arm_overrides.get(arm, ()), extra)
 
 
 def planned_run(spec: Spec, arm: str, profile: str, extra: Sequence[str], seed: int, stage: str, tuned_value: Any = None) -> PlannedRun:

@@ -53,7 +53,7 @@ SETTING_KEYS = {
     "pilot": "keys of the spec's pilot this setting replaces (usually candidates), or a whole pilot section",
     "batchnorm_eval": "the BatchNorm evaluation decision for this setting, where it differs from the spec's",
 }
-SETTING_PROFILE_KEYS = {"overrides", "seeds", "estimated_minutes", "description"}
+SETTING_PROFILE_KEYS = {"overrides", "seeds", "estimated_minutes", "description", "arm_overrides"}
 HYPOTHESIS_KEYS = {"name", "metric", "better", "worse", "direction", "margin", "note", "role", "min_effect", "min_effect_source"}
 ROLES = ("primary", "secondary", "sanity")  # the claim's headline / what qualifies it / a check of the setup (never support)
 TUNING_KEYS = {"param", "grid", "metric", "direction", "seeds", "repeats", "extend", "rule", "follow"}
@@ -62,9 +62,9 @@ REGIME_KEYS = {"name", "metric", "arms", "threshold", "fraction", "direction", "
 RATE_METRICS = ("diverged", "fails_to_learn")  # per-seed 0 / 1 outcomes, decided by the exact sign-flip (McNemar) test
 BASELINES = ("chance", "unigram", "bigram", "modes", "hq_share", "confidence", "failure")  # what the data modules and tasks record
 # (baselines()); failure: the metric's failure value (the task's, or the spec's `failure`), what a model that learned nothing scores
-PILOT_KEYS = {"arm", "candidates", "seeds", "metric", "late_progress", "profile", "fallback", "progress_from"}
+PILOT_KEYS = {"arm", "arms", "candidates", "seeds", "metric", "late_progress", "profile", "fallback", "progress_from"}
 PILOT_FALLBACKS = ("none", "largest")
-PROFILE_KEYS = {"seeds", "overrides", "estimated_minutes", "description", "tuning_grid", "batchnorm_eval"}
+PROFILE_KEYS = {"seeds", "overrides", "estimated_minutes", "description", "tuning_grid", "batchnorm_eval", "arm_overrides"}
 BATCHNORM_STATISTICS = ("running", "precise")
 DIRECTIONS = ("lower", "higher")
 PROFILES = ("smoke", "quick", "full")
@@ -206,6 +206,12 @@ class Pilot:
     the profile's time cap, and the largest is the budget, marked ``capped`` in the pilot:
     the arms that miss a gate there make their hypotheses ``undertrained``, and an arm that
     passes its gates but still improves is answered at the cap, which the pilot says.
+
+    ``arms`` (instead of one ``arm``): per-family budgets, for a claim that compares model families with
+    recipes of their own (a VAE, a GAN and a DDPM), where one family's budget would leave another
+    undertrained. Each listed arm is piloted alone by the same rule, from its own curve (no comparison
+    steers any budget), and its chosen candidate goes into the profile's ``arm_overrides``; ``arm`` is
+    then the arm being piloted (the first listed until ``for_arm`` picks another).
     """
 
     arm: str
@@ -216,6 +222,17 @@ class Pilot:
     profile: str = "quick"
     fallback: str = "none"
     progress_from: str = "failure"  # or a baseline the runs record (bigram): where the progress the rule counts starts
+    arms: tuple[str, ...] = ()  # per-family budgets: every arm listed is piloted alone; empty: the one ``arm`` sizes the profile
+
+    @property
+    def per_arm(self) -> bool:
+        return bool(self.arms)
+
+    def for_arm(self, arm: str) -> Pilot:
+        """This pilot sizing ``arm`` (one of ``arms``)."""
+        if arm not in self.arms:
+            raise SpecError(f"pilot of arm {arm!r}: the pilot sizes {', '.join(self.arms) or self.arm} (pilot.arms)")
+        return dataclasses.replace(self, arm=arm)
 
 
 @dataclass(frozen=True)
@@ -237,6 +254,8 @@ class Profile:
     description: str = ""
     tuning_grid: dict[str, tuple[Any, ...]] | None = None  # replaces tuning.grid in this profile
     batchnorm_eval: BatchNormEval | None = None  # replaces the spec's in this profile
+    # per-family budgets (pilot.arms): each arm's own overrides in this profile, after the profile's and the arm's
+    arm_overrides: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -318,7 +337,9 @@ class Spec:
             profiles[pname] = merged
         raw["profiles"] = profiles
         if body.get("pilot") is not None:
-            raw["pilot"] = {**(self.raw.get("pilot") or {}), **body["pilot"]}
+            inherited = {k: v for k, v in (self.raw.get("pilot") or {}).items()  # a setting's arm or arms replaces the other
+                         if not (k in ("arm", "arms") and ({"arm", "arms"} & set(body["pilot"])))}
+            raw["pilot"] = {**inherited, **body["pilot"]}
         if body.get("batchnorm_eval") is not None:
             raw["batchnorm_eval"] = body["batchnorm_eval"]
         if body.get("gates") is not None:
@@ -403,10 +424,16 @@ def only_arms(raw: dict[str, Any], keep: list[str], where: str) -> dict[str, Any
         pbody = dict(pbody or {})
         if isinstance(pbody.get("tuning_grid"), dict):
             pbody["tuning_grid"] = {a: g for a, g in pbody["tuning_grid"].items() if a in kept}
+        if isinstance(pbody.get("arm_overrides"), dict):
+            pbody["arm_overrides"] = {a: o for a, o in pbody["arm_overrides"].items() if a in kept}
         profiles[pname] = pbody
     out["profiles"] = profiles
     pilot = raw.get("pilot")
-    if pilot and pilot.get("arm") not in kept:
+    if pilot and pilot.get("arms"):
+        pilot = out["pilot"] = {**pilot, "arms": [a for a in pilot["arms"] if a in kept]}
+        if not pilot["arms"]:
+            raise SpecError(f"{where}: only_arms {keep} leaves out every arm of pilot.arms; keep one")
+    elif pilot and pilot.get("arm") not in kept:
         raise SpecError(f"{where}: only_arms {keep} leaves out the pilot's arm {pilot.get('arm')!r}; keep it, or give the "
                         "setting its own pilot arm (settings.NAME.pilot.arm)")
     out.pop("map", None)  # a map's cells are the whole spec's; map a setting with all its arms
@@ -712,9 +739,14 @@ def parse(raw: dict[str, Any], path: Path) -> Spec:
         profile_grid = (_joint(path, f"profiles.{name}.tuning_grid",
                                _grid(path, f"profiles.{name}.tuning_grid", body["tuning_grid"], arm_names, list(tuning.grid)), tuning.param)
                         if body.get("tuning_grid") is not None else None)
+        per_arm = body.get("arm_overrides") or {}
+        if not isinstance(per_arm, dict) or not set(per_arm) <= set(arm_names):
+            raise _fail(path, f"profiles.{name}.arm_overrides must map arms ({', '.join(arm_names)}) to override lists "
+                              f"(each arm's own budget, written by a per-arm pilot), got {per_arm!r}")
         profiles[name] = Profile(name, seeds, _strings(path, f"profiles.{name}.overrides", body.get("overrides")),
                                  float(est) if est is not None else None, str(body.get("description", "")), profile_grid,
-                                 _batchnorm_eval(path, f"profiles.{name}.batchnorm_eval", body.get("batchnorm_eval")))
+                                 _batchnorm_eval(path, f"profiles.{name}.batchnorm_eval", body.get("batchnorm_eval")),
+                                 {a: _strings(path, f"profiles.{name}.arm_overrides.{a}", o) for a, o in per_arm.items()})
     if "smoke" not in profiles:
         raise _fail(path, "a 'smoke' profile is required (the test suite runs it)")
 
@@ -909,11 +941,16 @@ def _batchnorm_eval(path: Path, where: str, body: Any) -> BatchNormEval | None:
 def _pilot(path: Path, body: Any, arm_names: list[str], profiles: dict[str, Profile], gates: tuple[Gate, ...], tuning: Tuning | None) -> Pilot | None:
     if body is None:
         return None
-    if not isinstance(body, dict) or "arm" not in body or "candidates" not in body:
-        raise _fail(path, "pilot must be a mapping with arm (the standard-practice arm) and candidates (override lists, cheapest first)")
+    if not isinstance(body, dict) or ("arm" in body) == ("arms" in body) or "candidates" not in body:
+        raise _fail(path, "pilot must be a mapping with arm (the standard-practice arm) or arms (per-family budgets: each "
+                          "arm piloted alone), not both, and candidates (override lists, cheapest first)")
     _unknown(path, "pilot", set(body), PILOT_KEYS)
-    if body["arm"] not in arm_names:
-        raise _fail(path, f"pilot.arm names {body['arm']!r}; arms are: {', '.join(arm_names)}")
+    per_arm = tuple(_strings(path, "pilot.arms", body["arms"])) if "arms" in body else ()
+    if "arms" in body and (not per_arm or len(set(per_arm)) != len(per_arm)):
+        raise _fail(path, f"pilot.arms must list distinct arms of the spec ({', '.join(arm_names)}), got {body['arms']!r}")
+    for arm in per_arm or (body["arm"],):
+        if arm not in arm_names:
+            raise _fail(path, f"pilot.arm{'s' if per_arm else ''} names {arm!r}; arms are: {', '.join(arm_names)}")
     candidates = body["candidates"]
     if not isinstance(candidates, list) or not candidates:
         raise _fail(path, "pilot.candidates must be a non-empty list of override lists, cheapest first")
@@ -937,4 +974,4 @@ def _pilot(path: Path, body: Any, arm_names: list[str], profiles: dict[str, Prof
     if progress_from not in BASELINES:
         raise _fail(path, f"pilot.progress_from {progress_from!r} is not one of {', '.join(BASELINES)} (failure: the metric's "
                           "failure value; bigram: a language model's count baseline, what a model that learned letter pairs scores)")
-    return Pilot(body["arm"], parsed, metric, seeds, late, profile, fallback, progress_from)
+    return Pilot(per_arm[0] if per_arm else body["arm"], parsed, metric, seeds, late, profile, fallback, progress_from, per_arm)

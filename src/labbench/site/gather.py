@@ -21,6 +21,7 @@ from typing import Any
 from labbench.ablation import spec as specs
 from labbench.ablation.board import NO_ANSWER, VERDICTS, claim_order, effect_amount, effect_words, finite, load_reports, plain_sentence
 from labbench.ablation.maps import reproduce_command as map_command
+from labbench.ablation.pilot import pilot_files
 from labbench.ablation.report import predicted_text
 from labbench.ablation.results import GATE_FREE_SHORT
 from labbench.record import from_json_safe
@@ -215,10 +216,10 @@ def _maps(source: Path, dates: Dates, spec_of) -> dict[str, list[dict[str, Any]]
 
 def _pilots(source: Path) -> dict[str, list[dict[str, Any]]]:
     out: dict[str, list[dict[str, Any]]] = {}
-    # a spec's pilot, a profile's, and each setting's (NAME/pilot/SETTING/pilot.json)
-    for path in sorted([*source.glob("*/pilot/pilot.json"), *source.glob("*/*/pilot/pilot.json"), *source.glob("*/pilot/*/pilot.json")]):
+    # a spec's pilot, a profile's (a store's NAME/PROFILE/pilot/), each setting's and each arm's of per-arm budgets
+    for path in sorted({*pilot_files(source), *source.glob("*/*/pilot/**/pilot.json")}):
         p = json.loads(path.read_text())
-        setting = f" --setting {p['setting']}" if p.get("setting") else ""
+        setting = (f" --setting {p['setting']}" if p.get("setting") else "") + (f" --arm {p['arm']}" if p.get("per_arm") else "")
         out.setdefault(p["name"], []).append({
             "profile": p["profile"], "arm": p["arm"], "chosen": p.get("chosen"), "folder": path.parent,
             "pilot_md": path.parent / "pilot.md" if (path.parent / "pilot.md").is_file() else None,
