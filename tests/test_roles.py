@@ -284,3 +284,20 @@ def test_a_margin_verdict_says_which_failure_rate_its_seeds_do_not_exclude(tmp_p
     assert any("0 of 8 seeds fell short of the margin; a rate of such seeds up to 31% is not excluded" in line for line in lines)
     plain = _by_name(judge(_spec(tmp_path, [_h("test/acc", role="primary")], name="plain"), _values(**{"test/acc": (UP, ZERO, ZERO)}), {}))
     assert "short_rate_bound" not in plain["test/acc"]  # a plain difference has no margin to fall short of
+
+
+@pytest.mark.unit
+def test_a_margin_or_reference_hypothesis_is_judged_with_the_skew_corrected_t(tmp_path):
+    """Issue 26, item 8: a margin (or fixed-reference) hypothesis whose seeds lean toward the unpredicted side is not
+    called supported on the symmetric tests alone; a zero-margin one on the same numbers keeps the plain rule."""
+    skewed = [0.88, 0.79, 0.54, 1.36, -0.2, -0.44, 1.33, 1.13]
+    spec = _spec(tmp_path, [_h("test/acc", role="primary"), _h("val/acc", margin=-0.5), _h("val/loss", better=0.5, worse="b")])
+    shifted = [d + 0.5 for d in skewed]  # a - b = skewed + 0.5: the margin's null shifted into place
+    out = _by_name(judge(spec, _values(**{"test/acc": (shifted, ZERO, ZERO), "val/acc": (skewed, [0.5] * 8, ZERO),
+                                          "val/loss": (ZERO, [0.5 + d for d in skewed], ZERO)}), {}))
+    from labbench.ablation.stats import compare, skew_corrected_t
+
+    assert out["test/acc"]["p_t"] == pytest.approx(compare(shifted, ZERO, "higher").p_t)  # no margin: the plain t
+    assert out["val/acc"]["p_t"] == pytest.approx(skew_corrected_t([d - 0.5 for d in skewed], margin=-0.5))
+    assert out["val/acc"]["verdict_raw"] == "inconclusive" != compare([d - 0.5 for d in skewed], ZERO, "higher", -0.5).verdict
+    assert out["val/loss"]["p_t"] == pytest.approx(skew_corrected_t(skewed))  # a fixed reference (0.5) the same way

@@ -10,7 +10,7 @@ from scipy import stats as sps
 
 from labbench.ablation.stats import (
     ALPHA, MIN_SEEDS, can_decide, compare, decide, holm, paired_t, probability_of_improvement, seeds_needed,
-    sign_flip_p, smallest_p, summarize,
+    sign_flip_p, skew_corrected_t, smallest_p, summarize,
 )
 
 
@@ -129,6 +129,31 @@ def test_margin_turns_the_question_into_non_inferiority():
     b = a + 0.002 + rng.normal(0, 0.0005, size=8)  # a is 0.2 points worse than b
     assert compare(a, b, "higher").verdict == "contradicted"  # a beats b? no
     assert compare(a, b, "higher", margin=-0.005).verdict == "supported"  # a within 0.5 points of b? yes
+
+
+def test_the_skew_corrected_t_matches_a_hand_computation_and_leans_against_a_tail():
+    """Hall's (1992) monotone form of Johnson's skew-corrected t (issue 26, item 8: margins)."""
+    # d = 1, 2, 3, 10: m = 4, s^2 = 50/3, mu3 = 4/(3*2) * (-27 - 8 - 1 + 216) = 120, g = mu3/s^3 = 1.76363, u = m/s = 0.97980
+    # T = 2 * (u + g u^2/3 + g^2 u^3/27 + g/24) = 3.45199
+    assert skew_corrected_t([1, 2, 3, 10]) == pytest.approx(2 * sps.t.sf(3.45199, 3), rel=1e-4)
+    plain = paired_t([1, 2, 3, 10])[2]
+    assert skew_corrected_t([1, 2, 3, 10]) < plain  # a tail on the predicted side: more confident
+    left = [7, 6, 5, -2]  # the same shape mirrored about the mean: the tail on the unpredicted side
+    assert skew_corrected_t(left) > paired_t(left)[2]
+    assert skew_corrected_t([0.5] * 7 + [-3.0]) == 1.0  # the tail outweighs the mean: not on the mean's side
+    assert math.isnan(skew_corrected_t([1.0, 1.0, 1.0]))  # no spread, as the plain t
+    assert skew_corrected_t([1.0, 3.0], margin=0.5) == pytest.approx(paired_t([1.0, 3.0], margin=0.5)[2])  # no third moment
+
+
+def test_a_margin_hypothesis_with_a_tail_of_bad_seeds_is_not_called_supported_by_the_plain_rule_alone():
+    """Left-skewed differences (two seeds short of the margin, the rest above): the plain rule says supported (both its
+    tests assume symmetry about the margin); the skew-corrected one does not. Where no seed is short, it changes nothing."""
+    d = [0.88, 0.79, 0.54, 1.36, -0.2, -0.44, 1.33, 1.13]
+    plain, robust = compare(d, [0.0] * 8, "higher"), compare(d, [0.0] * 8, "higher", skew_robust=True)
+    assert plain.verdict == "supported" and robust.verdict == "inconclusive"
+    assert robust.p_t == pytest.approx(skew_corrected_t(d)) and (robust.ci_low, robust.ci_high) == (plain.ci_low, plain.ci_high)
+    clean = [1.0, 1.2, 0.9, 1.1, 1.3, 0.8, 1.0, 1.05]
+    assert compare(clean, [0.0] * 8, "higher", skew_robust=True) == compare(clean, [0.0] * 8, "higher")
 
 
 def test_exact_only_decides_rates_by_the_sign_flip_test():

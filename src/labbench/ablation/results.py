@@ -386,7 +386,9 @@ def judge(spec: Spec, values: dict[str, dict[str, list[float]]], gates: dict[str
         n_seeds = max((len(v) for v in per_arm.values()), default=0)
         better, worse = _side(per_arm, h.better, n_seeds), _side(per_arm, h.worse, n_seeds)
         pairs = [(b, w) for b, w in zip(better, worse) if math.isfinite(b) and math.isfinite(w)]
-        c = compare([b for b, _ in pairs], [w for _, w in pairs], h.direction, h.margin, exact_only=kind == "rate")
+        # a margin or a fixed reference: the t part corrected for skew (stats.skew_corrected_t; docs/method.md, "Margins")
+        at_margin = kind != "rate" and bool(h.margin or is_reference(h.better) or is_reference(h.worse))
+        c = compare([b for b, _ in pairs], [w for _, w in pairs], h.direction, h.margin, exact_only=kind == "rate", skew_robust=at_margin)
         free = gate_free(h)
         missed = [{"arm": arm, **g} for arm in arms_of(h) for g in gates.get(arm, []) if not g["passed"]]
         out.append({"name": h.name, "kind": kind, "metric": h.metric, "better": h.better, "worse": h.worse,
@@ -395,7 +397,7 @@ def judge(spec: Spec, values: dict[str, dict[str, list[float]]], gates: dict[str
                     "gate_free": free, "gates_waived": missed if free else [],
                     # a check of the setup is meant to come out the same everywhere (a rank of exactly 1): not a ceiling
                     "constant": None if kind == "rate" or h.role == "sanity" else constant_value(per_arm, arms_of(h)),
-                    **(short_of_margin(pairs, h) if kind != "rate" and (h.margin or is_reference(h.better) or is_reference(h.worse)) else {})})
+                    **(short_of_margin(pairs, h) if at_margin else {})})
     failed = [c for c in (regime or []) if not c["met"]]
     for h, hyp in zip(out, spec.hypotheses):
         h["role"], h["min_effect"], h["min_effect_source"] = hyp.role, hyp.min_effect, hyp.min_effect_source
