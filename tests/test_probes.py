@@ -130,8 +130,13 @@ def test_loss_spikes_are_counted_against_the_recent_median():
 
 
 def test_a_run_without_spikes_reports_zero(tmp_path):
+    from labbench.ablation.metrics import metric_value
+
     record = run(compose(["data=synthetic", "probes.loss_spikes=true", *fast_overrides(20)]), tmp_path)
     assert record["metrics"]["final"]["probe/loss_spikes"] == 0.0
+    # the running count starts at 0, so "spikes up to step 10" is 0 for it, not undefined
+    assert record["curves"]["probe/loss_spikes"][0] == [0, 0.0]
+    assert metric_value(record, "probe/loss_spikes@10") == 0.0
 
 
 def test_probes_land_in_the_record_and_do_not_change_the_numbers(tmp_path):

@@ -227,6 +227,11 @@ class LossSpikes(L.Callback):
         self.count = 0
         self.steps: list[int] = []
 
+    def on_train_start(self, trainer, pl_module) -> None:
+        # the running count starts at 0 on the curve: without this point, "spikes up to step N"
+        # (probe/loss_spikes@N) has no value for a run with no spike before N
+        _emit(trainer, {"probe/loss_spikes": float(self.count)})
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
         if loss is None:
