@@ -99,6 +99,7 @@ def _smoke_checks(spec, outcome, verdict):
         assert sum(arm["status_counts"].values()) == spec.profile("smoke").seeds
     report = (folder / "report.md").read_text()
     assert "## Verdict" in report and f"labbench reproduce {name} --profile smoke" in report
+    assert "{'" not in report and "examples; input " in report  # the setup in words, no Python dict (issue 29)
     assert (folder / "curves.png").stat().st_size > 1000
     if spec.tuning is not None:
         # every arm the grid tunes (it may leave some out), and every arm that takes another's tuned value (tuning.follow)

@@ -22,6 +22,13 @@ def test_smoke_map_end_to_end_and_cell_reuse(tmp_path):
     assert (tmp_path / "m1" / "heatmap_0.png").stat().st_size > 1000
     text = (tmp_path / "m1" / "map.md").read_text()
     assert "one Holm correction over every confirmatory hypothesis of all the map's 2 cells" in text and "across cells (Holm)" in text
+    # each cell's report is linked where run_map wrote it, and each heat map says what it shows (issue 29)
+    import re
+
+    links = re.findall(r"\]\((cells/[^)]+/report\.md)\)", text)
+    assert len(links) == 2 and all((tmp_path / "m1" / link).is_file() for link in links)
+    first_name = saved["cells"][0]["hypotheses"][0]["name"]
+    assert f"![heat map of the effect of {first_name} across trainer.max_steps](heatmap_0.png)" in text
     runs = [json.loads(p.read_text()) for p in (tmp_path / "aa-control" / "smoke" / "runs").glob("*/run.json")]
     assert sorted({r["config"]["trainer"]["max_steps"] for r in runs}) == [4, 6]
 

@@ -252,7 +252,8 @@ def render_markdown(result: dict[str, Any]) -> str:
         word = "lower" if first["direction"] == "lower" else "higher"
         lines += [f"## {first['name']}", "",
                   f"`{first['better']}` {word} than `{first['worse']}` on `{first['metric']}`; effect = paired difference, "
-                  "positive = as predicted, with its 95% interval.", "", f"![heat map](heatmap_{h}.png)", "",
+                  "positive = as predicted, with its 95% interval.", "",
+                  f"![heat map of the effect of {first['name']!s} across {' x '.join(keys)}](heatmap_{h}.png)", "",
                   "| " + " | ".join(f"`{k}`" for k in keys) + " | effect [95% CI] | P(improvement) | verdict | across cells (Holm) |",
                   "|" + "---|" * (len(keys) + 4)]
         for c, whole in zip(result["cells"], across_cells(result["cells"], h)):
@@ -262,7 +263,12 @@ def render_markdown(result: dict[str, Any]) -> str:
         limit = across_cells_limit(result["cells"], h)
         lines += ["", f"Across cells: {limit}. Read each cell's verdict, with its own correction."] if limit else []
         lines.append("")
-    lines += ["Each cell's own report (runs, curves, provenance) is under `cells/`.", ""]
+    # the folder each cell's report was written to (run_map: cells/<slug of the cell>/)
+    links = []
+    for c in result["cells"]:
+        label = " ".join(f"{k}={c['cell'][k]}" for k in keys)
+        links.append(f"[{label}](cells/{slug({k: [v] for k, v in c['cell'].items()})}/report.md)")
+    lines += ["Each cell's own report (runs, curves, provenance): " + ", ".join(links) + ".", ""]
     if result.get("spec_hash"):
         lines += [f"Spec hash `{result['spec_hash']}`. Reproduce: `{reproduce_command(result)}`.", ""]
     return "\n".join(lines)

@@ -232,7 +232,9 @@ def _setup_rows(spec: Spec, plan: Plan, records: dict[str, list[dict | None]]) -
     if first:
         cfg = first["config"]
         data = first.get("data", {})
-        rows.append(("data", f"`{cfg['data']['_target_'].rsplit('.', 1)[-1]}` splits {data.get('splits')} input {data.get('input_shape')}"))
+        splits = ", ".join(f"{k} {v:,}" for k, v in (data.get("splits") or {}).items()) or "-"
+        shape = " x ".join(str(d) for d in data["input_shape"]) if isinstance(data.get("input_shape"), (list, tuple)) else data.get("input_shape", "-")
+        rows.append(("data", f"`{cfg['data']['_target_'].rsplit('.', 1)[-1]}`: {splits} examples; input {shape}"))
         rows.append(("model", f"`{cfg['model']['_target_'].rsplit('.', 1)[-1]}` " + ", ".join(
             f"{k}={v}" for k, v in cfg["model"].items() if k not in ("_target_", "activation", "norm"))))
         trainer = cfg["trainer"]

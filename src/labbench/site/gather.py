@@ -223,7 +223,7 @@ def _pilots(source: Path) -> dict[str, list[dict[str, Any]]]:
         out.setdefault(p["name"], []).append({
             "profile": p["profile"], "arm": p["arm"], "chosen": p.get("chosen"), "folder": path.parent,
             "pilot_md": path.parent / "pilot.md" if (path.parent / "pilot.md").is_file() else None,
-            "command": f"labbench pilot {p['name']}{setting}", "setting": p.get("setting"),
+            "command": f"labbench pilot {p['name']}{setting}", "setting": p.get("setting"), "per_arm": bool(p.get("per_arm")),
             "capped": bool(p.get("capped")),  # no candidate met the rule: the largest was taken, the standard arm still improving
         })
     return out
