@@ -133,6 +133,10 @@ def test_a_run_with_l1_and_the_training_pass_logs_the_penalty_and_the_gap(tmp_pa
     assert final["train/penalty"] > 0
     assert final["test/gap"] == pytest.approx(final["test/train_acc"] - final["test/acc"], abs=1e-6)
     assert 0.0 <= final["test/train_acc"] <= 1.0 and final["test/train_loss"] > 0
+    # a diverged run counts as fitting none of its training split: chance accuracy and ln K, K the classes
+    k = round(1 / record["failure_values"]["test/acc"])
+    assert record["failure_values"]["test/train_acc"] == pytest.approx(1 / k)
+    assert record["failure_values"]["test/train_loss"] == pytest.approx(math.log(k)) and "test/gap" not in record["failure_values"]
     plain = run(compose(["data=synthetic", "probes.weight_structure=true", *fast_overrides(40)]), tmp_path / "plain")
     pulled = run(compose(["data=synthetic", "probes.weight_structure=true", "task.l1=0.01", "optimizer=sgd", "optimizer.lr=0.1",
                           *fast_overrides(40)]), tmp_path / "pulled")

@@ -174,6 +174,9 @@ def test_an_arm_predicted_to_fail_is_not_gated_and_its_fails_to_learn_rate_is_de
     assert stalls["p_value"] == pytest.approx(2 / 128) and stalls["verdict"] == "supported"  # the exact McNemar test
     assert loss["undertrained"] == [] and loss["verdict"] == "supported"  # post is not gated: its failure is the finding
     assert claim_answer([stalls, loss])["answer"] == "holds here"
+    from labbench.ablation.report import predicted_text
+
+    assert predicted_text(stalls) == "`pre` fails to learn less often than `post`"  # not "diverges"
 
 
 @pytest.mark.unit

@@ -47,8 +47,9 @@ def predicted_text(h: dict) -> str:
     """What the hypothesis predicts, e.g. "`pre` lower than `post`" or a rate or a gap."""
     word = "lower" if h["direction"] == "lower" else "higher"
     margin = f" by > {_f(h['margin'])}" if h.get("margin") else ""
-    if h.get("kind") == "rate":
-        return f"{side_text(h['better'])} diverges {'less' if word == 'lower' else 'more'} often than {side_text(h['worse'])}"
+    if h.get("kind") == "rate":  # diverged, or fails_to_learn (misses its competence gate)
+        event = "fails to learn" if h.get("metric") == "fails_to_learn" else "diverges"
+        return f"{side_text(h['better'])} {event} {'less' if word == 'lower' else 'more'} often than {side_text(h['worse'])}"
     return f"{side_text(h['better'])} {word} than {side_text(h['worse'])}{margin}"
 
 

@@ -88,11 +88,13 @@ class ClassificationTask(Task):
         self.ece = nn.ModuleDict({f"{split}_ece": MulticlassCalibrationError(num_classes, n_bins=15, norm="l1") for split in ("val", "test")})
 
     def failure_values(self) -> dict[str, float]:
-        """A uniform prediction: cross-entropy ln K, accuracy 1/K (shifted or not; a diverged
-        run has no ``shift_drop``)."""
+        """A uniform prediction: cross-entropy ln K, accuracy 1/K (shifted or not, on the test or the
+        training split; a diverged run has no ``shift_drop`` or ``gap``)."""
         values = {"loss": math.log(self.num_classes), "nll": math.log(self.num_classes), "acc": 1.0 / self.num_classes}
         if self.test_shift:
             values.update(shift_loss=values["loss"], shift_acc=values["acc"])
+        if self.train_pass:  # a claim about fitting the training split counts a diverged run as fitting none of it
+            values.update(train_loss=values["loss"], train_acc=values["acc"])
         return values
 
     def setup(self, stage: str) -> None:
