@@ -158,6 +158,30 @@ def test_a_failed_regime_check_makes_its_hypotheses_out_of_regime_not_inconclusi
 
 
 @pytest.mark.unit
+def test_a_regime_bar_may_be_another_arms_mean(tmp_path):
+    """``threshold: {arm: NAME}`` with ``fraction``: "the uncorrected first step is at least 3 times the corrected one"."""
+    from test_verdicts import record
+
+    hyp = [{"name": "early loss", "metric": "val/loss", "better": "a", "worse": "b", "direction": "lower", "role": "primary"}]
+    check = {"name": "b's accuracy at least 1.5 times a's", "metric": "test/acc", "arms": ["b"], "threshold": {"arm": "a"},
+             "fraction": 1.5, "direction": "higher"}
+    spec = _records_spec(tmp_path, "rel", ["a", "b"], hyp, regime=[check])
+    assert spec.regime[0].threshold == "arm:a"
+    records = {"a": [record(0.5, acc=0.4 + 0.01 * i) for i in range(8)], "b": [record(0.9, acc=0.7) for _ in range(8)]}
+    (early,), regime = _verdicts(spec, records)
+    assert regime[0]["bar"] == pytest.approx(1.5 * 0.435) and regime[0]["met"]  # 0.7 > 0.6525
+    records["b"] = [record(0.9, acc=0.6) for _ in range(8)]  # 0.6 < 0.6525: not met, the primary out of regime
+    (early,), regime = _verdicts(spec, records)
+    assert not regime[0]["met"] and early["verdict"] == "out of regime"
+    from labbench.ablation.report import _regime_lines
+
+    assert "1.5 x `a`'s mean" in "\n".join(_regime_lines({"regime": regime}))
+    for bad in ({"arm": "nope"}, {"arm": "b"}, {"arms": "a"}):
+        with pytest.raises(specs.SpecError, match="threshold"):
+            _records_spec(tmp_path, "rel2", ["a", "b"], hyp, regime=[{**check, "threshold": bad}])
+
+
+@pytest.mark.unit
 def test_an_arm_predicted_to_fail_is_not_gated_and_its_fails_to_learn_rate_is_decided(tmp_path):
     from test_verdicts import record
 

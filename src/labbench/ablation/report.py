@@ -383,7 +383,8 @@ def _regime_lines(verdict: dict) -> list[str]:
              "for or against the claim.", "", "| check | metric | arm | bar | arm's mean (n) | met |", "|---|---|---|---|---|---|"]
     for c in checks:
         side = "above" if c["direction"] == "higher" else "below"
-        bar = c["threshold"] if isinstance(c["threshold"], (int, float)) else f"{_f(c['fraction'])} x {c['threshold']}"
+        threshold = f"`{c['threshold'][4:]}`'s mean" if str(c["threshold"]).startswith("arm:") else c["threshold"]
+        bar = threshold if isinstance(threshold, (int, float)) else f"{_f(c['fraction'])} x {threshold}"
         for arm, a in c["arms"].items():
             lines.append(f"| {c['name']} | `{c['metric']}` | `{arm}` | {side} {bar} = {_f(c['bar'])} | {_f(a['mean'])} ({a['n']}) | "
                          f"{'yes' if a['met'] else '**no**'} |")

@@ -194,7 +194,11 @@ def check_regime(spec: Spec, records: dict[str, list[dict | None]]) -> list[dict
     flat = [r for recs in records.values() for r in recs if r]
     out = []
     for check in spec.regime:
-        bar = gate_threshold(Gate(check.metric, check.threshold, check.fraction), flat, spec.failure)
+        if isinstance(check.threshold, str) and check.threshold.startswith("arm:"):  # another arm's mean, times fraction
+            other = [v for v in (run_value(r, check.metric, spec.failure) for r in records.get(check.threshold[4:], [])) if math.isfinite(v)]
+            bar = check.fraction * summarize(other).mean if other else math.nan
+        else:
+            bar = gate_threshold(Gate(check.metric, check.threshold, check.fraction), flat, spec.failure)
         arms = {}
         for arm in check.arms:
             summary = summarize([v for v in (run_value(r, check.metric, spec.failure) for r in records.get(arm, [])) if math.isfinite(v)])

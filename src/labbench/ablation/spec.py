@@ -138,7 +138,9 @@ class RegimeCheck:
     """A measured precondition for the claim's mechanism: the mean of ``metric`` over the seeds of each of
     ``arms`` is beyond ``fraction`` x ``threshold`` on the ``direction`` side (``higher``: above). Where it
     is not, the ``hypotheses`` it guards (every one when empty) are ``out of regime``: the setting could not
-    show the mechanism, which says nothing for or against the claim."""
+    show the mechanism, which says nothing for or against the claim. ``threshold`` is a number, a baseline,
+    or another arm's mean on the same metric (``{arm: NAME}`` in the spec, ``arm:NAME`` here): "the uncorrected
+    first step is at least 3 times the corrected one" is ``threshold: {arm: corrected}, fraction: 3``."""
 
     name: str
     metric: str
@@ -837,13 +839,20 @@ def _regime(path: Path, body: Any, arm_names: list[str], hypothesis_names: list[
         bad = [a for a in arms if a not in arm_names]
         if bad or not arms:
             raise _fail(path, f"{where}.arms names {bad or 'no arm'}; arms are: {', '.join(arm_names)}")
-        if not is_reference(c["threshold"]) and c["threshold"] not in BASELINES:
-            raise _fail(path, f"{where}.threshold must be a number or a baseline ({', '.join(BASELINES)}), got {c['threshold']!r}")
+        threshold = c["threshold"]
+        if isinstance(threshold, dict):  # another arm's mean: {arm: NAME}
+            if set(threshold) != {"arm"} or threshold["arm"] not in arm_names or threshold["arm"] in c["arms"]:
+                raise _fail(path, f"{where}.threshold {{arm: NAME}} names one arm of the spec outside the check's own arms "
+                                  f"({', '.join(arm_names)}), got {threshold!r}")
+            threshold = f"arm:{threshold['arm']}"
+        elif not is_reference(threshold) and threshold not in BASELINES:
+            raise _fail(path, f"{where}.threshold must be a number, a baseline ({', '.join(BASELINES)}) or another arm's mean "
+                              f"({{arm: NAME}}), got {threshold!r}")
         guarded = _strings(path, f"{where}.hypotheses", c.get("hypotheses"))
         unknown = [h for h in guarded if h not in hypothesis_names]
         if unknown:
             raise _fail(path, f"{where}.hypotheses names {unknown}; hypotheses are: {hypothesis_names}")
-        out.append(RegimeCheck(str(c["name"]), c["metric"], arms, c["threshold"] if not is_reference(c["threshold"]) else float(c["threshold"]),
+        out.append(RegimeCheck(str(c["name"]), c["metric"], arms, threshold if not is_reference(threshold) else float(threshold),
                                _direction(path, where, c["direction"]), float(c.get("fraction", 1.0)), guarded, str(c.get("note", ""))))
     return tuple(out)
 
