@@ -678,3 +678,28 @@ def test_a_claim_row_says_where_holm_across_settings_held_a_setting_back_and_wha
     assert row["answer"] == "no claim-level answer yet" and row["kind"] == "none"
     assert row["tally"] == [("supported", 2), ("a word from a newer method", 1)] and row["settings"][0]["effect"] == ""
     assert claim_row({"reports": [], "pilots": [], "status": "not run yet", "status_text": "No results yet."})["answer"] == "not run yet"
+
+
+def test_plots_saved_at_2x_are_shown_at_half_their_pixels(tmp_path):
+    """Issue 29, item 6: report and map plots are saved at 200 dpi (report.FIGURE_DPI) and the site gives each image its
+    size in CSS pixels from the PNG's own resolution, so a 2x plot is sharp on a high-density screen at its 1x size."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from labbench.ablation.report import FIGURE_DPI
+    from labbench.site.render import Assets, display_size, markdown_html
+
+    assert FIGURE_DPI == 200
+    fig, _ = plt.subplots(figsize=(3, 2))
+    for dpi in (100, 200):
+        fig.savefig(tmp_path / f"p{dpi}.png", dpi=dpi)
+    plt.close(fig)
+    assert display_size(tmp_path / "p100.png") == (300, 200)
+    assert display_size(tmp_path / "p200.png") == (300, 200)  # 600 x 400 pixels, shown at 300 x 200
+    (tmp_path / "x.txt").write_text("not a picture")
+    assert display_size(tmp_path / "x.txt") is None
+    (tmp_path / "r.md").write_text("# t\n\n![a plot](p200.png)\n")
+    html = markdown_html(tmp_path / "r.md", "claims/x", "claims", Assets())
+    assert 'width="300" height="200"' in html and 'alt="a plot"' in html

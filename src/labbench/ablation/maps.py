@@ -29,6 +29,7 @@ from omegaconf import OmegaConf
 
 from labbench.ablation import engine
 from labbench.ablation import plan as planning
+from labbench.ablation.report import FIGURE_DPI
 from labbench.ablation.spec import Spec, SpecError, fingerprint
 from labbench.ablation.store import Store, default_root
 from labbench.ablation.validation import validate
@@ -310,7 +311,7 @@ def plot_heatmap(result: dict[str, Any], hypothesis: int, path: Path) -> None:
     ax.set_title(f"{h['name']}\nS supported, C contradicted, - inconclusive", fontsize=9)
     fig.colorbar(image, ax=ax, label="effect (positive = as predicted)")
     fig.tight_layout()
-    fig.savefig(path, dpi=100, metadata={"Software": None})
+    fig.savefig(path, dpi=FIGURE_DPI, metadata={"Software": None})
     plt.close(fig)
 
 

@@ -20,6 +20,7 @@ from labbench.ablation.store import Store
 from labbench.record import write_json_atomic
 
 CURVE_KEYS = ("train/loss", "val/loss", "val/acc")
+FIGURE_DPI = 200  # 2x: the site shows each plot at half its pixels (site.render.display_size), sharp on high-density screens
 
 
 def _f(x: Any, digits: int = 4) -> str:
@@ -131,7 +132,7 @@ def _plot_panels(curves_by_arm: dict[str, list[dict]], keys: list[str], titles: 
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=100, metadata={"Software": None})
+    fig.savefig(path, dpi=FIGURE_DPI, metadata={"Software": None})
     plt.close(fig)
     return True
 
@@ -168,7 +169,7 @@ def plot_figures(store: Store, records: dict[str, list[dict | None]], path: Path
         ax.set_title(title, fontsize=9)
         ax.axis("off")
     fig.tight_layout()
-    fig.savefig(path, dpi=100, metadata={"Software": None})
+    fig.savefig(path, dpi=FIGURE_DPI, metadata={"Software": None})
     plt.close(fig)
     return True
 
@@ -212,7 +213,7 @@ def plot_metrics(verdict: dict, path: Path) -> bool:
         ax.set_title(metric)
         ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
-    fig.savefig(path, dpi=100, metadata={"Software": None})
+    fig.savefig(path, dpi=FIGURE_DPI, metadata={"Software": None})
     plt.close(fig)
     return True
 

@@ -9,6 +9,7 @@ on it points outside it.
 from __future__ import annotations
 
 import posixpath
+import struct
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -83,6 +84,10 @@ def _local_links(children: list, source_dir: Path, folder: str, page_dir: str, a
                     t = t.__class__(type="text", tag="", nesting=0, content=f"[{t.content} missing]")
                 else:
                     t.attrSet("src", target)
+                    size = display_size(source_dir / urlsplit(src).path)
+                    if size:  # a 2x plot (200 dpi) is shown at half its pixels: sharp on high-density screens
+                        t.attrSet("width", str(size[0]))
+                        t.attrSet("height", str(size[1]))
         elif t.type == "link_open":
             href = str(t.attrGet("href") or "")
             if _is_local(href):
@@ -96,6 +101,29 @@ def _local_links(children: list, source_dir: Path, folder: str, page_dir: str, a
             continue
         out.append(t)
     return out
+
+
+BASE_DPI = 100  # matplotlib's 1x: a figure saved at this many dots per inch is shown at its pixel size
+
+
+def display_size(path: Path) -> tuple[int, int] | None:
+    """A PNG's size in CSS pixels: its pixels scaled by ``BASE_DPI`` / the resolution it was saved at (its pHYs
+    chunk, which matplotlib writes), so a figure saved at 200 dpi shows at the size of its 100-dpi version with
+    twice the detail. None for anything else (the browser's own size then)."""
+    try:
+        head = path.read_bytes()[:4096]
+    except OSError:
+        return None
+    if not head.startswith(b"\x89PNG\r\n\x1a\n") or len(head) < 24:
+        return None
+    width, height = struct.unpack(">II", head[16:24])
+    at = head.find(b"pHYs")
+    if at < 0 or len(head) < at + 13:
+        return width, height
+    per_x, _, unit = struct.unpack(">IIB", head[at + 4:at + 13])
+    dpi = per_x * 0.0254 if unit == 1 else 0.0
+    scale = BASE_DPI / dpi if dpi > 1.05 * BASE_DPI else 1.0
+    return max(1, round(width * scale)), max(1, round(height * scale))
 
 
 def _copy(url: str, source_dir: Path, folder: str, page_dir: str, assets: Assets) -> str | None:
