@@ -73,8 +73,14 @@ def test_table_and_heat_map_encode_the_verdicts_they_are_given(tmp_path):
     text = render_markdown(result)
     assert "| 2 | 0.01 | -0.4 [-0.5, -0.3] | 0.5 | **contradicted** |" in text
     assert "| 6 | 0.001 | 0 [-0.1, 0.1] | 0.5 | **inconclusive** |" in text
-    write_map(result, tmp_path)
-    assert (tmp_path / "heatmap_0.png").is_file() and json.loads((tmp_path / "map.json").read_text())["cells"][1]["hypotheses"][0]["verdict"] == "contradicted"
+    from labbench.ablation.maps import heatmap_legend
+
+    assert heatmap_legend(grid) == "S supported, C contradicted, - inconclusive"
+    result["cells"][2] = _cell("6", "0.001", 0.0, "undertrained")
+    result["cells"][3] = _cell("6", "0.01", 0.3, "out of regime")
+    assert heatmap_legend(matrix(result, 0)[2]) == "S supported, C contradicted, - inconclusive, U undertrained, R out of regime"
+    write_map(result, tmp_path)  # every verdict word has a letter (an out-of-regime cell drew a KeyError before)
+    assert (tmp_path / "heatmap_0.png").is_file() and json.loads((tmp_path / "map.json").read_text())["cells"][3]["hypotheses"][0]["verdict"] == "out of regime"
 
 
 @pytest.mark.catalog  # every named ablation's map: with the catalog's smoke runs (CI and -m catalog)

@@ -114,6 +114,8 @@ def test_a_claim_page_shows_its_report_maps_command_and_wandb_group(site):
                    "group <code>xavier-vs-kaiming</code>", "Competence gates", "Provenance", "curves.png", "metrics.png", "heatmap_0.png",
                    "labbench pilot xavier-vs-kaiming"):
         assert needed in page, needed
+    # the verdicts once: the page's own table, not the report's copy of it (its gates and checks stay)
+    assert "p (raw / Holm)" not in page and page.count('class="catalog"') == 1 and "Competence gates" in page
     # a table of contents of the page's sections (each anchor resolves: the link test checks same-page fragments)
     toc = page[page.index('<nav class="toc"'):page.index("</nav>", page.index('<nav class="toc"'))]
     assert 'href="#report-quick"' in toc and 'href="#map-1"' in toc and 'href="#pilot-quick"' in toc

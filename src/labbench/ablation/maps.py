@@ -41,7 +41,8 @@ CORRECTION = (
     "correction over every confirmatory hypothesis of all the map's {k} cells (family-wise alpha over the whole map). "
     "Read per cell, about 0.05 x {k} verdicts per hypothesis may come out supported or contradicted by chance alone"
 )
-SYMBOL = {"supported": "S", "contradicted": "C", "inconclusive": "-", "undertrained": "U"}
+SYMBOL = {"supported": "S", "contradicted": "C", "inconclusive": "-", "undertrained": "U", "smaller than claimed": "s",
+          "out of regime": "R", "exploratory": "E"}  # the letter in a heat-map cell; its legend lists the ones drawn
 
 
 CANNOT_DECIDE = "cannot decide"
@@ -282,8 +283,15 @@ def reproduce_command(result: dict[str, Any]) -> str:
     return f"labbench map {result['name']} --profile {result['profile']} {axes}{extra}"
 
 
+def heatmap_legend(grid: list[list[dict[str, Any]]]) -> str:
+    """The letters a heat map draws, in words: always S, C and -, and any other verdict a cell has (U undertrained ...)."""
+    drawn = {c["verdict"] for row in grid for c in row} | {"supported", "contradicted", "inconclusive"}
+    return ", ".join(f"{SYMBOL[v]} {v}" for v in SYMBOL if v in drawn)
+
+
 def plot_heatmap(result: dict[str, Any], hypothesis: int, path: Path) -> None:
-    """Colour = effect (blue = as predicted, red = the other way); letter = verdict (S / C / -)."""
+    """Colour = effect (blue = as predicted, red = the other way); letter = verdict (``SYMBOL``; the title's legend
+    names every letter the map draws)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -299,7 +307,7 @@ def plot_heatmap(result: dict[str, Any], hypothesis: int, path: Path) -> None:
     for i, row in enumerate(grid):
         for j, c in enumerate(row):
             dark = not math.isnan(values[i][j]) and abs(values[i][j]) > 0.6 * span
-            ax.text(j, i, f"{SYMBOL[c['verdict']]}\n{_fmt(c['mean_diff'])}", ha="center", va="center", fontsize=9,
+            ax.text(j, i, f"{SYMBOL.get(c['verdict'], '?')}\n{_fmt(c['mean_diff'])}", ha="center", va="center", fontsize=9,
                     color="white" if dark else "black")
     keys = list(result["axes"])
     ax.set_xticks(range(len(cols)), cols)
@@ -308,7 +316,7 @@ def plot_heatmap(result: dict[str, Any], hypothesis: int, path: Path) -> None:
     if len(keys) > 1:
         ax.set_ylabel(keys[1])
     h = grid[0][0]
-    ax.set_title(f"{h['name']}\nS supported, C contradicted, - inconclusive", fontsize=9)
+    ax.set_title(f"{h['name']}\n{heatmap_legend(grid)}", fontsize=9)
     fig.colorbar(image, ax=ax, label="effect (positive = as predicted)")
     fig.tight_layout()
     fig.savefig(path, dpi=FIGURE_DPI, metadata={"Software": None})

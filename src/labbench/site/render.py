@@ -53,6 +53,7 @@ def markdown_html(path: Path, folder: str, page_dir: str, assets: Assets, drop_p
     if drop_preamble:
         first = next((i for i, t in enumerate(tokens) if t.type == "heading_open" and t.tag == "h2"), 0)
         tokens = tokens[first:]
+        tokens = _without_verdict_table(tokens)  # the page's own table shows the verdicts (with plain sentences)
     kept = []
     skip = False
     for t in tokens:
@@ -70,6 +71,19 @@ def markdown_html(path: Path, folder: str, page_dir: str, assets: Assets, drop_p
             t.children = _local_links(t.children, path.parent, folder, page_dir, assets)
         kept.append(t)
     return Markup(_MD.renderer.render(kept, _MD.options, {}))
+
+
+def _without_verdict_table(tokens: list) -> list:
+    """``tokens`` without the report's "Verdict" heading and its first table: the page shows the same verdicts in its
+    own table (with plain sentences); the section's explanation, checks, gates and regime tables stay."""
+    start = next((i for i, t in enumerate(tokens) if t.type == "heading_open" and t.tag == "h2"
+                  and i + 1 < len(tokens) and tokens[i + 1].content.strip() == "Verdict"), None)
+    if start is None:
+        return tokens
+    end = next((i for i in range(start, len(tokens)) if tokens[i].type == "table_close"), None)
+    if end is None or any(t.type == "heading_open" and t.tag == "h2" for t in tokens[start + 3:end]):
+        return tokens  # no table in that section: nothing shown twice
+    return tokens[:start] + tokens[end + 1:]
 
 
 def _local_links(children: list, source_dir: Path, folder: str, page_dir: str, assets: Assets) -> list:
