@@ -272,9 +272,69 @@ def test_an_arm_can_follow_another_arms_tuned_value(tmp_path):
     lrs = {r.arm: store.record(r.run_id)["config"]["optimizer"]["lr"] for r in outcome.plan.final_runs}
     assert lrs["large-same"] == lrs["small"] == outcome.plan.tuned["small"]["value"]
     report = outcome.report.read_text()
-    assert f"the value tuned for `small` (tuning.follow" in report
+    assert "the value tuned for `small` (tuning.follow" in report
     for bad in ({"large-same": "nobody"}, {"small": "large-tuned"}, {"large-same": "large-same"}):
         raw["tuning"]["follow"] = bad
         (tmp_path / "follow.yaml").write_text(yaml.safe_dump(raw))
         with pytest.raises(specs.SpecError, match="tuning.follow maps arms the grid leaves out to tuned arms"):
             specs.load(str(tmp_path / "follow.yaml"))
+
+
+def test_nested_tuning_runs_each_final_seed_at_its_own_blocks_choice(tmp_path):
+    """tuning.nested: final seed i at the value chosen on block i of the tuning seeds (the procedure that keeps a tuned
+    A/A at alpha, docs/method.md); a follower takes its leader's choice seed by seed, so the pairs stay matched."""
+    import yaml
+
+    from labbench.ablation import engine
+    from labbench.ablation import spec as specs
+    from labbench.ablation.multirun import multirun_commands
+    from labbench.ablation.plan import TUNING_SEED_BASE, final_value
+    from labbench.ablation.store import Store
+
+    raw = {"name": "nest", "claim": "c", "factors": [], "base": ["data=synthetic", "model=mlp", "model.width=8", "trainer.max_steps=6",
+                                                             "trainer.val_check_interval=3"],
+           "arms": {"a": [], "b": {"overrides": [], "seed_offset": 50}, "c": {"overrides": [], "seed_offset": 100}},
+           "hypotheses": [{"metric": "val/loss", "better": "a", "worse": "b", "direction": "lower", "role": "primary"}],
+           "tuning": {"param": "optimizer.lr", "grid": {"a": [0.0001, 0.03, 1.0], "b": [0.0001, 0.03, 1.0]}, "follow": {"c": "a"},
+                      "metric": "val/loss", "direction": "lower", "nested": True},
+           "profiles": {"smoke": {"seeds": 3}}}
+    path = tmp_path / "nest.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    spec = specs.load(str(path))
+    assert (spec.tuning.nested, spec.tuning.seeds, spec.tuning.repeats) == (True, 1, 3)  # one seed per block, a block per final seed
+    assert engine.count_runs(spec, "smoke") == 3 * 3 + 2 * 3 * 3  # final runs + two tuned arms x 3 values x 3 blocks
+    outcome = engine.reproduce(spec, "smoke", root=tmp_path / "store", wandb=False)
+    store = Store(tmp_path / "store", "nest", "smoke")
+    for arm, offset in (("a", 0), ("b", 50)):
+        per_block = outcome.plan.tuned[arm]["per_block"]
+        for block in range(3):  # each block's choice is the best of that block's own runs
+            runs = [r for r in outcome.plan.tuning_runs if r.arm == arm and r.seed == TUNING_SEED_BASE + offset + block]
+            scores = {r.tuned_value: store.record(r.run_id)["metrics"]["final"]["val/loss"] for r in runs}
+            assert per_block[block] == min(scores, key=scores.get)
+    for r in outcome.plan.final_runs:  # final seed i at block i's choice; the follower at its leader's
+        leader = "a" if r.arm == "c" else r.arm
+        i = r.seed - {"a": 0, "b": 50, "c": 100}[r.arm]
+        assert store.record(r.run_id)["config"]["optimizer"]["lr"] == outcome.plan.tuned[leader]["per_block"][i]
+    assert "nested (tuning.nested): final seed i ran at the value chosen on its own block" in outcome.report.read_text()
+    rebuilt = engine.rebuild_report(spec, "smoke", root=tmp_path / "store")
+    assert rebuilt.plan.tuned == outcome.plan.tuned
+    stage, commands = multirun_commands(spec, "smoke", store)
+    assert stage == "final" and len(commands) == 9  # one command per arm and seed, each at its own value
+    assert all(sum(o.startswith("optimizer.lr=") for o in c) == 1 for c in commands)
+
+    # planted: blocks that disagree run at their own values, never at the pooled choice
+    tuned = {"a": {"value": 0.03, "per_block": [1.0, None, 0.0001]}}
+    assert [final_value(spec, tuned, "a", i) for i in range(3)] == [1.0, 0.03, 0.0001]  # a block where all failed: pooled
+    with pytest.raises(specs.SpecError, match="run at most 3 seeds, or raise tuning.repeats"):
+        final_value(spec, tuned, "a", 3)
+    with pytest.raises(specs.SpecError, match="run at most 3 seeds"):
+        engine.reproduce(spec, "smoke", seeds=4, root=tmp_path / "store", wandb=False)
+    raw["tuning"]["repeats"] = 2
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(specs.SpecError, match="set repeats to at least 3"):
+        specs.load(str(path))
+    raw["tuning"].pop("repeats")
+    raw["tuning"]["nested"] = "yes"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(specs.SpecError, match="tuning.nested must be true or false"):
+        specs.load(str(path))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import shlex
 from collections.abc import Sequence
 
-from labbench.ablation.plan import arm_overrides, final_seeds, logging_overrides, merge_overrides, tuning_seeds
+from labbench.ablation.plan import arm_overrides, final_seeds, final_value, logging_overrides, merge_overrides, tuning_seeds
 from labbench.ablation.results import pending_tuning
 from labbench.ablation.spec import Spec, format_value
 from labbench.ablation.store import Store
@@ -45,6 +45,13 @@ def multirun_commands(
         else:
             seed_list = [s + arm.seed_offset for s in final_seeds(spec, profile, seeds)]
             sweeps = [spec.tuning.assignments(tuned[arm.name]["value"]) if arm.name in tuned else []]
+            if arm.name in tuned and spec.tuning.nested:  # each seed at its own block's choice: one command per seed
+                reporting = logging_overrides(spec.name, arm.name, tags, wandb)
+                for i, seed in enumerate(seed_list):
+                    specific = spec.tuning.assignments(final_value(spec, tuned, arm.name, i))
+                    overrides = merge_overrides(arm_overrides(spec, arm.name, profile, extra), [f"seed={seed}", *specific], reporting)
+                    commands.append(["labbench-train", "-m", *overrides, *into_store(store)])
+                continue
         reporting = logging_overrides(spec.name, arm.name, tags, wandb)
         for specific in sweeps:
             overrides = merge_overrides(arm_overrides(spec, arm.name, profile, extra), [f"seed={_values(seed_list)}", *specific], reporting)

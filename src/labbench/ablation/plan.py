@@ -97,7 +97,9 @@ class Plan:
             return [PlannedRun(r["arm"], r["seed"], r["stage"], tuple(r["overrides"]), r["run_id"], as_setting(r.get("tuned_value")))
                     for r in items]
 
-        tuned = {arm: {**info, "value": as_setting(info.get("value"))} for arm, info in d["tuned"].items()}
+        tuned = {arm: {**info, "value": as_setting(info.get("value")),
+                       **({"per_block": [as_setting(v) for v in info["per_block"]]} if "per_block" in info else {})}
+                 for arm, info in d["tuned"].items()}
         return cls(d["name"], d["profile"], d["seeds"], d["extra_overrides"], runs(d["tuning_runs"]), runs(d["final_runs"]), tuned)
 
 
@@ -157,11 +159,26 @@ def tuning_runs(spec: Spec, profile: str, extra: Sequence[str]) -> list[PlannedR
     return runs
 
 
+def final_value(spec: Spec, tuned: dict[str, dict], arm: str, index: int) -> Any:
+    """The tuned value the final run of ``arm``'s ``index``-th seed takes: the arm's choice, or under ``tuning.nested``
+    the choice on the arm's own ``index``-th block of tuning seeds (the pooled choice where every run of that block
+    failed, so the block chose nothing)."""
+    info = tuned.get(arm, {})
+    if spec.tuning is None or not spec.tuning.nested or "per_block" not in info:
+        return info.get("value")
+    blocks = info["per_block"]
+    if index >= len(blocks):
+        raise SpecError(f"{spec.name}: tuning.nested gives each final seed its own block of tuning seeds, and there are "
+                        f"{len(blocks)} blocks (tuning.repeats) for seed #{index + 1}: run at most {len(blocks)} seeds, "
+                        "or raise tuning.repeats")
+    return blocks[index] if blocks[index] is not None else info.get("value")
+
+
 def final_runs(spec: Spec, profile: str, extra: Sequence[str], seeds: list[int], tuned: dict[str, dict]) -> list[PlannedRun]:
     return [
-        planned_run(spec, arm.name, profile, extra, seed + arm.seed_offset, "final", tuned.get(arm.name, {}).get("value"))
+        planned_run(spec, arm.name, profile, extra, seed + arm.seed_offset, "final", final_value(spec, tuned, arm.name, i))
         for arm in spec.arms
-        for seed in seeds
+        for i, seed in enumerate(seeds)
     ]
 
 

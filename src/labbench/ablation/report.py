@@ -274,7 +274,13 @@ def _setup_rows(spec: Spec, plan: Plan, records: dict[str, list[dict | None]]) -
             added = (f"; beyond the declared grid's edge (tuning.extend: {t.extend}) also tried {', '.join(str(v) for v in info['extended'])}"
                      if info.get("extended") else "")
             rows.append((f"tuned `{arm}`", f"`{t.show(info['value'])}`{edge}{never} (grid scores {scores}{added})"))
-        if t.repeats > 1:
+        if t.nested:
+            choices = "; ".join(f"`{arm}`: {', '.join(str(v) for v in info.get('per_block', [])[:len(plan.seeds)])}"
+                                for arm, info in plan.tuned.items())
+            rows.append(("tuning noise", f"nested (tuning.nested): final seed i ran at the value chosen on its own block i of "
+                         f"{t.seeds} tuning seed(s) ({choices}; the pooled choice above is shown, not used), so the "
+                         "choice's noise lies inside every paired difference and the intervals cover it"))
+        elif t.repeats > 1:
             choices = "; ".join(f"`{arm}`: {', '.join(str(v) for v in info.get('per_block', []))}"
                                 f"{'' if info.get('blocks_agree') else ' **(the blocks disagree)**'}" for arm, info in plan.tuned.items())
             rows.append(("tuning noise", f"chosen again on each of {t.repeats} disjoint blocks of {t.seeds} tuning seed(s): {choices}. "

@@ -306,6 +306,8 @@ def with_followers(spec: Spec, tuned: dict[str, dict[str, Any]]) -> dict[str, di
     for follower, leader in (spec.tuning.follow if spec.tuning is not None else {}).items():
         if leader in tuned:
             out[follower] = {"value": tuned[leader]["value"], "followed": leader}
+            if spec.tuning.nested:  # each final seed at its leader's choice for that seed: the pairs stay matched
+                out[follower]["per_block"] = tuned[leader]["per_block"]
     return out
 
 

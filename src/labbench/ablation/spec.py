@@ -56,7 +56,7 @@ SETTING_KEYS = {
 SETTING_PROFILE_KEYS = {"overrides", "seeds", "estimated_minutes", "description", "arm_overrides"}
 HYPOTHESIS_KEYS = {"name", "metric", "better", "worse", "direction", "margin", "note", "role", "min_effect", "min_effect_source"}
 ROLES = ("primary", "secondary", "sanity")  # the claim's headline / what qualifies it / a check of the setup (never support)
-TUNING_KEYS = {"param", "grid", "metric", "direction", "seeds", "repeats", "extend", "rule", "follow"}
+TUNING_KEYS = {"param", "grid", "metric", "direction", "seeds", "repeats", "extend", "rule", "follow", "nested"}
 GATE_KEYS = {"metric", "threshold", "fraction", "arms"}
 REGIME_KEYS = {"name", "metric", "arms", "threshold", "fraction", "direction", "hypotheses", "note"}
 RATE_METRICS = ("diverged", "fails_to_learn")  # per-seed 0 / 1 outcomes, decided by the exact sign-flip (McNemar) test
@@ -165,6 +165,9 @@ class Tuning:
     extend: int = 0  # a best value on the grid's edge: try up to this many more values beyond it, one grid step each
     rule: str = "best"  # best: the best mean; one_se: the smallest value within one standard error of it (labbench.tuning)
     follow: dict[str, str] = field(default_factory=dict)  # arm -> the tuned arm whose chosen value it takes (no tuning of its own)
+    # nested: final seed i runs at the value chosen on block i of the tuning seeds (one block per final seed), so the
+    # tuning's own noise lies inside every paired difference: the method study's tuned A/A stays at alpha only this way
+    nested: bool = False
 
     @property
     def params(self) -> tuple[str, ...]:
@@ -720,8 +723,14 @@ def parse(raw: dict[str, Any], path: Path) -> Spec:
             raise _fail(path, f"tuning.follow maps arms the grid leaves out to tuned arms whose chosen value they take "
                               f"(tuned: {', '.join(grid)}; others: {', '.join(a for a in arm_names if a not in grid) or 'none'}), "
                               f"got {follow!r}")
-        tuning = Tuning(param, grid, t["metric"], _direction(path, "tuning", t["direction"]), int(t.get("seeds", 3 if primary else 1)),
-                        int(t.get("repeats", 1)), int(t.get("extend", 0)), rule, {str(k): str(v) for k, v in follow.items()})
+        nested = t.get("nested", False)
+        if not isinstance(nested, bool):
+            raise _fail(path, f"tuning.nested must be true or false (true: each final seed runs at the value chosen on its own "
+                              f"block of tuning seeds), got {nested!r}")
+        # nested tuning re-chooses once per final seed, so one tuning seed per block is its default (docs/method.md)
+        tuning = Tuning(param, grid, t["metric"], _direction(path, "tuning", t["direction"]),
+                        int(t.get("seeds", 1 if nested else 3 if primary else 1)),
+                        int(t.get("repeats", 1)), int(t.get("extend", 0)), rule, {str(k): str(v) for k, v in follow.items()}, nested)
 
     profiles = {}
     if not isinstance(raw["profiles"], dict):
@@ -751,6 +760,13 @@ def parse(raw: dict[str, Any], path: Path) -> Spec:
                                  {a: _strings(path, f"profiles.{name}.arm_overrides.{a}", o) for a, o in per_arm.items()})
     if "smoke" not in profiles:
         raise _fail(path, "a 'smoke' profile is required (the test suite runs it)")
+    if tuning is not None and tuning.nested:
+        most = max(p.seeds for p in profiles.values())
+        if "repeats" not in raw["tuning"]:
+            tuning = dataclasses.replace(tuning, repeats=most)  # one block of tuning seeds per final seed of the largest profile
+        elif tuning.repeats < most:
+            raise _fail(path, f"tuning.nested gives each final seed its own block of tuning seeds, but tuning.repeats is "
+                              f"{tuning.repeats} and a profile runs {most} seeds: set repeats to at least {most} (or leave it out)")
 
     gates = []
     for i, g in enumerate(raw.get("gates") or []):
