@@ -53,6 +53,12 @@ def test_late_share_is_the_progress_made_in_the_last_half_from_the_failure_value
     # without a failure value, progress counts from the first logged value
     assert late_share(curve_record([(0, 1.0), (50, 0.6), (100, 0.5)], failure=None) | {"failure_values": {}}, "val/loss", "lower")[
         "late_share"] == pytest.approx(0.1 / 0.5)
+    # the spec's declared failure value comes first (a VAE's loss has none in the task: from its first evaluation the
+    # fall already made looks like no progress, 0.1 of 0.5 here; from the independent-pixel loss 2.3, 0.1 of 1.8)
+    rec = curve_record([(25, 1.0), (50, 0.6), (100, 0.5)], failure=None) | {"failure_values": {}}
+    assert late_share(rec, "val/loss", "lower", declared={"val/loss": 2.3})["late_share"] == pytest.approx(0.1 / 1.8)
+    assert late_share(curve_record([(50, 0.5), (100, 0.3)]), "val/loss", "lower", declared={"test/loss": 9.0})["start"] == 2.3
+    assert late_share(curve_record([(50, 0.5), (100, 0.3)]), "val/loss", "lower", declared={"val/loss": 3.3})["start"] == 3.3
     with pytest.raises(specs.SpecError, match="two logged evaluations"):
         late_share(curve_record([(100, 0.3)]), "val/loss", "lower")
 

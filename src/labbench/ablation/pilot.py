@@ -30,7 +30,7 @@ import dataclasses
 import hashlib
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -97,10 +97,13 @@ def one_arm(spec: Spec) -> Spec:
     return dataclasses.replace(spec, arms=(spec.arm(arm),), gates=tuple(dataclasses.replace(g, arms=()) for g in gates))
 
 
-def late_share(record: dict, expr: str, better: str, progress_from: str = "failure") -> dict[str, float]:
+def late_share(record: dict, expr: str, better: str, progress_from: str = "failure",
+               declared: Mapping[str, float] = {}) -> dict[str, float]:
     """The share of a run's progress on ``expr`` made in the last half of its budget.
 
-    Progress runs from the metric's failure value (or its first logged value) to its value
+    Progress runs from the metric's failure value (``declared``, the spec's ``failure``, first: a task without one for
+    the metric, such as a VAE's negative ELBO, would leave the first logged value, by which most of the fall has
+    happened; then the task's; then the first logged value) to its value
     at the end; the value at half the budget is the last one logged at or before it. With
     ``progress_from`` a baseline the run recorded for the metric's split (``bigram``), progress
     counts from there: a language model's fall from ln V to the unigram and bigram entropies is
@@ -113,7 +116,7 @@ def late_share(record: dict, expr: str, better: str, progress_from: str = "failu
         raise SpecError(f"pilot metric {expr!r} needs at least two logged evaluations per run (at or before half the budget "
                         "and at the end); log it more often (e.g. trainer.val_check_interval = max_steps / 4)")
     budget = max(int(s) for s, _ in points)
-    start = float(record.get("failure_values", {}).get(key, points[0][1]))
+    start = float(declared[key] if key in declared else record.get("failure_values", {}).get(key, points[0][1]))
     if progress_from != "failure":
         baseline = f"{key.split('/', 1)[0]}/{progress_from}"
         if baseline not in record.get("baselines", {}):
@@ -168,7 +171,7 @@ def run_pilot(
         for r, rec in zip(runs, records):
             row: dict[str, Any] = {"seed": r.seed, "run_id": r.run_id, "status": (rec or {}).get("status", "missing")}
             if rec and rec.get("status") == "completed":
-                row.update(late_share(rec, p.metric, better, p.progress_from))
+                row.update(late_share(rec, p.metric, better, p.progress_from, spec.failure))
                 row["gate_values"] = {g.metric: metric_value(rec, g.metric) for g in sub.gates}
             per_seed.append(row)
         gates = check_gates(sub, {p.arm: records})[p.arm]
@@ -265,7 +268,9 @@ def render(spec: Spec, result: dict[str, Any]) -> str:
               f"The standard-practice arm `{p.arm}` alone,") + f" {p.seeds} seeds per candidate, cheapest candidate first. "
              f"A candidate is the budget when the arm passes its competence gates and made at most "
              f"{p.late_progress:.0%} of its progress on `{p.metric}` in the last half of the budget "
-             + ("(from the metric's failure value, or its first logged value)" if p.progress_from == "failure"
+             + (f"(from the spec's failure value for it, {spec.failure[parse_metric(p.metric).key]:g})"
+                if p.progress_from == "failure" and parse_metric(p.metric).key in spec.failure else
+                "(from the metric's failure value, or its first logged value)" if p.progress_from == "failure"
                 else f"(counted from the `{p.progress_from}` baseline the runs record)") + ". No other arm ran.", ""]
     lines += ["| # | overrides | tuned | gates (mean vs bar) | `" + p.metric + "` start / half / end (mean) | late share | met |",
               "|---|---|---|---|---|---|---|"]
