@@ -312,7 +312,7 @@ def test_a_spec_given_as_a_path_gets_hints_that_name_that_path(tmp_path):
     """Issue 27, item 1: every 'run this next' line works when pasted, for a spec outside the shipped folder too."""
     folder = tmp_path / "specs"
     folder.mkdir()
-    path = write_spec(folder, "mine")
+    path = write_spec(folder, "mine", hypotheses=[{"metric": "val/loss", "better": "a", "worse": "b", "direction": "lower", "role": "primary"}])
     given = "specs/mine.yaml"
     spec = specs.load(str(path))
     assert spec.ref == str(path) and specs.load("aa-control").ref == "aa-control"
@@ -333,7 +333,8 @@ def test_a_spec_given_as_a_path_gets_hints_that_name_that_path(tmp_path):
     assert unknown.returncode == 2 and "LABBENCH_SPECS" in " ".join(unknown.stdout.split())
     # the working directory's experiments/ is searched too
     (tmp_path / "experiments").mkdir()
-    write_spec(tmp_path / "experiments", "ours")
+    write_spec(tmp_path / "experiments", "ours", hypotheses=[{"metric": "val/loss", "better": "a", "worse": "b", "direction": "lower",
+                                                             "role": "primary"}])
     assert cli("labbench", "validate", "ours", "--profile", "smoke", cwd=tmp_path).returncode == 0
 
 

@@ -116,3 +116,24 @@ def test_reading_loss_across_arms_whose_losses_differ_is_warned(tmp_path):
     assert loss_warnings(fixed, "smoke") == []
     same = specs.load(write_spec(tmp_path, "ls", hypotheses=[{**h, "better": "a", "worse": "b"}]))
     assert loss_warnings(same, "smoke") == []  # one loss for every arm: */loss compares models
+
+
+def test_validate_refuses_a_spec_without_a_primary_but_the_first_versions_waiting_for_their_successors(tmp_path):
+    """Issue 26: a spec without a primary gives no claim-level answer, so `labbench validate` refuses it; the catalog's
+    first versions are excused only while their pre-registered successors wait, and the list holds exactly those."""
+    from conftest import REPO, cli
+    from test_ablation import write_spec
+
+    from labbench.ablation.validation import FIRST_VERSIONS, primary_refusal
+
+    path = write_spec(tmp_path, "headless")
+    refused = cli("labbench", "validate", str(path), "--profile", "smoke", cwd=tmp_path)
+    assert refused.returncode == 2 and "names no primary hypothesis: mark the claim's headline with `role: primary`" in " ".join(refused.stdout.split())
+    assert "warmup" in FIRST_VERSIONS and primary_refusal(specs.load("warmup")) is None
+    copy = tmp_path / "warmup.yaml"  # the same first version outside the shipped folder is a new spec: refused
+    copy.write_text((REPO / "experiments" / "warmup.yaml").read_text())
+    assert primary_refusal(specs.load(str(copy))) is not None
+    headless = {name for name in specs.available() if not any(h.role == "primary" for h in specs.load(name).hypotheses)}
+    assert headless == set(FIRST_VERSIONS), "FIRST_VERSIONS must list exactly the shipped specs without a primary"
+    waiting = {p.stem for p in (REPO / "docs" / "preregistered").glob("*.yaml")}
+    assert set(FIRST_VERSIONS) <= waiting, f"first versions without a pre-registered successor: {sorted(set(FIRST_VERSIONS) - waiting)}"
