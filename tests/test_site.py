@@ -302,15 +302,22 @@ def test_a_store_is_a_source_too(tmp_path):
     assert (out / "claims" / "xavier-vs-kaiming" / "quick" / "maps" / "model.depth=5-30" / "heatmap_2.png").is_file()
 
 
-def test_a_users_store_shows_its_own_claims_in_their_section_with_their_specs(tmp_path, capsys):
-    """Issue 29, item 7: a store's site lists only the claims it has results for, under a title that names the store;
-    a claim outside the catalog goes under "Your claims"; without its spec its freshness is "unknown" (not "stale"),
-    with `--specs` its results are checked against it."""
+def users_store(tmp_path: Path) -> Path:
+    """A user's store: one catalog claim (xavier-vs-kaiming's committed results) and a claim of the user's own,
+    `my-claim` (a copy of them under another name, outside the catalog)."""
     store = store_from_committed(tmp_path)
     mine = store / "my-claim" / "quick"
     shutil.copytree(store / "xavier-vs-kaiming" / "quick", mine, ignore=shutil.ignore_patterns("maps", "pilot", "runs"))
     verdict = json.loads((mine / "verdict.json").read_text())
     (mine / "verdict.json").write_text(json.dumps({**verdict, "name": "my-claim", "claim_id": ""}))
+    return store
+
+
+def test_a_users_store_shows_its_own_claims_in_their_section_with_their_specs(tmp_path, capsys):
+    """Issue 29, item 7: a store's site lists only the claims it has results for, under a title that names the store;
+    a claim outside the catalog goes under "Your claims"; without its spec its freshness is "unknown" (not "stale"),
+    with `--specs` its results are checked against it."""
+    store = users_store(tmp_path)
     out = tmp_path / "site"
     build(store, out)
     index = (out / "index.html").read_text()
@@ -334,7 +341,7 @@ def test_a_users_store_shows_its_own_claims_in_their_section_with_their_specs(tm
     # Without --specs, a result whose spec file is still where it ran from (its spec_ref) finds it there and is
     # checked against it: fresh when the hash matches, stale when the file changed, unknown when it is gone.
     mine_spec = specs.load(str(spec_file))
-    path = mine / "verdict.json"
+    path = store / "my-claim" / "quick" / "verdict.json"
     path.write_text(json.dumps({**json.loads(path.read_text()), "spec_ref": str(spec_file),
                                 "spec_hash": specs.fingerprint(mine_spec, "quick")}))
     build(store, out)
@@ -527,11 +534,7 @@ def test_the_site_in_a_real_browser_with_the_network_off(site, tmp_path):
 def test_a_users_store_site_in_a_real_browser(tmp_path):
     """Issue 29, item 8: the site of a user's store (a catalog claim and one of the user's own) opens offline, fits a
     phone, lists only its claims (the user's under its own heading), every link resolves, the forest rows included."""
-    store = store_from_committed(tmp_path)
-    mine = store / "my-claim" / "quick"
-    shutil.copytree(store / "xavier-vs-kaiming" / "quick", mine, ignore=shutil.ignore_patterns("maps", "pilot", "runs"))
-    verdict = json.loads((mine / "verdict.json").read_text())
-    (mine / "verdict.json").write_text(json.dumps({**verdict, "name": "my-claim", "claim_id": ""}))
+    store = users_store(tmp_path)
     out = tmp_path / "site"
     build(store, out)
     driver = browser_or_skip(390, 844)
