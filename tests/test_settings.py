@@ -245,3 +245,24 @@ def test_the_setting_line_says_epochs_when_the_budget_is_in_epochs():
     plan = SimpleNamespace(seeds=list(range(11)), profile="quick")
     assert setting_line(None, plan, [record(-1, 15), record(-1, 15)]) == "MNIST5k data, MLP model, 15 epochs, 11 seeds (quick profile)"
     assert setting_line(None, plan, [record(225, None), record(3600, None)]) == "MNIST5k data, MLP model, 225-3600 steps, 11 seeds (quick profile)"
+
+
+@pytest.mark.unit
+def test_a_setting_may_tune_over_its_own_grid_and_check_its_own_regime(tmp_path):
+    """Helpers' wish (issue 28): a setting whose rates live elsewhere (another optimizer's scale, a GPU's batch) gives
+    its profile a tuning_grid; a setting whose precondition reads another metric gives its own regime checks."""
+    tuning = {"param": "optimizer.lr", "grid": [0.01, 0.1], "metric": "val/loss", "direction": "lower"}
+    regime = [{"name": "b learns here", "metric": "test/acc", "arms": ["b"], "threshold": 0.2, "direction": "higher",
+               "hypotheses": ["a beats b"]}]
+    settings = {**SETTINGS,
+                "wide": {**SETTINGS["wide"], "profiles": {"smoke": {"seeds": 2, "tuning_grid": [0.3, 1.0]}}, "regime": regime}}
+    spec = _spec(tmp_path, tuning=tuning, settings=settings)
+    wide, deep = spec.in_setting("wide"), spec.in_setting("deep")
+    assert wide.tuning_grid("smoke") == {"a": (0.3, 1.0), "b": (0.3, 1.0)} and deep.tuning_grid("smoke") == {"a": (0.01, 0.1), "b": (0.01, 0.1)}
+    assert [c.name for c in wide.regime] == ["b learns here"] and deep.regime == ()
+    (tmp_path / "plain").mkdir()
+    plain = _spec(tmp_path / "plain", tuning=tuning).in_setting("wide")  # the same setting on the spec's own grid
+    assert specs.fingerprint(wide, "smoke") != specs.fingerprint(plain, "smoke")  # its grid is part of what its report answers
+    bad = {**SETTINGS, "wide": {**SETTINGS["wide"], "regime": {"name": "not a list"}}}
+    with pytest.raises(specs.SpecError, match="settings.wide.regime must be a list of regime checks"):
+        _spec(tmp_path, tuning=tuning, settings=bad)

@@ -48,12 +48,13 @@ SETTING_KEYS = {
     "overrides": "overrides added to base for every arm and profile of this setting",
     "arms": "arm -> overrides added to that arm in this setting: an arm's meaning said in this setting's model (one unit wide: model.width=1 for an MLP, model.channels=[1,1] for a CNN)",
     "gates": "this setting's own competence gates, replacing the spec's (a metric its task logs: a language model's loss where the spec's gate reads an accuracy)",
+    "regime": "this setting's own regime checks, replacing the spec's (a precondition said in this setting's units or metrics)",
     "only_arms": "the arms this setting runs (default: every arm), where the others mean nothing in its model (a bidirectional language model); hypotheses, gates, regime checks and tuning entries on the others are left out of it, the primary never",
-    "profiles": "profile -> {overrides, seeds, estimated_minutes, description}: this setting's own budget (overrides applied after the profile's)",
+    "profiles": "profile -> {overrides, seeds, estimated_minutes, description, arm_overrides, tuning_grid}: this setting's own budget (overrides applied after the profile's; a tuning_grid replaces the profile's, for a setting whose rates live elsewhere)",
     "pilot": "keys of the spec's pilot this setting replaces (usually candidates), or a whole pilot section",
     "batchnorm_eval": "the BatchNorm evaluation decision for this setting, where it differs from the spec's",
 }
-SETTING_PROFILE_KEYS = {"overrides", "seeds", "estimated_minutes", "description", "arm_overrides"}
+SETTING_PROFILE_KEYS = {"overrides", "seeds", "estimated_minutes", "description", "arm_overrides", "tuning_grid"}
 HYPOTHESIS_KEYS = {"name", "metric", "better", "worse", "direction", "margin", "note", "role", "min_effect", "min_effect_source"}
 ROLES = ("primary", "secondary", "sanity")  # the claim's headline / what qualifies it / a check of the setup (never support)
 TUNING_KEYS = {"param", "grid", "metric", "direction", "seeds", "repeats", "extend", "rule", "follow", "nested"}
@@ -349,6 +350,8 @@ class Spec:
             raw["batchnorm_eval"] = body["batchnorm_eval"]
         if body.get("gates") is not None:
             raw["gates"] = body["gates"]
+        if body.get("regime") is not None:
+            raw["regime"] = body["regime"]
         if body.get("only_arms"):
             raw = only_arms(raw, list(body["only_arms"]), f"{self.name}: setting {name!r}")
         derived = parse(raw, self.path)
@@ -902,6 +905,9 @@ def _settings(path: Path, body: Any, profiles: dict[str, Profile], arm_names: li
             _strings(path, f"{where}.arms.{arm}", overrides)
         if s.get("gates") is not None and not isinstance(s["gates"], list):
             raise _fail(path, f"{where}.gates must be a list of gates {{metric, threshold, fraction, arms}} (it replaces the spec's)")
+        if s.get("regime") is not None and not isinstance(s["regime"], list):
+            raise _fail(path, f"{where}.regime must be a list of regime checks {{name, metric, arms, threshold, direction, "
+                              "hypotheses}} (it replaces the spec's)")
         only = _strings(path, f"{where}.only_arms", s.get("only_arms"))
         if s.get("only_arms") is not None and (not only or not set(only) <= set(arm_names)):
             raise _fail(path, f"{where}.only_arms must list arms of the spec ({', '.join(arm_names)}), got {s.get('only_arms')!r}")
