@@ -18,7 +18,7 @@ def test_smoke_map_end_to_end_and_cell_reuse(tmp_path):
     assert first["counts"]["completed"] == 12  # 2 cells x 2 arms x 3 seeds
     saved = json.loads((tmp_path / "m1" / "map.json").read_text())
     assert [c["cell"] for c in saved["cells"]] == [{"trainer.max_steps": "4"}, {"trainer.max_steps": "6"}]
-    assert all(h["verdict"] in ("supported", "contradicted", "inconclusive") for c in saved["cells"] for h in c["hypotheses"])
+    assert all(h["verdict"] in ("supported", "contradicted", "inconclusive", "exploratory") for c in saved["cells"] for h in c["hypotheses"])
     assert (tmp_path / "m1" / "heatmap_0.png").stat().st_size > 1000
     text = (tmp_path / "m1" / "map.md").read_text()
     assert "one Holm correction over every confirmatory hypothesis of all the map's 2 cells" in text and "across cells (Holm)" in text

@@ -67,7 +67,7 @@ def test_a_landscape_with_a_clear_best_value_adds_nothing(aa):
 @pytest.mark.integration  # trains a small pool (tens of seconds)
 def test_the_script_trains_a_pool_through_the_store_and_resumes(aa, tmp_path):
     out = tmp_path / "aa.json"
-    args = ["--setting", "mlp-digits", "--profile", "smoke", "--pool", "8", "--seeds", "2", "--draws", "20",
+    args = ["--setting", "mlp-digits", "--profile", "smoke", "--pool", "10", "--seeds", "2", "--draws", "20",
             "--out", str(tmp_path / "store"), "--result", str(out)]
     assert aa.main(args) == 0
     result = json.loads(out.read_text())
@@ -76,6 +76,6 @@ def test_the_script_trains_a_pool_through_the_store_and_resumes(aa, tmp_path):
     assert all(row["failed"] == 0 for row in cell["landscape"]["tuning_score"])
     assert set(cell["procedures"]) == {"best of 1", "best of 3", "nested"}
     runs = list((tmp_path / "store").rglob("run.json"))
-    assert len(runs) == 16  # 2 grid values x 8 seeds
+    assert len(runs) == 20  # 2 grid values x 10 seeds (best of 3 needs 2 x 3 tuning + 2 x 2 final seeds)
     assert aa.main([*args, "--no-train"]) == 0  # resampling stored pools only, nothing trained
     assert json.loads(out.read_text()) == result  # the same draws from the same pool
