@@ -328,3 +328,45 @@ def test_a_margin_or_reference_hypothesis_is_judged_with_the_skew_corrected_t(tm
     assert out["val/acc"]["p_t"] == pytest.approx(skew_corrected_t([d - 0.5 for d in skewed], margin=-0.5))
     assert out["val/acc"]["verdict_raw"] == "inconclusive" != compare([d - 0.5 for d in skewed], ZERO, "higher", -0.5).verdict
     assert out["val/loss"]["p_t"] == pytest.approx(skew_corrected_t(skewed))  # a fixed reference (0.5) the same way
+
+
+@pytest.mark.unit
+def test_a_control_reads_a_decided_primary_as_a_false_positive_never_as_holds(tmp_path):
+    from labbench.ablation.board import answer_counts
+
+    from test_ablation import write_spec
+
+    hyp = [_h("test/acc", role="primary")]
+    spec = specs.load(write_spec(tmp_path, "aa", hypotheses=hyp, control=True))
+    (tmp_path / "plain").mkdir()
+    plain = specs.load(write_spec(tmp_path / "plain", "aa", hypotheses=hyp))
+    assert spec.control and not plain.control  # hashed: declaring a control changes what its report means
+    assert specs.fingerprint(spec, "smoke") != specs.fingerprint(plain, "smoke")
+    decided = judge(spec, {"test/acc": {"a": UP, "b": ZERO}}, {})
+    answer = claim_answer(decided, control=True)
+    assert answer["answer"] == "false positive" and "identical arms" in answer["because"]
+    assert claim_answer(decided)["answer"] == "holds here"  # the same runs, read as a claim
+    # in either direction: a contradicted primary between identical arms is as false as a supported one
+    assert claim_answer(judge(spec, {"test/acc": {"a": ZERO, "b": UP}}, {}), control=True)["answer"] == "false positive"
+    quiet = judge(spec, {"test/acc": {"a": NOISE, "b": ZERO}}, {})
+    assert claim_answer(quiet, control=True)["answer"] == "no false positive"
+    # the README's counts keep a control out of the claims' tally
+    reports = [{"name": "aa", "claim_id": "A/A", "control": True, "answer": {"answer": "false positive"}},
+               {"name": "x", "claim_id": "B1", "answer": {"answer": "holds here"}}]
+    counts = answer_counts(reports)
+    assert counts.startswith("Claims by answer: holds here: 1 (B1).") and "Controls, not counted with the claims" in counts
+    assert "A/A false positive" in counts
+
+
+@pytest.mark.unit
+def test_a_control_must_have_identical_arms_on_their_own_seeds(tmp_path):
+    from test_ablation import write_spec
+
+    with pytest.raises(specs.SpecError, match=r"control: true declares identical arms, but arm\(s\) \['b'\] have overrides"):
+        specs.load(write_spec(tmp_path, "bad", control=True, arms={"a": [], "b": {"overrides": ["model.width=8"], "seed_offset": 50}}))
+    with pytest.raises(specs.SpecError, match="a different seed_offset per arm"):
+        specs.load(write_spec(tmp_path, "same", control=True, arms={"a": [], "b": []}))
+    with pytest.raises(specs.SpecError, match="an A/A control varies nothing"):
+        specs.load(write_spec(tmp_path, "factor", control=True, factors=["model.width"]))
+    with pytest.raises(specs.SpecError, match="control must be true or false"):
+        specs.load(write_spec(tmp_path, "word", control="yes"))

@@ -140,6 +140,22 @@ def test_the_answer_across_settings_counts_each_setting_after_holm_across_their_
     assert across_settings(["a", "b"], corrected_answers(none))["answer"] == "out of regime"
 
 
+@pytest.mark.unit
+def test_a_control_across_settings_counts_its_false_positives_after_holm():
+    floor = 2 / 256
+    one = [{**_verdict("a", "false positive", floor, "supported"), "control": True},
+           {**_verdict("b", "no false positive", 0.5, "inconclusive"), "control": True}]
+    answers = corrected_answers(one)
+    assert [a["answer"] for a in answers] == ["false positive", "no false positive"]
+    assert across_settings(["a", "b"], answers, control=True)["answer"] == "false positive in 1 of 2 settings"
+    # a false positive at p 0.04 alone is none after Holm across two settings (p 0.08)
+    marginal = [{**_verdict("a", "false positive", 0.04, "supported"), "control": True},
+                {**_verdict("b", "no false positive", 0.5, "inconclusive"), "control": True}]
+    answers = corrected_answers(marginal)
+    assert [a["answer"] for a in answers] == ["no false positive", "no false positive"]
+    assert across_settings(["a", "b"], answers, control=True)["answer"] == "no false positive in 2 of 2 settings"
+
+
 @pytest.mark.integration
 def test_reproduce_answers_every_setting_and_report_rebuilds_the_same_answer(tmp_path):
     path = write_spec(tmp_path, "claim", hypotheses=[PRIMARY], settings=SETTINGS, factors=["model.width"], profiles={"smoke": {"seeds": 3}})

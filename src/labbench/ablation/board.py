@@ -214,9 +214,13 @@ def answer_counts(reports: list[dict[str, Any]]) -> str:
     from labbench.ablation.results import ANSWERS
 
     answered: dict[str, list[str]] = {}
+    controls: list[str] = []
     without = 0
     for v in reports:
         answer = (v.get("answer") or {}).get("answer")
+        if v.get("control") and answer is not None:  # an A/A control's answer is the method's error, not a claim's
+            controls.append(f"{v.get('claim_id') or v['name']} {answer}")
+            continue
         if answer is None:
             without += 1
             continue
@@ -226,7 +230,9 @@ def answer_counts(reports: list[dict[str, Any]]) -> str:
     head = "Claims by answer: " + ("; ".join(parts) if parts else "none answered yet")
     tail = (f"; {without} report(s) without a primary hypothesis, so without a claim-level answer (their hypotheses' verdicts below)"
             if without else "")
-    return head + tail + "."
+    checked = (f" Controls, not counted with the claims (identical arms: a decided primary is a false positive): "
+               f"{'; '.join(sorted(controls))}." if controls else "")
+    return head + tail + "." + checked
 
 
 def budget_sentence(results_dir: Path, root: Path) -> str:

@@ -467,7 +467,9 @@ def render(spec: Spec, plan: Plan, verdict: dict, records: dict[str, list[dict |
     if answer:
         lines += [f"## Answer: **{answer['answer']}**", "",
                   f"From the primary hypothesis, \"{answer['primary']}\": {answer['because']}. Setting: {answer['setting']}. "
-                  "The answer holds in this setting and at this scale, nothing more.", ""]
+                  + ("A control, not a claim: its arms are the same config on other seeds, so a decided primary is a false "
+                     "positive of the method (expected on about alpha of such runs), never a finding." if spec.control else
+                     "The answer holds in this setting and at this scale, nothing more."), ""]
 
     hypotheses = [h for h in verdict["hypotheses"] if h.get("role") != "sanity"]
     checks = [h for h in verdict["hypotheses"] if h.get("role") == "sanity"]

@@ -462,16 +462,27 @@ def apply_family(out: list[dict[str, Any]]) -> None:
 
 
 ANSWERS = ("holds here", "smaller than claimed", "does not hold here", "not shown", "out of regime", "setup failed")
+# An A/A control's answers (spec ``control: true``): its arms are identical, so a decided primary is the method's error
+CONTROL_ANSWERS = {"holds here": "false positive", "smaller than claimed": "false positive", "does not hold here": "false positive",
+                   "not shown": "no false positive"}
 
 
-def claim_answer(hypotheses: list[dict[str, Any]]) -> dict[str, Any] | None:
+def control_answer(answer: str) -> str:
+    """The word an A/A control says for a claim's answer: ``false positive`` where its primary was decided (in either
+    direction, whatever the size), ``no false positive`` where it was not; ``setup failed`` / ``out of regime`` stay."""
+    return CONTROL_ANSWERS.get(answer, answer)
+
+
+def claim_answer(hypotheses: list[dict[str, Any]], control: bool = False) -> dict[str, Any] | None:
     """The claim's one answer in this setting, from its primary hypothesis and its checks (None: no primary declared).
 
     ``setup failed``: a sanity check was not supported (the setup is not what the claim needs);
     ``out of regime``: a regime check the primary depends on failed;
     ``holds here`` / ``does not hold here``: the primary supported / contradicted; ``smaller than
     claimed``: supported, but its interval does not clear the size the claim names; ``not shown``:
-    the primary inconclusive, or not tested (an arm it needs missed its gate).
+    the primary inconclusive, or not tested (an arm it needs missed its gate). A control (``control``:
+    identical arms) says ``false positive`` / ``no false positive`` instead (:func:`control_answer`): a
+    "holds" between identical arms is the method's error, never a finding to count with the claims'.
     """
     primary = next((h for h in hypotheses if h.get("role") == "primary"), None)
     if primary is None:
@@ -486,6 +497,10 @@ def claim_answer(hypotheses: list[dict[str, Any]]) -> dict[str, Any] | None:
     answer = {"supported": "holds here", "smaller than claimed": "smaller than claimed", "contradicted": "does not hold here"}.get(verdict, "not shown")
     because = {"undertrained": "an arm the primary needs missed its competence gate",
                "inconclusive": "the primary hypothesis is inconclusive at these seeds"}.get(verdict, f"the primary hypothesis is {verdict}")
+    if control:
+        because = f"a control with identical arms: {because}" + (" (a difference declared between identical arms)"
+                                                                  if answer != "not shown" else "")
+        answer = control_answer(answer)
     return {"answer": answer, "primary": primary["name"], "because": because}
 
 
@@ -589,7 +604,7 @@ def analyze(spec: Spec, plan: Plan, store: Store) -> dict[str, Any]:
         h["unsettled"] = bool(h["drift"] and h["drift"]["decided"])  # the effect still moved in the last half
         h["trajectory"] = [{k: v for k, v in p.items() if k != "diffs"} for p in points]
     tuning_records = [store.record(r.run_id) for r in plan.tuning_runs]
-    answer = claim_answer(hypotheses)
+    answer = claim_answer(hypotheses, control=spec.control)
     if answer is not None:
         answer["setting"] = setting_line(spec, plan, flat)
     return {
@@ -598,6 +613,7 @@ def analyze(spec: Spec, plan: Plan, store: Store) -> dict[str, Any]:
         "name": spec.name,
         "claim_id": spec.claim_id,
         "claim": spec.claim,
+        **({"control": True} if spec.control else {}),
         **({"setting": setting_record(spec)} if spec.setting else {}),
         **({"revised": spec.revised} if spec.revised else {}),
         "profile": plan.profile,

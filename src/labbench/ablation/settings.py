@@ -35,7 +35,7 @@ def corrected_answers(verdicts: list[dict[str, Any]]) -> list[dict[str, Any]]:
     hypotheses). Returns per setting ``{answer, answer_alone, p, p_across}``: ``answer_alone`` is the
     setting's own answer (primary at alpha), ``answer`` the one the tally counts.
     """
-    from labbench.ablation.results import size_verdict
+    from labbench.ablation.results import CONTROL_ANSWERS, control_answer, size_verdict
     from labbench.ablation.stats import ALPHA, decide, holm
 
     primaries = []
@@ -53,21 +53,28 @@ def corrected_answers(verdicts: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for v, primary, p, q in zip(verdicts, primaries, ps, across):
         alone = (v.get("answer") or {}).get("answer", "not shown")
         answer = alone
-        if primary is not None and alone in (*DECIDED, "not shown"):
+        if primary is not None and alone in (*DECIDED, "not shown", *CONTROL_ANSWERS.values()):
             verdict = size_verdict(primary, decide(q, primary["mean_diff"], primary.get("margin", 0.0), ALPHA))
             answer = {"supported": "holds here", "smaller than claimed": "smaller than claimed",
                       "contradicted": "does not hold here"}.get(verdict, "not shown")
+            answer = control_answer(answer) if v.get("control") else answer
         out.append({"answer": answer, "answer_alone": alone, "p": p, "p_across": q})
     return out
 
 
-def across_settings(names: list[str], answers: list[dict[str, Any]]) -> dict[str, Any]:
-    """The claim's one answer from its settings' corrected answers (:func:`corrected_answers`)."""
+def across_settings(names: list[str], answers: list[dict[str, Any]], control: bool = False) -> dict[str, Any]:
+    """The claim's one answer from its settings' corrected answers (:func:`corrected_answers`); a control's
+    (``control``: identical arms) counts its false positives instead."""
     n = len(answers)
     words = [a["answer"] for a in answers]
     count = {w: words.count(w) for w in set(words)}
     holds, fails, smaller = count.get("holds here", 0), count.get("does not hold here", 0), count.get("smaller than claimed", 0)
-    if holds and fails:
+    if control:
+        false, clean = count.get("false positive", 0), count.get("no false positive", 0)
+        answer = (f"false positive in {false} of {n} settings" if false else
+                  f"no false positive in {clean} of {n} settings" if clean else
+                  "out of regime" if count.get("out of regime", 0) == n else "setup failed" if count.get("setup failed", 0) == n else "not shown")
+    elif holds and fails:
         answer = "setting-dependent"
     elif holds:
         answer = f"holds in {holds} of {n} settings"
@@ -94,7 +101,7 @@ def combined_verdict(spec: Spec, profile: str, verdicts: list[dict[str, Any]], r
     hypothesis of every setting (marked with its setting) for the scoreboard."""
     answers = corrected_answers(verdicts)
     names = [v["setting"]["name"] for v in verdicts]
-    across = across_settings(names, answers)
+    across = across_settings(names, answers, control=spec.control)
     primary = next((h["name"] for v in verdicts for h in v.get("hypotheses", []) if h.get("role") == "primary"), None)
     settings = []
     from labbench.ablation.report import difference_text, predicted_text
@@ -110,7 +117,8 @@ def combined_verdict(spec: Spec, profile: str, verdicts: list[dict[str, Any]], r
         })
     first = verdicts[0]
     return {
-        "name": spec.name, "claim_id": spec.claim_id, "claim": spec.claim, "profile": profile, "spec_ref": spec.ref,
+        "name": spec.name, "claim_id": spec.claim_id, "claim": spec.claim, **({"control": True} if spec.control else {}),
+        "profile": profile, "spec_ref": spec.ref,
         "spec_hash": fingerprint(spec, profile), "method": first.get("method"), "alpha": first.get("alpha"),
         **({"revised": spec.revised} if spec.revised else {}),
         "answer": {**across, "primary": primary, "setting": f"{len(settings)} settings: " + "; ".join(s["name"] for s in settings)},
@@ -127,6 +135,8 @@ def render(verdict: dict[str, Any]) -> str:
     lines = [f"# {verdict['name']}: the claim across its settings (`{verdict['profile']}` profile)", "",
              f"**Claim{' ' + verdict['claim_id'] if verdict.get('claim_id') else ''}.** {verdict['claim']}", "",
              f"**Answer: {answer['answer']}.** {answer['because']}.", "",
+             *(["A control, not a claim: its arms are the same config on other seeds, so a setting whose primary is decided "
+                "shows a false positive of the method, never a finding.", ""] if verdict.get("control") else []),
              *([f"**Revised.** {verdict['revised']}", ""] if verdict.get("revised") else []),
              f"Primary hypothesis: {answer.get('primary') or '-'}. Each setting's primary is tested at alpha = "
              f"{verdict.get('alpha')} in its own report; the tally corrects the primaries across the settings (Holm), so the "

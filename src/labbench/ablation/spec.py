@@ -40,6 +40,7 @@ SPEC_KEYS = {
     "predicted_to_fail": "arms the claim predicts to fail: not gated (their failure is a finding); a fails_to_learn or diverged hypothesis states it",
     "regime": "measured preconditions for the claim's mechanism: [{name, metric, arms, threshold, direction, hypotheses}]; where one fails, the hypotheses that depend on it are out of regime",
     "pilot": "how a profile's budget was sized before any comparison: {arm, candidates, seeds, metric, late_progress, profile, fallback (none | largest)}",
+    "control": "optional, true for an A/A control: every arm runs the same config (seeds apart), so the claim-level answer reads as the method's error: 'false positive' where the primary is decided, 'no false positive' where it is not",
     "settings": "optional: the settings the claim is answered in, name -> {why, overrides, profiles: {profile: {overrides, seeds, estimated_minutes, description}}, pilot, batchnorm_eval}; every profile runs each (labbench reproduce answers them all)",
 }
 SETTING_KEYS = {
@@ -289,6 +290,7 @@ class Spec:
     predicted_to_fail: tuple[str, ...] = ()
     regime: tuple[RegimeCheck, ...] = ()
     settings: tuple[Setting, ...] = ()  # the settings the claim is answered in (empty: the spec itself is the one setting)
+    control: bool = False  # an A/A control: identical arms, its answer is the method's false positive or not (results.claim_answer)
     setting: str = ""  # set on the spec derived for one setting (Spec.in_setting)
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -546,6 +548,30 @@ def load(name_or_path: str) -> Spec:
     return parse(raw, path)
 
 
+def _control(path: Path, raw: dict[str, Any], arms: list[Arm]) -> bool:
+    """``control: true`` (an A/A control), checked: an answer read as the method's error needs arms that are the same
+    config, so no factors and the same overrides in every arm (its seeds apart), in every setting too."""
+    value = raw.get("control", False)
+    if not isinstance(value, bool):
+        raise _fail(path, f"control must be true or false (true: an A/A control whose arms are identical), got {value!r}")
+    if not value:
+        return False
+    if raw.get("factors"):
+        raise _fail(path, f"control: true declares identical arms, but factors names {raw['factors']}: an A/A control varies nothing")
+    differ = sorted({a.name for a in arms if sorted(a.overrides) != sorted(arms[0].overrides)})
+    if differ:
+        raise _fail(path, f"control: true declares identical arms, but arm(s) {differ} have overrides other than "
+                          f"{arms[0].name!r}'s {list(arms[0].overrides)}: an A/A control's arms differ only in their seeds (seed_offset)")
+    if len({a.seed_offset for a in arms}) < len(arms):
+        raise _fail(path, "control: true needs each arm on its own seeds (a different seed_offset per arm): identical arms on "
+                          "the same seeds are the same runs, and their difference is zero by construction")
+    for name, body in (raw.get("settings") or {}).items():
+        per_arm = (body or {}).get("arms") or {} if isinstance(body, dict) else {}
+        if len({tuple(sorted(per_arm.get(a.name) or ())) for a in arms}) > 1:
+            raise _fail(path, f"settings.{name}.arms gives the arms different overrides, but control: true declares identical arms")
+    return True
+
+
 def _fail(path: Path, msg: str) -> SpecError:
     return SpecError(f"{path.name}: {msg}")
 
@@ -801,6 +827,7 @@ def parse(raw: dict[str, Any], path: Path) -> Spec:
     if any(h.metric == "fails_to_learn" for h in hypotheses) and not gates:
         raise _fail(path, "a fails_to_learn hypothesis counts the seeds that miss the competence gate: declare gates")
     regime = _regime(path, raw.get("regime"), arm_names, [h.name for h in hypotheses])
+    control = _control(path, raw, arms)
     failure = raw.get("failure") or {}
     if not isinstance(failure, dict) or not all(is_reference(v) for v in failure.values()):
         raise _fail(path, f"failure must map metric keys to numbers (what a diverged run counts as), got {failure!r}")
@@ -835,6 +862,7 @@ def parse(raw: dict[str, Any], path: Path) -> Spec:
         predicted_to_fail=predicted,
         regime=regime,
         settings=settings,
+        control=control,
         raw=raw,
     )
 

@@ -245,7 +245,7 @@ def _status(reports: list, pilots: list) -> tuple[str, str]:
 # --- one row per claim: the index's top table ------------------------------------------------------
 
 ANSWER_ORDER = ("holds in", "holds here", "setting-dependent", "smaller than claimed", "does not hold", "not shown",
-                "out of regime", "setup failed")
+                "out of regime", "setup failed", "no false positive", "false positive")  # the last two: A/A controls
 NOT_RUN = "not run yet"  # in the catalog, no report (the pilot may have run)
 
 
@@ -257,8 +257,10 @@ def answer_rank(answer: str) -> tuple[int, str]:
 
 def answer_kind(answer: str) -> str:
     """A CSS class for an answer word: ``holds``, ``mixed``, ``fails``, ``open`` or ``none``; the word itself is always shown."""
-    if answer.startswith("holds"):
+    if answer.startswith("holds") or answer.startswith("no false positive"):  # a control without a false positive passed
         return "holds"
+    if answer.startswith("false positive"):
+        return "fails"
     if answer == "setting-dependent" or answer.startswith("smaller"):
         return "mixed"
     if answer.startswith("does not hold"):
