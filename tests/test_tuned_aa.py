@@ -79,3 +79,12 @@ def test_the_script_trains_a_pool_through_the_store_and_resumes(aa, tmp_path):
     assert len(runs) == 20  # 2 grid values x 10 seeds (best of 3 needs 2 x 3 tuning + 2 x 2 final seeds)
     assert aa.main([*args, "--no-train"]) == 0  # resampling stored pools only, nothing trained
     assert json.loads(out.read_text()) == result  # the same draws from the same pool
+    # a second setting run alone keeps the first's results (a setting at a time, as the real pools are trained)
+    other = {**result["settings"]["mlp-digits"], "procedures": {
+        p: {**v, "hypotheses": {h: {**r, "false_positive": 0.5} for h, r in v["hypotheses"].items()}}
+        for p, v in cell["procedures"].items()}}
+    out.write_text(json.dumps({**result, "settings": {"elsewhere": other, **result["settings"]}}))
+    assert aa.main([*args, "--no-train"]) == 0
+    merged = json.loads(out.read_text())
+    assert set(merged["settings"]) == {"elsewhere", "mlp-digits"} and merged["settings"]["mlp-digits"] == cell
+    assert merged["catalog_default_primary_worst"] == 0.5 and merged["meets_bar"] is False  # the worst over every setting
