@@ -215,3 +215,18 @@ def test_every_preregistered_spec_still_parses_in_every_setting_and_is_listed(pa
     for name in spec.setting_names():
         spec.in_setting(name)
     assert f"`{path.name}`" in (ROOT / "docs" / "preregistered" / "README.md").read_text(), f"{path.name} is not listed in docs/preregistered/README.md"
+
+
+def test_the_readme_main_job_quotes_its_committed_result():
+    """The README's first command reproduces a committed report: the paragraph below it quotes that report's answer and
+    measured run time, tied here to its verdict.json (issue 28, item 5: what the README says is true)."""
+    text = README.read_text()
+    command = re.search(r"bash scripts/setup\.sh && \.venv/bin/labbench reproduce (\S+) --profile (\w+)\n", text)
+    assert command, "the README's first command is not `bash scripts/setup.sh && .venv/bin/labbench reproduce NAME --profile P`"
+    name, profile = command.groups()
+    verdict = json.loads((RESULTS / name / profile / "verdict.json").read_text())
+    paragraph = text.split("The first answers", 1)[1].split("\n\n", 1)[0]
+    assert f"docs/results/{name}/{profile}/report.md" in paragraph
+    assert f"report.md): {verdict['answer']['answer']}." in " ".join(paragraph.split())
+    assert f"{verdict['wall_time_s']:.0f} s in all" in paragraph
+    assert verdict.get("settings") and len(verdict["settings"]) >= 2  # the main job shows a claim answered in two settings
