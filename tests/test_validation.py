@@ -13,9 +13,12 @@ from test_ablation import write_spec
 
 @pytest.mark.unit
 def test_two_hypotheses_on_the_same_sides_and_metric_are_flagged(tmp_path):
-    from test_ablation import write_spec
-
-    warnings = duplicate_hypotheses(specs.load("adam-vs-sgd"))
+    # adam-vs-sgd's first version: "SGD matches Adam (within half a point)" and "SGD beats Adam" were the same differences
+    first = [{"metric": "test/loss", "better": "adam", "worse": "sgd", "direction": "lower"},
+             {"metric": "test/acc", "better": "sgd", "worse": "adam", "direction": "higher", "margin": -0.005},
+             {"metric": "test/acc", "better": "sgd", "worse": "adam", "direction": "higher"}]
+    arms = {"adam": [], "sgd": {"overrides": [], "seed_offset": 50}}
+    warnings = duplicate_hypotheses(specs.load(write_spec(tmp_path, "first", arms=arms, hypotheses=first)))
     assert len(warnings) == 1 and warnings[0].startswith("hypotheses 2 (") and "3 (" in warnings[0]
     assert "compare sgd and adam on test/acc" in warnings[0] and "margins -0.005, 0" in warnings[0]
     hyps = [{"metric": "val/loss", "better": "a", "worse": "b", "direction": "lower"},
