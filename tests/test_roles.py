@@ -370,3 +370,13 @@ def test_a_control_must_have_identical_arms_on_their_own_seeds(tmp_path):
         specs.load(write_spec(tmp_path, "factor", control=True, factors=["model.width"]))
     with pytest.raises(specs.SpecError, match="control must be true or false"):
         specs.load(write_spec(tmp_path, "word", control="yes"))
+
+
+@pytest.mark.unit
+def test_every_answer_word_has_a_style_in_the_terminal_summary():
+    """``labbench reproduce`` colours the one-setting answer by its word: a word without a style crashed the summary
+    after the runs had finished (the A/A controls' first re-run)."""
+    from labbench.ablation.results import ANSWERS, CONTROL_ANSWERS
+    from labbench.cli import ANSWER_STYLE
+
+    assert set(ANSWERS) | set(CONTROL_ANSWERS.values()) <= set(ANSWER_STYLE)

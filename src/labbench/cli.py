@@ -21,7 +21,8 @@ console = Console()
 VERDICT_STYLE = {"supported": "bold green", "contradicted": "bold red", "inconclusive": "yellow", "undertrained": "magenta",
                  "smaller than claimed": "green", "exploratory": "dim", "out of regime": "magenta"}
 ANSWER_STYLE = {"holds here": "bold green", "smaller than claimed": "green", "does not hold here": "bold red",
-                "not shown": "yellow", "out of regime": "magenta", "setup failed": "bold magenta"}
+                "not shown": "yellow", "out of regime": "magenta", "setup failed": "bold magenta",
+                "no false positive": "bold green", "false positive": "bold red"}  # the last two: an A/A control's
 
 
 def catalog() -> list[dict]:
