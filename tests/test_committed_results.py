@@ -230,3 +230,20 @@ def test_the_readme_main_job_quotes_its_committed_result():
     assert f"report.md): {verdict['answer']['answer']}." in " ".join(paragraph.split())
     assert f"{verdict['wall_time_s']:.0f} s in all" in paragraph
     assert verdict.get("settings") and len(verdict["settings"]) >= 2  # the main job shows a claim answered in two settings
+
+
+def test_every_answered_report_answers_in_two_or_more_settings_at_eight_or_more_seeds():
+    """Issue 28, done when: a report under the method (a claim-level answer) lists its settings, two or more, each with
+    its own answer and run at 8 or more paired seeds. Reports of first versions (no answer) wait for their re-run."""
+    answered = 0
+    for path in sorted(RESULTS.glob("*/quick/verdict.json")):
+        v = json.loads(path.read_text())
+        if not v.get("answer"):
+            continue
+        answered += 1
+        settings = v.get("settings") or []
+        assert len(settings) >= 2, f"{path}: answered in {len(settings)} setting(s)"
+        for s in settings:
+            seeds = re.search(r"(\d+) seeds \(quick profile\)", s["line"])
+            assert s.get("answer") and seeds and int(seeds.group(1)) >= 8, f"{path}: setting {s['name']}: {s.get('line')!r}"
+    assert answered >= 10

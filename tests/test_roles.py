@@ -350,6 +350,9 @@ def test_a_control_reads_a_decided_primary_as_a_false_positive_never_as_holds(tm
     assert claim_answer(judge(spec, {"test/acc": {"a": ZERO, "b": UP}}, {}), control=True)["answer"] == "false positive"
     quiet = judge(spec, {"test/acc": {"a": NOISE, "b": ZERO}}, {})
     assert claim_answer(quiet, control=True)["answer"] == "no false positive"
+    # arms that did not learn tested nothing: the control is not shown, never "no false positive"
+    untested = [{**quiet[0], "verdict": "undertrained", "undertrained": True}]
+    assert claim_answer(untested, control=True)["answer"] == "not shown"
     # the README's counts keep a control out of the claims' tally
     reports = [{"name": "aa", "claim_id": "A/A", "control": True, "answer": {"answer": "false positive"}},
                {"name": "x", "claim_id": "B1", "answer": {"answer": "holds here"}}]

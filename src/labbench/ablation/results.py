@@ -469,7 +469,8 @@ CONTROL_ANSWERS = {"holds here": "false positive", "smaller than claimed": "fals
 
 def control_answer(answer: str) -> str:
     """The word an A/A control says for a claim's answer: ``false positive`` where its primary was decided (in either
-    direction, whatever the size), ``no false positive`` where it was not; ``setup failed`` / ``out of regime`` stay."""
+    direction, whatever the size), ``no false positive`` where it was tested and not decided; ``setup failed`` /
+    ``out of regime`` stay, and so does ``not shown`` where an arm missed its gate (the control tested nothing)."""
     return CONTROL_ANSWERS.get(answer, answer)
 
 
@@ -497,7 +498,7 @@ def claim_answer(hypotheses: list[dict[str, Any]], control: bool = False) -> dic
     answer = {"supported": "holds here", "smaller than claimed": "smaller than claimed", "contradicted": "does not hold here"}.get(verdict, "not shown")
     because = {"undertrained": "an arm the primary needs missed its competence gate",
                "inconclusive": "the primary hypothesis is inconclusive at these seeds"}.get(verdict, f"the primary hypothesis is {verdict}")
-    if control:
+    if control and verdict != "undertrained":  # an untested control stays "not shown": it checked nothing
         because = f"a control with identical arms: {because}" + (" (a difference declared between identical arms)"
                                                                   if answer != "not shown" else "")
         answer = control_answer(answer)
