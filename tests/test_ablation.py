@@ -245,7 +245,7 @@ def test_list_and_show(tmp_path):
     as_data = json.loads(cli("labbench", "list", "--json", cwd=tmp_path).stdout)
     assert [e["name"] for e in as_data] == SHIPPED
     assert all(e["claim"] and e["arms"] and "smoke" in e["profiles"] for e in as_data)
-    shown = json.loads(cli("labbench", "show", "adam-vs-sgd", "--profile", "smoke", "--json", cwd=tmp_path).stdout)
+    shown = json.loads(cli("labbench", "show", "adam-vs-sgd", "--setting", "mlp-mnist", "--profile", "smoke", "--json", cwd=tmp_path).stdout)
     assert set(shown["arms"]) == {"sgd", "adam"} and "optimizer._target_" in shown["differences"]
     # the config each run receives, every key at every value: neutral ones (left out of the run id) are shown too
     sgd = shown["arms"]["sgd"]

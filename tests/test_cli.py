@@ -87,7 +87,7 @@ def test_the_verdict_table_keeps_every_number_whole_on_a_narrow_terminal():
 
 def test_validate_warns_and_reproduce_refuses_when_a_profiles_data_files_are_absent(tmp_path, monkeypatch, capsys):
     """Issue 27, item 10: `validate --profile full` named nothing when MNIST was missing; the first run failed later."""
-    from helpers_torchvision_files import write_mnist
+    from helpers_torchvision_files import write_cifar10, write_mnist
     from labbench.cli import main
 
     monkeypatch.chdir(tmp_path)
@@ -101,5 +101,6 @@ def test_validate_warns_and_reproduce_refuses_when_a_profiles_data_files_are_abs
     assert "MNIST not found" in refused and "Nothing was run." in refused
     assert not (tmp_path / "outputs").exists() or not list((tmp_path / "outputs").rglob("run.json"))
     write_mnist(tmp_path / "nowhere")
+    write_cifar10(tmp_path / "nowhere")  # its second setting's full profile runs on CIFAR-10
     assert main(["validate", "cnn-vs-mlp", "--profile", "full"]) == 0
     assert "absent here" not in capsys.readouterr().out

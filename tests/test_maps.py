@@ -13,7 +13,7 @@ from labbench.ablation.spec import SpecError
 
 @pytest.mark.integration  # a slow end-to-end run (CI and -m integration; the default tier keeps its budget)
 def test_smoke_map_end_to_end_and_cell_reuse(tmp_path):
-    spec = specs.load("aa-control")
+    spec = specs.load("aa-control").in_setting("mlp-digits")  # a claim with settings maps one setting at a time
     first = run_map(spec, "smoke", {"trainer.max_steps": ["4", "6"]}, root=tmp_path, wandb=False, out_dir=tmp_path / "m1")
     assert first["counts"]["completed"] == 12  # 2 cells x 2 arms x 3 seeds
     saved = json.loads((tmp_path / "m1" / "map.json").read_text())
@@ -29,7 +29,7 @@ def test_smoke_map_end_to_end_and_cell_reuse(tmp_path):
     assert len(links) == 2 and all((tmp_path / "m1" / link).is_file() for link in links)
     first_name = saved["cells"][0]["hypotheses"][0]["name"]
     assert f"![heat map of the effect of {first_name} across trainer.max_steps](heatmap_0.png)" in text
-    runs = [json.loads(p.read_text()) for p in (tmp_path / "aa-control" / "smoke" / "runs").glob("*/run.json")]
+    runs = [json.loads(p.read_text()) for p in (tmp_path / "aa-control" / "mlp-digits" / "smoke" / "runs").glob("*/run.json")]
     assert sorted({r["config"]["trainer"]["max_steps"] for r in runs}) == [4, 6]
 
     from labbench.ablation.engine import stored_runs
@@ -42,7 +42,7 @@ def test_smoke_map_end_to_end_and_cell_reuse(tmp_path):
 
 
 def test_bad_axis_fails_before_anything_runs(tmp_path):
-    spec = specs.load("aa-control")
+    spec = specs.load("aa-control").in_setting("mlp-digits")
     with pytest.raises(SpecError, match="not a key of the composed config"):
         run_map(spec, "smoke", {"trainer.max_stepz": ["4"]}, root=tmp_path, wandb=False)
     with pytest.raises(SpecError, match="does not compose"):
@@ -96,14 +96,14 @@ def test_suggested_axes_compose(name):
 def test_map_cli_prints_the_plan_and_rejects_bad_axes(tmp_path):
     from conftest import cli
 
-    ok = cli("labbench", "map", "aa-control", "--profile", "smoke", "--axis", "trainer.max_steps=4", "--no-wandb", "--out", str(tmp_path), cwd=tmp_path)
+    ok = cli("labbench", "map", "aa-control", "--setting", "mlp-digits", "--profile", "smoke", "--axis", "trainer.max_steps=4", "--no-wandb", "--out", str(tmp_path), cwd=tmp_path)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "1 cells x 6 runs = 6 runs" in ok.stdout and "map.md" in ok.stdout and "already stored" not in ok.stdout
-    again = cli("labbench", "map", "aa-control", "--profile", "smoke", "--axis", "trainer.max_steps=4,6", "--no-wandb", "--out", str(tmp_path), cwd=tmp_path)
+    again = cli("labbench", "map", "aa-control", "--setting", "mlp-digits", "--profile", "smoke", "--axis", "trainer.max_steps=4,6", "--no-wandb", "--out", str(tmp_path), cwd=tmp_path)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "2 cells x 6 runs = 12 runs, 6 already stored (reused); about 0.1 min on a 2-core CPU for the rest" in again.stdout
     assert "with 3 seeds the map's 'across cells' column cannot reach a verdict" in again.stdout  # warned before running
-    bad = cli("labbench", "map", "aa-control", "--profile", "smoke", "--axis", "model.dept=2,4", "--out", str(tmp_path / "b"), cwd=tmp_path)
+    bad = cli("labbench", "map", "aa-control", "--setting", "mlp-digits", "--profile", "smoke", "--axis", "model.dept=2,4", "--out", str(tmp_path / "b"), cwd=tmp_path)
     assert bad.returncode == 2 and "model.dept" in bad.stdout
     assert not (tmp_path / "b").exists()
 

@@ -27,7 +27,8 @@ def _launch(commands, cwd):
 @pytest.mark.parametrize("name", ["aa-control", "adam-vs-sgd"])
 def test_multirun_commands_fill_the_store_that_reproduce_reads(name, tmp_path):
     spec = specs.load(name)
-    store = Store(tmp_path / "runs", name, "smoke")
+    spec = spec.in_setting(spec.setting_names()[0]) if spec.settings else spec  # a claim with settings: plan one of them
+    store = Store(tmp_path / "runs", spec.store_name, "smoke")
     stages = []
     for _ in range(2 + (spec.tuning.extend if spec.tuning else 0)):
         stage, commands = multirun_commands(spec, "smoke", store, wandb=False)

@@ -232,7 +232,7 @@ def test_labbench_pilot_from_the_command_line(tmp_path):
     assert proc.returncode == (0 if result["chosen"] is not None else 1), proc.stdout + proc.stderr
     assert "standard" in proc.stdout and ("chosen budget" in proc.stdout or "no candidate met the rule" in proc.stdout)
     assert "Chosen budget" in (tmp_path / "p" / "pilot.md").read_text() or result["chosen"] is None
-    none = cli("labbench", "pilot", "aa-control", cwd=tmp_path)
+    none = cli("labbench", "pilot", "aa-control", "--setting", "mlp-digits", cwd=tmp_path)
     said = " ".join(none.stdout.split())
     assert none.returncode == 2 and "has no `pilot` section" in said and "experiments/README.md, key `pilot`" in said
 

@@ -117,7 +117,7 @@ def test_execute_skips_runs_another_process_holds_waits_for_their_records_and_ta
 def test_two_reproduce_processes_on_one_store_share_the_runs_and_agree(tmp_path):
     """Two terminals, one store: every run trained by exactly one of them, both end with the same verdicts."""
     env = {**os.environ, "WANDB_MODE": "offline", "LABBENCH_OUTPUT_DIR": str(tmp_path / "outputs")}
-    command = [str(BIN / "labbench"), "reproduce", "aa-control", "--profile", "smoke", "--no-wandb"]
+    command = [str(BIN / "labbench"), "reproduce", "aa-control", "--setting", "mlp-digits", "--profile", "smoke", "--no-wandb"]
     first = subprocess.Popen([*command, "--report-dir", str(tmp_path / "one")], env=env, cwd=tmp_path, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True)
     time.sleep(1.0)
@@ -125,7 +125,7 @@ def test_two_reproduce_processes_on_one_store_share_the_runs_and_agree(tmp_path)
                               stderr=subprocess.STDOUT, text=True)
     outputs = [p.communicate(timeout=900)[0] for p in (first, second)]
     assert [first.returncode, second.returncode] == [0, 0], outputs
-    store = tmp_path / "outputs" / "ablations" / "aa-control" / "smoke"
+    store = tmp_path / "outputs" / "ablations" / "aa-control" / "mlp-digits" / "smoke"
     total = len(list((store / "runs").glob("*/run.json")))
 
     def trained(out: str) -> int:
@@ -137,6 +137,6 @@ def test_two_reproduce_processes_on_one_store_share_the_runs_and_agree(tmp_path)
 
     assert trained(outputs[0]) + trained(outputs[1]) == total, outputs  # none trained twice, none missed
     assert "by another process" in outputs[1]  # the second process found the first's work
-    one, two = (json.loads((tmp_path / d / "verdict.json").read_text()) for d in ("one", "two"))
+    one, two = (json.loads(next((tmp_path / d).rglob("verdict.json")).read_text()) for d in ("one", "two"))
     assert [h["verdict"] for h in one["hypotheses"]] == [h["verdict"] for h in two["hypotheses"]]
     assert not list((store / "runs").glob("*.claim"))

@@ -32,7 +32,10 @@ def test_two_hypotheses_on_the_same_sides_and_metric_are_flagged(tmp_path):
 def test_labbench_validate_prints_the_warning(tmp_path):
     from conftest import cli
 
-    proc = cli("labbench", "validate", "adam-vs-sgd", "--profile", "smoke", cwd=tmp_path)
+    first = [{"metric": "test/acc", "better": "sgd", "worse": "adam", "direction": "higher", "margin": -0.005, "role": "primary"},
+             {"metric": "test/acc", "better": "sgd", "worse": "adam", "direction": "higher"}]  # adam-vs-sgd's first version
+    path = write_spec(tmp_path, "first", arms={"adam": [], "sgd": {"overrides": [], "seed_offset": 50}}, hypotheses=first)
+    proc = cli("labbench", "validate", str(path), "--profile", "smoke", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "warning:" in proc.stdout and "the same per-seed differences" in proc.stdout
 
