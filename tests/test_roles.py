@@ -383,3 +383,25 @@ def test_every_answer_word_has_a_style_in_the_terminal_summary():
     from labbench.cli import ANSWER_STYLE
 
     assert set(ANSWERS) | set(CONTROL_ANSWERS.values()) <= set(ANSWER_STYLE)
+
+
+@pytest.mark.unit
+def test_a_hypothesis_whose_differences_repeat_another_ones_is_flagged_with_the_report_warning(tmp_path):
+    """adam-vs-sgd's gap hypothesis: with both nets at training accuracy 1.0 on every seed, (train - test) of one arm
+    minus the other's is the test-accuracy difference itself, the primary's numbers again."""
+    from labbench.ablation.report import _warnings
+    from labbench.ablation.results import mark_repeats
+
+    hyps = [_h("test/acc", role="primary"), _h("val/acc"), _h("train/acc", better="b", worse="a"), _h("test/loss")]
+    spec = _spec(tmp_path, hyps)
+    gap = [u + 0.01 * (-1) ** i for i, u in enumerate(UP)]  # another difference: not flagged
+    values = _values(**{"test/acc": (UP, ZERO, ZERO), "val/acc": (UP, ZERO, ZERO), "train/acc": (UP, ZERO, ZERO),
+                        "test/loss": (gap, ZERO, ZERO)})
+    out = judge(spec, values, {})
+    mark_repeats(spec, values, out)
+    by = _by_name(out)
+    assert by["val/acc"]["repeats"] == {"hypothesis": "test/acc a>b", "as": "the same"}
+    assert by["train/acc"]["repeats"] == {"hypothesis": "test/acc a>b", "as": "the negated"}  # turned round
+    assert "repeats" not in by["test/acc"] and "repeats" not in by["test/loss"]
+    warned = [w for w in _warnings({"hypotheses": out}) if "**repeats**" in w]
+    assert len(warned) == 2 and '"val/acc a>b" **repeats** "test/acc a>b" here' in warned[0]

@@ -343,6 +343,10 @@ def _warnings(verdict: dict) -> list[str]:
             out.append(f"- \"{h['name']}\": {h['short_of_margin']} of {h['n']} seeds fell short of the margin; a rate of such "
                        f"seeds up to {h['short_rate_bound']:.0%} is not excluded (one-sided 95%): a mean beyond a margin does not "
                        "rule out rare failures (docs/method.md, \"Margins\").")
+        if h.get("repeats") and h["verdict"] != "undertrained":
+            out.append(f"- \"{h['name']}\" **repeats** \"{h['repeats']['hypothesis']}\" here: every seed gives {h['repeats']['as']} "
+                       "difference (a component at a ceiling or floor, such as a training accuracy of 1.0 on every run, makes the "
+                       "two metrics one), so it adds no evidence of its own, whatever its verdict.")
         if h.get("constant") is not None and h["verdict"] != "undertrained":
             out.append(f"- \"{h['name']}\" is **uninformative**: every seed of every arm gave {_f(h['constant'])} on "
                        f"`{h['metric']}` (a ceiling or floor), so the metric cannot tell the arms apart here, whatever the verdict.")

@@ -373,6 +373,37 @@ def constant_value(per_arm: dict[str, list[float]], arms: list[str]) -> float | 
     return values[0]
 
 
+def mark_repeats(spec: Spec, values: dict[str, dict[str, list[float]]], hypotheses: list[dict[str, Any]]) -> None:
+    """Sets ``repeats`` on a hypothesis whose per-seed differences are an earlier hypothesis's, or their negation, on
+    every seed (equal at the float32 precision of the values): it adds no evidence of its own.
+
+    ``labbench validate`` flags two hypotheses on the same arms and metric before anything runs; this catches what
+    only the runs show, a derived metric that collapses onto another one when a component sits at a ceiling (a
+    train-test gap when both arms fit their training split: 1.0 - test accuracy, the test accuracy's own difference).
+    """
+    seen: list[tuple[str, list[float], float]] = []
+    for h, hyp in zip(hypotheses, spec.hypotheses):
+        per_arm = values.get(hyp.metric)
+        if not per_arm or h.get("kind") == "rate" or h.get("constant") is not None:
+            continue
+        diffs = _oriented(per_arm, hyp)
+        if sum(1 for d in diffs if math.isfinite(d)) < 2:
+            continue
+        tol = 4 * resolution(*per_arm.values())
+        for name, other, other_tol in seen:
+            if len(other) != len(diffs) or any(math.isfinite(a) != math.isfinite(b) for a, b in zip(diffs, other)):
+                continue
+            pairs = [(a, b) for a, b in zip(diffs, other) if math.isfinite(a)]
+            bound = max(tol, other_tol)
+            for sign, word in ((1.0, "the same"), (-1.0, "the negated")):
+                if all(abs(a - sign * b) <= bound for a, b in pairs) and any(abs(a) > bound for a, _ in pairs):
+                    h["repeats"] = {"hypothesis": name, "as": word}
+                    break
+            if h.get("repeats"):
+                break
+        seen.append((h["name"], diffs, tol))
+
+
 def judge(spec: Spec, values: dict[str, dict[str, list[float]]], gates: dict[str, list[dict]],
           regime: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """Every hypothesis's comparison and verdicts (raw and after Holm across the ablation's hypotheses).
@@ -599,6 +630,7 @@ def analyze(spec: Spec, plan: Plan, store: Store) -> dict[str, Any]:
 
     regime = check_regime(spec, records)
     hypotheses = judge(spec, values, gates, regime)
+    mark_repeats(spec, values, hypotheses)
     for h, hyp in zip(hypotheses, spec.hypotheses):
         points = [] if h["verdict"] == "undertrained" else trajectory(spec, h, hyp, records)
         h["drift"] = drift(points)
