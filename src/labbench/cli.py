@@ -341,14 +341,16 @@ def _measured_line(s, args: argparse.Namespace, outcome, elapsed: float) -> None
     minutes = elapsed / 60 * total / trained
     estimate = s.profile(args.profile).estimated_minutes
     said = f"the spec estimated {estimate:g} min" if estimate is not None else "the spec gives no estimate"
-    console.print(f"measured: {elapsed / 60:.1f} min for {trained} runs trained here, about {minutes:.1f} min for all {total} on "
+    # a tenth of a minute, or two significant digits below one minute (a smoke profile's seconds never round to 0)
+    shown = f"{minutes:.1f}" if minutes >= 1 else f"{minutes:.2g}"
+    console.print(f"measured: {elapsed / 60:.2g} min for {trained} runs trained here, about {shown} min for all {total} on "
                   f"this machine ({said})", soft_wrap=True)
     if args.update_estimate:
         from datetime import date
 
-        path, _ = set_profile_value(s, args.profile, "estimated_minutes", f"{minutes:.1f}",
+        path, _ = set_profile_value(s, args.profile, "estimated_minutes", shown,
                                     f"measured by labbench reproduce --update-estimate, {_cpu_name()}, {date.today().isoformat()}")
-        console.print(f"wrote estimated_minutes: {minutes:.1f} into profile {args.profile!r} of {path}", soft_wrap=True)
+        console.print(f"wrote estimated_minutes: {shown} into profile {args.profile!r} of {path}", soft_wrap=True)
     elif estimate is None or abs(minutes - estimate) > 0.25 * estimate:
         console.print("to write it into the spec: the same command with --update-estimate", soft_wrap=True)
 
