@@ -373,6 +373,13 @@ def test_a_control_must_have_identical_arms_on_their_own_seeds(tmp_path):
         specs.load(write_spec(tmp_path, "factor", control=True, factors=["model.width"]))
     with pytest.raises(specs.SpecError, match="control must be true or false"):
         specs.load(write_spec(tmp_path, "word", control="yes"))
+    # a setting may not make the arms differ either: its per-arm overrides would turn the control into a comparison
+    settings = {"one": {"why": "w", "overrides": ["model.width=8"]},
+                "two": {"why": "w", "overrides": [], "arms": {"b": ["model.depth=3"]}}}
+    with pytest.raises(specs.SpecError, match=r"settings\.two\.arms gives the arms different overrides"):
+        specs.load(write_spec(tmp_path, "per-setting", control=True, settings=settings))
+    same = {"one": {"why": "w", "overrides": []}, "two": {"why": "w", "overrides": [], "arms": {"a": ["model.depth=3"], "b": ["model.depth=3"]}}}
+    assert specs.load(write_spec(tmp_path, "both-arms", control=True, settings=same)).control
 
 
 @pytest.mark.unit

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from labbench.ablation.plan import Plan
-from labbench.ablation.results import GATE_FREE, final_records
+from labbench.ablation.results import CONTROL_READING, GATE_FREE, final_records
 from labbench.ablation.spec import Spec
 from labbench.ablation.store import Store
 from labbench.record import write_json_atomic
@@ -471,8 +471,7 @@ def render(spec: Spec, plan: Plan, verdict: dict, records: dict[str, list[dict |
     if answer:
         lines += [f"## Answer: **{answer['answer']}**", "",
                   f"From the primary hypothesis, \"{answer['primary']}\": {answer['because']}. Setting: {answer['setting']}. "
-                  + ("A control, not a claim: its arms are the same config on other seeds, so a decided primary is a false "
-                     "positive of the method (expected on about alpha of such runs), never a finding." if spec.control else
+                  + (CONTROL_READING if spec.control else
                      "The answer holds in this setting and at this scale, nothing more."), ""]
 
     hypotheses = [h for h in verdict["hypotheses"] if h.get("role") != "sanity"]

@@ -496,6 +496,9 @@ ANSWERS = ("holds here", "smaller than claimed", "does not hold here", "not show
 # An A/A control's answers (spec ``control: true``): its arms are identical, so a decided primary is the method's error
 CONTROL_ANSWERS = {"holds here": "false positive", "smaller than claimed": "false positive", "does not hold here": "false positive",
                    "not shown": "no false positive"}
+# How every report reads a control's answer (one sentence, in a setting's report and in the across-settings one)
+CONTROL_READING = ("A control, not a claim: its arms are the same config on other seeds, so a decided primary is a false "
+                   "positive of the method (expected on about alpha of such runs), never a finding.")
 
 
 def control_answer(answer: str) -> str:

@@ -22,6 +22,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from labbench.ablation.results import CONTROL_READING
 from labbench.ablation.spec import Spec, fingerprint
 from labbench.record import write_json_atomic
 
@@ -135,8 +136,7 @@ def render(verdict: dict[str, Any]) -> str:
     lines = [f"# {verdict['name']}: the claim across its settings (`{verdict['profile']}` profile)", "",
              f"**Claim{' ' + verdict['claim_id'] if verdict.get('claim_id') else ''}.** {verdict['claim']}", "",
              f"**Answer: {answer['answer']}.** {answer['because']}.", "",
-             *(["A control, not a claim: its arms are the same config on other seeds, so a setting whose primary is decided "
-                "shows a false positive of the method, never a finding.", ""] if verdict.get("control") else []),
+             *([CONTROL_READING, ""] if verdict.get("control") else []),
              *([f"**Revised.** {verdict['revised']}", ""] if verdict.get("revised") else []),
              f"Primary hypothesis: {answer.get('primary') or '-'}. Each setting's primary is tested at alpha = "
              f"{verdict.get('alpha')} in its own report; the tally corrects the primaries across the settings (Holm), so the "
