@@ -174,9 +174,11 @@ def skew_corrected_p(d: np.ndarray) -> np.ndarray:
 
 def margin_rule_p(d: np.ndarray) -> np.ndarray:
     """``stats.compare(..., skew_robust=True)``'s p (margin 0): Hall's t in place of the plain one where a row has a
-    value on the unpredicted side (at or below 0), the plain rule elsewhere."""
+    value at or across 0 on the side away from its mean (for a positive mean, a seed that falls short), the plain
+    rule elsewhere."""
     p_t = paired_t_p(d)
-    corrected = np.where(np.isnan(p_t) | ~(d <= 0).any(axis=1), p_t, skew_corrected_p(d))
+    against = (d * np.sign(d.mean(axis=1, keepdims=True)) <= 0).any(axis=1)
+    corrected = np.where(np.isnan(p_t) | ~against, p_t, skew_corrected_p(d))
     return default_p(corrected, sign_flip_p(d))
 
 

@@ -96,7 +96,8 @@ def test_the_vectorized_margin_rule_is_stats_compare_with_skew_robust(study):
     from labbench.ablation.stats import compare
 
     rng = np.random.default_rng(5)
-    d = np.vstack([math.exp(0.5) - rng.lognormal(0.0, 1.0, (40, 8)), rng.normal(size=(40, 8)) + 1.0])
+    d = np.vstack([math.exp(0.5) - rng.lognormal(0.0, 1.0, (40, 8)), rng.normal(size=(40, 8)) + 1.0,
+                   rng.lognormal(0.0, 1.0, (40, 8)) - 3.0])  # means below 0, some rows with a seed across it
     p = study.margin_rule_p(d)
     for row, p_row in zip(d, p):
         c = compare(row, np.zeros(8), "higher", skew_robust=True)

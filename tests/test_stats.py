@@ -156,6 +156,23 @@ def test_a_margin_hypothesis_with_a_tail_of_bad_seeds_is_not_called_supported_by
     assert compare(clean, [0.0] * 8, "higher", skew_robust=True) == compare(clean, [0.0] * 8, "higher")
 
 
+def test_the_skew_guard_is_the_same_rule_on_the_contradicted_side():
+    """gan-discriminator-strength's "the saturating gradient falls tenfold" (reference 1.0) on the ring: all 8 seeds
+    below the reference, one near it (skewed toward the margin). No seed lies across the margin from the mean, so
+    there is no tail to guard against and the plain rule decides, as it does for the mirrored "supported" case;
+    the guard used to fire on any seed short of the margin, so every mean on the unpredicted side was read by Hall's
+    t (p 0.103 here, inconclusive) while its mirror image was supported at p 0.0078."""
+    d = [-2.573, -1.816, -1.402, -2.274, -2.250, -2.058, -0.161, -1.512]
+    down = compare(d, [0.0] * 8, "higher", skew_robust=True)
+    up = compare([-x for x in d], [0.0] * 8, "higher", skew_robust=True)
+    assert down.p_value == pytest.approx(up.p_value) == pytest.approx(2 / 256)
+    assert (down.verdict, up.verdict) == ("contradicted", "supported")
+    assert skew_corrected_t(d) > 0.05  # what the old trigger used: Hall's t reads the near seed as a tail
+    # a seed across the margin from a contradicted mean is a tail: the guard reads it on this side too
+    tail = d[:-1] + [1.5]
+    assert compare(tail, [0.0] * 8, "higher", skew_robust=True).p_t == pytest.approx(skew_corrected_t(tail))
+
+
 def test_exact_only_decides_rates_by_the_sign_flip_test():
     """Divergence per seed (1 = diverged): 7 of 8 seeds diverge in one arm, none in the other."""
     post, pre = [1, 1, 1, 1, 1, 1, 1, 0], [0] * 8

@@ -296,15 +296,22 @@ class Comparison:
         return asdict(self)
 
 
+def _against_the_mean(diffs: np.ndarray, mean: float, margin: float) -> np.ndarray:
+    """Which differences lie at or across the margin, on the side away from the mean (all of them at a mean on it)."""
+    return (diffs - margin) * (1.0 if mean > margin else -1.0 if mean < margin else 0.0) <= 0
+
+
 def compare(better, worse, direction: str, margin: float = 0.0, exact_only: bool = False, skew_robust: bool = False) -> Comparison:
     """Paired comparison of two arms' per-seed values (same seed order in both lists).
 
     The difference is oriented so that positive means the predicted-better arm did better.
     Non-finite pairs are left out. ``exact_only``: decide by the sign-flip test alone
     (outcomes that are 0 or 1 per seed, such as divergence). ``skew_robust`` (margin and fixed-reference
-    hypotheses): where a seed's difference lies on the unpredicted side of the margin, the t part of the rule is
-    :func:`skew_corrected_t` (``p_t`` holds its p; the interval stays the paired t-interval); where none does,
-    there is no tail to guard against and the plain rule decides (power at large effects is kept).
+    hypotheses): where a seed's difference lies on the other side of the margin than the mean (for a mean on the
+    predicted side, a seed that falls short), the t part of the rule is :func:`skew_corrected_t` (``p_t`` holds its
+    p; the interval stays the paired t-interval); where none does, there is no tail to guard against and the plain
+    rule decides (power at large effects is kept). The rule is the same on both sides: a "contradicted" is guarded
+    by a tail on the predicted side as a "supported" is by one on the unpredicted side.
     """
     b, w = np.asarray(better, dtype=float), np.asarray(worse, dtype=float)
     if b.shape != w.shape:
@@ -317,7 +324,7 @@ def compare(better, worse, direction: str, margin: float = 0.0, exact_only: bool
     sd = float(diffs.std(ddof=1)) if n > 1 else math.nan
     tie = resolution(b[ok], w[ok])
     low, high, p_t = paired_t(diffs, margin, resolution=tie)
-    if skew_robust and not math.isnan(p_t) and np.any(diffs <= margin):  # a seed on the unpredicted side: a tail to guard against
+    if skew_robust and not math.isnan(p_t) and np.any(_against_the_mean(diffs, mean, margin)):  # a tail to guard against
         p_t = skew_corrected_t(diffs, margin, resolution=tie)
     p_flip = sign_flip_p(diffs, margin, resolution=tie)
     p = p_flip if (exact_only or math.isnan(p_t)) else max(p_t, p_flip)
