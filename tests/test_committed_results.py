@@ -163,6 +163,27 @@ def test_the_readme_says_which_budgets_were_capped_as_the_committed_pilots_do():
     assert "have no quick budget" not in README.read_text()
 
 
+def test_the_readme_marks_every_answer_whose_arms_were_tuned_once_with_the_tuned_aa_rates():
+    """Issue 26, item 6: the tuned A/A control found choosing once above its bar, so each committed answer made so is
+    marked (the claims validation excuses, read from what ran) and the sentence quotes the control's measured rates."""
+    from labbench.ablation.board import TUNED_AA, load_reports, tuned_once_claims, tuning_sentence
+    from labbench.ablation.validation import TUNED_ONCE
+
+    reports = load_reports(RESULTS)
+    sentence = tuning_sentence(reports, ROOT)
+    assert sentence and sentence in README.read_text()
+    marked = {v["name"] for v in tuned_once_claims(reports)}
+    assert marked == {n for n in TUNED_ONCE if not specs.load(n).control}
+    aa = json.loads((ROOT / TUNED_AA).read_text())
+    for name, info in aa["settings"].items():
+        worst = max(h["false_positive"] for h in info["procedures"]["best of 3"]["hypotheses"].values())
+        assert f"{100 * worst:.1f}% ({name})" in sentence
+    rows = [line for line in README.read_text().splitlines() if line.startswith("| ") and "](docs/results/" in line]
+    for v in reports:
+        row = next(r for r in rows if f"[`{v['name']}`]" in r)
+        assert (" †" in row.split("|")[2]) == (v["name"] in marked), v["name"]
+
+
 def test_the_readme_states_the_catalogs_measured_time_from_the_verdict_files():
     """Issue 28, item 6: the catalog's total time, measured (the runs' own wall times the verdict files sum), stated in
     the README, with the settings over the 20-minute cap named."""
@@ -190,7 +211,7 @@ def test_the_readme_leads_with_one_row_per_claim_and_its_answer():
         row = next(line for line in claims_part.splitlines() if f"[`{v['name']}`]" in line)
         answer = (v.get("answer") or {}).get("answer")
         if answer:
-            assert f"| **{answer}** |" in row
+            assert f"| **{answer}** |" in row or f"| **{answer}** † |" in row  # †: arms tuned once (the sentence below)
             for s in v.get("settings") or []:
                 assert f"{s['name']}: {s['answer']};" in row
         else:

@@ -412,3 +412,20 @@ def test_a_hypothesis_whose_differences_repeat_another_ones_is_flagged_with_the_
     assert "repeats" not in by["test/acc"] and "repeats" not in by["test/loss"]
     warned = [w for w in _warnings({"hypotheses": out}) if "**repeats**" in w]
     assert len(warned) == 2 and '"val/acc a>b" **repeats** "test/acc a>b" here' in warned[0]
+
+
+@pytest.mark.unit
+def test_a_report_chose_once_where_its_arms_tuned_apart_on_shared_seeds_not_where_nested_or_led():
+    """board.chose_once reads what ran: two arms each choosing once (one block) is the tuned A/A's risky procedure;
+    a block per final seed is nested; one arm choosing for a follower puts both at one value."""
+    from labbench.ablation.board import chose_once
+
+    def arm(blocks, followed=None):
+        return {"seeds": list(range(8)), "tuned": {"value": 0.1, "per_block": [0.1] * blocks, **({"followed": followed} if followed else {})}}
+
+    assert chose_once({"arms": {"a": arm(1), "b": arm(1)}})
+    assert chose_once({"arms": {"a": arm(2), "b": arm(2)}})  # tuning.repeats re-chooses, but one value runs every seed
+    assert not chose_once({"arms": {"a": arm(8), "b": arm(8)}})  # nested
+    assert not chose_once({"arms": {"a": arm(1), "b": arm(1, followed="a")}})
+    assert chose_once({"arms": {"a": arm(1), "b": {"seeds": list(range(8))}}})  # a tuned arm against a fixed one
+    assert not chose_once({"arms": {"a": {"seeds": [0]}, "b": {"seeds": [0]}}})  # untuned

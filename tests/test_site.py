@@ -708,3 +708,25 @@ def test_plots_saved_at_2x_are_shown_at_half_their_pixels(tmp_path):
     (tmp_path / "r.md").write_text("# t\n\n![a plot](p200.png)\n")
     html = markdown_html(tmp_path / "r.md", "claims/x", "claims", Assets())
     assert 'width="300" height="200"' in html and 'alt="a plot"' in html
+
+
+def test_an_answer_whose_arms_were_tuned_once_carries_the_chip_and_the_glossary_quotes_the_control(site):
+    """Issue 26, item 6: the tuned A/A control found choosing once above its bar; the scoreboard marks each answer
+    made so (the claims validation excuses, controls apart) and its glossary quotes the control's measured rates."""
+    from labbench.ablation.validation import TUNED_ONCE
+
+    index = (site / "index.html").read_text()
+    marked = {n for n in TUNED_ONCE if not specs.load(n).control}
+    for path in RESULTS.glob("*/quick/verdict.json"):
+        name = path.parent.parent.name
+        assert ('class="chip capped tuned-once"' in claim_row_html(index, name)) == (name in marked), name
+    assert 'class="chip capped tuned-once"' in (site / "claims" / "vae-kl-weight.html").read_text()
+    glossary = index[index.index('id="g-tuned-once"'):index.index('id="g-none"')]
+    aa = json.loads((REPO / "docs" / "bench" / "tuned-aa.json").read_text())
+    best3 = [100 * info["procedures"]["best of 3"]["hypotheses"]["A beats B on test accuracy (it should not)"]["false_positive"]
+             for info in aa["settings"].values()]
+    nested = [100 * info["procedures"]["nested"]["hypotheses"]["A beats B on test accuracy (it should not)"]["false_positive"]
+              for info in aa["settings"].values()]
+    for figure in best3:
+        assert f"{figure:.1f}%" in glossary
+    assert f"{min(nested):.1f}-{max(nested):.1f}%" in glossary and f"bar of {100 * aa['bar']:.0f}%" in glossary

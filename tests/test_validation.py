@@ -103,8 +103,10 @@ def test_a_spec_written_before_roles_is_told_what_keeps_it_from_an_answer(tmp_pa
     # a first version whose gate is the chance baseline: no primary, one setting (not the shipped ones, which move on)
     chance = specs.load(write_spec(tmp_path, "old", gates=[{"metric": "val/acc", "threshold": "chance", "fraction": 1.5}]))
     assert len(method_warnings(chance)) == 2 and method_warnings(chance)[1].startswith("answered in one setting")
-    assert method_warnings(specs.load("bn-vs-gn")) == []  # re-registered under the method: a primary, two settings
-    assert method_warnings(specs.load("zero-init-symmetry")) == []  # a primary, baseline gates, two settings
+    assert method_warnings(specs.load("grad-clipping")) == []  # re-registered under the method: a primary, two settings
+    # the same, answered with its arms tuned once before the tuned A/A control measured that procedure: told so
+    assert [w[:40] for w in method_warnings(specs.load("bn-vs-gn"))] == ["its arms' optimizer.lr is chosen once on"]
+    assert len(method_warnings(specs.load("zero-init-symmetry"))) == 1  # a primary, baseline gates, two settings: tuned once only
 
 
 def test_reading_loss_across_arms_whose_losses_differ_is_warned(tmp_path):
@@ -145,3 +147,42 @@ def test_validate_refuses_a_spec_without_a_primary_but_the_first_versions_waitin
     assert headless == set(FIRST_VERSIONS), "FIRST_VERSIONS must list exactly the shipped specs without a primary"
     waiting = {p.stem for p in (REPO / "docs" / "preregistered").glob("*.yaml")}
     assert set(FIRST_VERSIONS) <= waiting, f"first versions without a pre-registered successor: {sorted(set(FIRST_VERSIONS) - waiting)}"
+
+
+@pytest.mark.unit
+def test_validate_refuses_a_primary_whose_arms_choose_their_rates_once_but_the_catalogs_answers_made_before(tmp_path):
+    """Issue 26, item 6: the tuned A/A control found choosing once (best of 3 shared tuning seeds) above its bar, so a new
+    spec with a primary whose arms choose their own values must tune nested; one arm choosing for all (`follow`) puts
+    the arms at one value and passes; the catalog's answers made before are excused, and the list holds exactly those."""
+    from conftest import REPO, cli
+    from test_ablation import write_spec
+
+    from labbench.ablation.validation import TUNED_ONCE, chooses_once, tuning_refusal
+
+    primary = [{"name": "a beats b", "role": "primary", "metric": "val/loss", "better": "a", "worse": "b", "direction": "lower"}]
+    arms = {"a": ["model.width=8"], "b": ["model.width=16"]}
+    tuning = {"param": "optimizer.lr", "grid": [0.01, 0.1], "metric": "val/loss", "direction": "lower"}
+    once = specs.load(write_spec(tmp_path, "once", factors=["model.width"], arms=arms, hypotheses=primary, tuning=tuning))
+    assert chooses_once(once) and once.tuning.seeds == 3
+    refused = cli("labbench", "validate", str(once.path), "--profile", "smoke", cwd=tmp_path)
+    said = " ".join(refused.stdout.split())
+    assert refused.returncode == 2 and "chooses each tuned arm's optimizer.lr once" in said and "Set `tuning.nested: true`" in said
+    nested = specs.load(write_spec(tmp_path, "nested", factors=["model.width"], arms=arms, hypotheses=primary,
+                                   tuning={**tuning, "nested": True}))
+    assert not chooses_once(nested) and tuning_refusal(nested) is None
+    led = specs.load(write_spec(tmp_path, "led", factors=["model.width"], arms=arms, hypotheses=primary,
+                                tuning={**tuning, "grid": {"a": [0.01, 0.1]}, "follow": {"b": "a"}}))
+    assert not chooses_once(led) and tuning_refusal(led) is None  # one choice for both arms
+    alone = specs.load(write_spec(tmp_path, "alone", factors=["model.width"], arms=arms, hypotheses=primary,
+                                  tuning={**tuning, "grid": {"a": [0.01, 0.1]}}))
+    assert chooses_once(alone) and tuning_refusal(alone)  # a tuned arm against a fixed one: its choice's noise is between them
+    assert tuning_refusal(specs.load(write_spec(tmp_path, "headless", tuning=tuning))) is None  # no primary: refused for that
+    assert "vae-kl-weight" in TUNED_ONCE and tuning_refusal(specs.load("vae-kl-weight")) is None
+    copy = tmp_path / "vae-kl-weight.yaml"  # the same spec outside the shipped folder is a new spec: refused
+    copy.write_text((REPO / "experiments" / "vae-kl-weight.yaml").read_text())
+    assert tuning_refusal(specs.load(str(copy))) is not None
+    excused = {n for n in specs.available()
+               if chooses_once(s := specs.load(n)) and any(h.role == "primary" for h in s.hypotheses)}
+    assert excused == set(TUNED_ONCE), "TUNED_ONCE must list exactly the shipped specs with a primary that choose once"
+    waiting = [specs.load(str(p)) for p in (REPO / "docs" / "preregistered").glob("*.yaml")]
+    assert [s.name for s in waiting if tuning_refusal(s)] == [], "a pre-registered spec the method would refuse"

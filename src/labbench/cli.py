@@ -171,10 +171,10 @@ def _summary(outcome, spec, elapsed: float | None = None) -> None:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """``labbench validate NAME|PATH``: everything ``reproduce`` checks before it runs (in every setting), and nothing else."""
-    from labbench.ablation.validation import primary_refusal
+    from labbench.ablation.validation import primary_refusal, tuning_refusal
 
     top = specs.load(args.name)
-    refusal = primary_refusal(top)
+    refusal = primary_refusal(top) or tuning_refusal(top)
     if refusal:
         raise specs.SpecError(refusal)
     for s in [top] if not top.settings else [top.in_setting(n) for n in _setting_names(top, args)]:

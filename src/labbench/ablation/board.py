@@ -162,7 +162,7 @@ def claim_rows(reports: list[dict[str, Any]], root: Path) -> list[str]:
             said = NO_ANSWER
             where = "hypotheses: " + ", ".join(f"{words.count(w)} {w}" for w in order if w in words)
         else:
-            said = f"**{answer}**"
+            said = f"**{answer}**" + (f" {TUNED_ONCE_MARK}" if not v.get("control") and any(chose_once(s) for s in setting_verdicts(v)) else "")
             primaries = [h for h in v["hypotheses"] if h.get("role") == "primary"]
             answers = {s["name"]: s.get("answer", "") for s in v.get("settings") or []}
             where = "<br>".join((f"{h['setting']}: {answers.get(h['setting'], '')}; " if h.get("setting") else "") + effect_words(h)
@@ -235,6 +235,58 @@ def answer_counts(reports: list[dict[str, Any]]) -> str:
     return head + tail + "." + checked
 
 
+TUNED_AA = Path("docs") / "bench" / "tuned-aa.json"  # the tuned A/A control's measurement (scripts/tuned_aa.py)
+TUNED_ONCE_MARK = "†"
+
+
+def chose_once(verdict: dict[str, Any]) -> bool:
+    """Whether a setting's report chose some arm's tuned value once on shared tuning seeds (not nested) where the
+    choice could differ between arms: as ``validation.chooses_once`` for the spec, read from what ran (each arm's
+    ``tuned``: a follower says ``followed``; nested tuning has a block per final seed)."""
+    arms = verdict.get("arms") or {}
+    choosers = [a for a, x in arms.items() if x.get("tuned") and not x["tuned"].get("followed")]
+    if not choosers:
+        return False
+    if len(choosers) == 1 and all(a in choosers or (x.get("tuned") or {}).get("followed") for a, x in arms.items()):
+        return False
+    return any(len(arms[a]["tuned"].get("per_block") or [None]) < len(arms[a].get("seeds") or ()) for a in choosers)
+
+
+def setting_verdicts(v: dict[str, Any]) -> list[dict[str, Any]]:
+    """The per-setting verdicts behind a report (itself where it answers in one setting)."""
+    folder = Path(v["_path"]).parent
+    paths = [folder / Path(s["report"]).with_name("verdict.json") for s in v.get("settings") or [] if s.get("report")]
+    return [json.loads(p.read_text()) for p in paths if p.is_file()] or [v]
+
+
+def tuned_once_claims(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The answered claims (controls apart) whose arms chose their tuned values once in any setting."""
+    return [v for v in reports if (v.get("answer") or {}).get("answer") and not v.get("control")
+            and any(chose_once(s) for s in setting_verdicts(v))]
+
+
+def tuning_sentence(reports: list[dict[str, Any]], root: Path) -> str:
+    """Which answers rest on arms tuned once, and what the tuned A/A control measured for that procedure (from
+    ``docs/bench/tuned-aa.json``): the README marks them, since the method now refuses the procedure for a new spec."""
+    marked = tuned_once_claims(reports)
+    if not marked:
+        return ""
+    path = root / TUNED_AA
+    rates = ""
+    if path.is_file():
+        aa = json.loads(path.read_text())
+        def share(proc: str) -> str:
+            return " and ".join(f"{100 * max(h['false_positive'] for h in info['procedures'][proc]['hypotheses'].values()):.1f}% ({name})"
+                                for name, info in aa["settings"].items())
+        rates = (f": in the tuned A/A control (two identical arms, each tuned so) that procedure decided a hypothesis (the worse of its two) in "
+                 f"{share('best of 3')} of repetitions, against a bar of {100 * aa['bar']:.0f}%; nested tuning, {share('nested')}")
+    names = ", ".join(v.get("claim_id") or v["name"] for v in marked)
+    return (f"{TUNED_ONCE_MARK} Tuned once: {len(marked)} answered claim(s) chose each arm's tuned value once, on tuning seeds "
+            f"shared by every final seed{rates} ([docs/method.md](docs/method.md), \"Tuning\"). Their answers stand on their "
+            f"runs, but where an arm's choice was a near-tie on the tuning metric the difference may be the choice's, not "
+            f"the arms': each is to be re-run with `tuning.nested`, which `labbench validate` now requires of a new spec: {names}.")
+
+
 def budget_sentence(results_dir: Path, root: Path) -> str:
     """How each quick budget was reached, from the committed pilots (``pilot.json``, one per claim or per setting):
     how many met the rule and which were capped at their largest candidate (the standard arm still improving there)."""
@@ -303,6 +355,7 @@ def markdown(results_dir: Path, root: Path, profile: str = "quick") -> str:
              "|---|---|---|---|---|---|---|", *(row for _, row in sorted(rows(reports, root) + unsized(results_dir, root, profile))), "",
              "Effect: the paired difference, positive = as predicted (docs/method.md). Generated from the committed "
              "`verdict.json` files by `python scripts/readme_results.py`; a test fails when this table is out of date.", "",
+             *([tuning, ""] if (tuning := tuning_sentence(reports, root)) else []),
              budget_sentence(results_dir, root), "", time_sentence(reports, results_dir), "", END]
     return "\n".join(lines)
 

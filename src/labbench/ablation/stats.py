@@ -61,7 +61,7 @@ METHOD = (
     f"paired differences over shared seeds; a hypothesis is decided by the larger p of a paired t-test and an exact "
     f"sign-flip (randomization) test (all 2^n patterns up to n = {EXACT_UP_TO}, {RANDOM_FLIPS:,} drawn beyond), "
     f"alpha = {ALPHA}, Holm's correction across the ablation's hypotheses; for a margin or fixed-reference hypothesis with a seed "
-    f"on the unpredicted side of the margin the t-test is Hall's skew-corrected t; the interval is the paired t-interval "
+    f"across the margin from the mean the t-test is Hall's skew-corrected t; the interval is the paired t-interval "
     f"({int(LEVEL * 100)}%), undefined when every seed gave the same difference; per-arm means with Student-t intervals; "
     f"effect size = mean / sd of the differences; probability of improvement over all run pairs (ties 1/2); "
     f"a verdict needs at least {MIN_SEEDS} paired seeds, {RECOMMENDED_SEEDS}+ recommended (docs/method.md)"

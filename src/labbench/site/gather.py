@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from labbench.ablation import spec as specs
-from labbench.ablation.board import NO_ANSWER, VERDICTS, claim_order, effect_amount, effect_words, finite, load_reports, plain_sentence
+from labbench.ablation.board import (NO_ANSWER, VERDICTS, chose_once, claim_order, effect_amount, effect_words, finite, load_reports,
+                                     plain_sentence, setting_verdicts)
 from labbench.ablation.maps import reproduce_command as map_command
 from labbench.ablation.pilot import pilot_files
 from labbench.ablation.report import predicted_text
@@ -189,6 +190,8 @@ def _reports(source: Path, dates: Dates, spec_of) -> dict[str, list[dict[str, An
                 "claim_id": v.get("claim_id") or "", "claim": v.get("claim", ""),
                 "runs": v.get("runs", {}), "wall_time_s": v.get("wall_time_s"),
                 "answer": v.get("answer"),  # the claim-level answer (None: the spec names no primary)
+                # its arms chose their tuned values once on shared seeds (docs/method.md, "Tuning"): the answer is marked
+                "tuned_once": bool(v.get("answer")) and not v.get("control") and any(chose_once(s) for s in setting_verdicts(v)),
                 "settings": v.get("settings") or [],  # a claim answered in several settings: each one's answer and setting line
                 "raw_hypotheses": v["hypotheses"],  # the primary's own numbers, for the index's effect in words
                 "hypotheses": [hypothesis_row(h, v, i) for i, h in enumerate(v["hypotheses"])],
@@ -393,7 +396,7 @@ def claim_row(claim: dict[str, Any]) -> dict[str, Any]:
                      "effect": effect_words(primaries[0]) if primaries else "-"}]
     # across settings, "because" repeats each setting's answer, which the settings list shows: the primary is said instead
     because = f"primary hypothesis: {answer['primary']}" if r["settings"] and answer.get("primary") else answer.get("because", "")
-    return {"answer": answer["answer"], "kind": answer_kind(answer["answer"]), "because": because,
+    return {"answer": answer["answer"], "kind": answer_kind(answer["answer"]), "because": because, "tuned_once": r.get("tuned_once", False),
             "primary": answer.get("primary", ""), "profile": r["profile"], "others": others, "settings": settings, "tally": []}
 
 
