@@ -262,7 +262,7 @@ def primary_refusal(spec: Spec) -> str | None:
 TUNED_ONCE = frozenset({
     "activations", "adam-vs-sgd", "adamw-vs-adam-l2", "batch-size", "bn-vs-gn", "ce-vs-mse", "cnn-vs-mlp",
     "data-augmentation", "dropout-overfitting", "early-stopping", "gan-discriminator-strength", "l1-vs-l2",
-    "layernorm-vs-batchnorm-sequences", "linear-collapse", "residual-degradation", "tuned-aa-control", "vae-kl-weight",
+    "layernorm-vs-batchnorm-sequences", "residual-degradation", "tuned-aa-control", "vae-kl-weight",
     "vanishing-gradients", "zero-init-symmetry",
 })
 
