@@ -157,7 +157,7 @@ def test_validate_refuses_a_primary_whose_arms_choose_their_rates_once_but_the_c
     from conftest import REPO, cli
     from test_ablation import write_spec
 
-    from labbench.ablation.validation import TUNED_ONCE, chooses_once, tuning_refusal
+    from labbench.ablation.validation import TUNED_ONCE, chooses_once, method_warnings, tuning_refusal
 
     primary = [{"name": "a beats b", "role": "primary", "metric": "val/loss", "better": "a", "worse": "b", "direction": "lower"}]
     arms = {"a": ["model.width=8"], "b": ["model.width=16"]}
@@ -169,6 +169,7 @@ def test_validate_refuses_a_primary_whose_arms_choose_their_rates_once_but_the_c
     assert refused.returncode == 2 and "chooses each tuned arm's optimizer.lr once" in said and "Set `tuning.nested: true`" in said
     nested = specs.load(write_spec(tmp_path, "nested", factors=["model.width"], arms=arms, hypotheses=primary,
                                    tuning={**tuning, "nested": True}))
+    assert tuning_refusal(once) in method_warnings(once)  # `reproduce` prints it (validate refuses)
     assert not chooses_once(nested) and tuning_refusal(nested) is None
     led = specs.load(write_spec(tmp_path, "led", factors=["model.width"], arms=arms, hypotheses=primary,
                                 tuning={**tuning, "grid": {"a": [0.01, 0.1]}, "follow": {"b": "a"}}))

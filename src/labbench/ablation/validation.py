@@ -309,7 +309,10 @@ def method_warnings(spec: Spec) -> list[str]:
             if is_reference(g.threshold):
                 out.append(f"gates[{i}] ({g.metric} beyond {g.threshold:g}) is a fixed quality bar, refused once the spec names a primary: "
                            "derive it from a failure baseline (chance, unigram, bigram, failure, ... with a fraction)")
-    if chooses_once(spec) and spec.name in TUNED_ONCE:
+    refusal = tuning_refusal(spec)
+    if refusal:  # `validate` refuses it; `reproduce` runs it, saying so
+        out.append(refusal)
+    elif chooses_once(spec) and spec.name in TUNED_ONCE:
         out.append(f"its arms' {spec.tuning.label} is chosen once on shared tuning seeds, a procedure the tuned A/A control "
                    "found above its bar (docs/method.md, \"Tuning\"): its answer stands until it is re-run with `tuning.nested: true`")
     if not spec.settings:
