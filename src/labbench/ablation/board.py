@@ -162,7 +162,7 @@ def claim_rows(reports: list[dict[str, Any]], root: Path) -> list[str]:
             said = NO_ANSWER
             where = "hypotheses: " + ", ".join(f"{words.count(w)} {w}" for w in order if w in words)
         else:
-            said = f"**{answer}**" + (f" {TUNED_ONCE_MARK}" if not v.get("control") and any(chose_once(s) for s in setting_verdicts(v)) else "")
+            said = f"**{answer}**" + (f" {TUNED_ONCE_MARK}" if marked_tuned_once(v) else "")
             primaries = [h for h in v["hypotheses"] if h.get("role") == "primary"]
             answers = {s["name"]: s.get("answer", "") for s in v.get("settings") or []}
             where = "<br>".join((f"{h['setting']}: {answers.get(h['setting'], '')}; " if h.get("setting") else "") + effect_words(h)
@@ -259,10 +259,15 @@ def setting_verdicts(v: dict[str, Any]) -> list[dict[str, Any]]:
     return [json.loads(p.read_text()) for p in paths if p.is_file()] or [v]
 
 
+def marked_tuned_once(v: dict[str, Any]) -> bool:
+    """Whether a report's answer carries the tuned-once mark: a claim's answer (controls apart) whose arms chose their
+    tuned values once in any setting (the README's dagger, the site's chip)."""
+    return bool((v.get("answer") or {}).get("answer")) and not v.get("control") and any(chose_once(s) for s in setting_verdicts(v))
+
+
 def tuned_once_claims(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The answered claims (controls apart) whose arms chose their tuned values once in any setting."""
-    return [v for v in reports if (v.get("answer") or {}).get("answer") and not v.get("control")
-            and any(chose_once(s) for s in setting_verdicts(v))]
+    """The reports whose answers carry the tuned-once mark."""
+    return [v for v in reports if marked_tuned_once(v)]
 
 
 def tuning_sentence(reports: list[dict[str, Any]], root: Path) -> str:

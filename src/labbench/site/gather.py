@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from labbench.ablation import spec as specs
-from labbench.ablation.board import (NO_ANSWER, VERDICTS, chose_once, claim_order, effect_amount, effect_words, finite, load_reports,
-                                     plain_sentence, setting_verdicts)
+from labbench.ablation.board import (NO_ANSWER, VERDICTS, claim_order, effect_amount, effect_words, finite, load_reports,
+                                     marked_tuned_once, plain_sentence)
 from labbench.ablation.maps import reproduce_command as map_command
 from labbench.ablation.pilot import pilot_files
 from labbench.ablation.report import predicted_text
@@ -191,7 +191,7 @@ def _reports(source: Path, dates: Dates, spec_of) -> dict[str, list[dict[str, An
                 "runs": v.get("runs", {}), "wall_time_s": v.get("wall_time_s"),
                 "answer": v.get("answer"),  # the claim-level answer (None: the spec names no primary)
                 # its arms chose their tuned values once on shared seeds (docs/method.md, "Tuning"): the answer is marked
-                "tuned_once": bool(v.get("answer")) and not v.get("control") and any(chose_once(s) for s in setting_verdicts(v)),
+                "tuned_once": marked_tuned_once(v),
                 "settings": v.get("settings") or [],  # a claim answered in several settings: each one's answer and setting line
                 "raw_hypotheses": v["hypotheses"],  # the primary's own numbers, for the index's effect in words
                 "hypotheses": [hypothesis_row(h, v, i) for i, h in enumerate(v["hypotheses"])],
