@@ -260,9 +260,8 @@ def primary_refusal(spec: Spec) -> str | None:
 # which the README marks, until each is re-run with `tuning.nested`. A test keeps this list to exactly the specs it
 # excuses, so it shrinks as they are re-run.
 TUNED_ONCE = frozenset({
-    "adamw-vs-adam-l2", "batch-size", "bn-vs-gn", "ce-vs-mse", "data-augmentation",
-    "dropout-overfitting", "early-stopping", "gan-discriminator-strength", "l1-vs-l2", "layernorm-vs-batchnorm-sequences",
-    "residual-degradation", "tuned-aa-control", "vae-kl-weight", "vanishing-gradients", "zero-init-symmetry",
+    "adamw-vs-adam-l2", "batch-size", "bn-vs-gn", "data-augmentation", "gan-discriminator-strength",
+    "l1-vs-l2", "layernorm-vs-batchnorm-sequences", "tuned-aa-control", "vae-kl-weight", "zero-init-symmetry",
 })
 
 
