@@ -98,3 +98,44 @@ def test_the_probe_needs_the_logistic_game():
     cfg = compose([*fast_overrides(5), "preset=gan_ring", "loss=wasserstein_gp", "task.starve_steps=10"])
     with pytest.raises(Exception, match="needs a logistic GAN loss"):
         build(cfg)
+
+
+def test_a_given_discriminator_state_restarts_the_probe_from_it():
+    """Arjovsky & Bottou train the discriminator from scratch against the fixed generator: given the initial
+    weights, the probe's step 0 reads them (not the trained discriminator's), and the run's own stay untouched."""
+    torch.manual_seed(0)
+    model = TinyGAN()
+    initial = {k: v.clone() for k, v in model.discriminator.state_dict().items()}
+    with torch.no_grad():
+        model.discriminator.weight.mul_(10.0)  # "trained": a discriminator far from its start
+    real = torch.randn(512, 2) + torch.tensor([4.0, 4.0])
+    optimizer = lambda params: torch.optim.Adam(params, lr=0.01)  # noqa: E731
+    from_trained = starve(model, real, optimizer, steps=10, batch_size=64, seed=1)
+    from_scratch = starve(model, real, optimizer, steps=10, batch_size=64, seed=1, discriminator_state=initial)
+    fresh = TinyGAN()
+    fresh.load_state_dict(model.state_dict())
+    fresh.discriminator.load_state_dict(initial)
+    z = fresh.noise(64, torch.Generator().manual_seed(1))  # the probe's noise: its generator's first draw
+    expected = generator_gradient_norms(fresh, z)
+    assert from_scratch["curve"][0]["saturating"] == pytest.approx(expected["saturating"], rel=1e-6)
+    assert from_trained["curve"][0]["saturating"] != pytest.approx(expected["saturating"], rel=1e-2)
+    assert torch.equal(model.discriminator.weight, initial["weight"] * 10.0)  # the run's discriminator as it was
+
+
+def test_starve_from_scratch_reads_the_runs_initial_discriminator(tmp_path: Path):
+    overrides = [*fast_overrides(20), "preset=gan_ring", "task.starve_steps=30", "task.eval_samples=200"]
+    trained = run(compose(overrides), tmp_path / "trained")["metrics"]["final"]
+    scratch_cfg = compose([*overrides, "task.starve_from=scratch"])
+    scratch = run(scratch_cfg, tmp_path / "scratch")["metrics"]["final"]
+    assert scratch["test/modes"] == trained["test/modes"]  # the same training: only the probe's start differs
+    assert scratch["test/starve_sat_grad_t0"] != pytest.approx(trained["test/starve_sat_grad_t0"], rel=1e-3)
+    from labbench.config import run_id
+
+    assert run_id(compose(overrides)) != run_id(scratch_cfg)  # a different probe is a different run
+    assert run_id(compose([*overrides, "task.starve_from=trained"])) == run_id(compose(overrides))  # the default adds nothing
+
+
+def test_starve_from_names_its_choices():
+    cfg = compose([*fast_overrides(5), "preset=gan_ring", "task.starve_steps=10", "task.starve_from=fresh"])
+    with pytest.raises(Exception, match="starve_from must be one of trained, scratch"):
+        build(cfg)

@@ -46,6 +46,7 @@ NEUTRAL_WHEN_ADDED = {
     "probes.sparsity_tol": 1.0e-3,
     "model.head_dim": None,             # d_model // n_heads
     "task.causal_eval": False,          # no evaluation under a forced causal mask
+    "task.starve_from": "trained",      # the starvation probe continues the trained discriminator
     "probes.batch_stats": False,
     "data.tokenizer": "char",           # one token per character
     "data.vocab_size": None,            # (BPE only) no vocabulary size

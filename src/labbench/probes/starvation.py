@@ -12,7 +12,10 @@ staying large.
 
 :func:`starve` does that on a copy of a trained GAN (the run's own networks and RNG are
 untouched), with the discriminator's loss of the logistic game and a fresh optimizer
-from the run's optimizer factory.
+from the run's optimizer factory. The copy's discriminator either continues from the one
+the run trained, or, as Arjovsky & Bottou do ("with the generator fixed we train a
+discriminator from scratch"), starts again from given weights: the task passes the run's
+own initial discriminator, one draw of the run's init scheme, so no scheme is re-implemented.
 """
 
 from __future__ import annotations
@@ -58,10 +61,12 @@ def starve(
     steps: int,
     batch_size: int,
     seed: int = 0,
+    discriminator_state: dict[str, torch.Tensor] | None = None,
 ) -> dict[str, object]:
     """Train a copy of the discriminator ``steps`` times against the fixed generator; gradients on the way.
 
-    ``real``: training samples in model space. Returns ``curve`` (per checkpoint: step,
+    ``real``: training samples in model space. ``discriminator_state``: weights the copy's
+    discriminator starts from (None: the trained one's). Returns ``curve`` (per checkpoint: step,
     the two gradient norms, D's accuracy on the fixed fakes), ``sat_drop`` and
     ``nonsat_drop`` (log10 of each norm at step 0 over its norm at the end: 2 = a
     hundredfold fall), ``gap`` (``sat_drop - nonsat_drop``) and ``d_acc_fake`` at the end.
@@ -69,6 +74,8 @@ def starve(
     if steps < 1:
         raise ValueError(f"the starvation probe needs at least 1 discriminator step, got {steps}")
     probe = copy.deepcopy(model).train()
+    if discriminator_state is not None:
+        probe.discriminator.load_state_dict(discriminator_state)
     device = next(probe.parameters()).device
     d_loss = GANLoss("non_saturating")  # the logistic discriminator loss, shared by both generator costs
     optimizer = make_optimizer(probe.discriminator.parameters())

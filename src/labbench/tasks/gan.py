@@ -9,6 +9,8 @@ from labbench.components.gan_losses import KINDS, GANLoss
 from labbench.tasks.base import OptimizerFactory, ScheduleFactory
 from labbench.tasks.generative import GenerativeTask
 
+STARVE_FROM = ("trained", "scratch")  # the starvation probe's discriminator: the run's trained one, or its initial weights
+
 
 class GANTask(GenerativeTask):
     """One training step = ``d_steps`` discriminator updates, then one generator update.
@@ -44,6 +46,7 @@ class GANTask(GenerativeTask):
         d_steps: int = 1,
         d_lr: float | None = None,
         starve_steps: int = 0,
+        starve_from: str = "trained",
         **evaluation,
     ) -> None:
         if not isinstance(loss, GANLoss):
@@ -56,9 +59,13 @@ class GANTask(GenerativeTask):
         if starve_steps < 0 or (starve_steps and not loss.logistic):
             raise ValueError(f"starve_steps must be >= 0 and needs a logistic GAN loss (saturating or non_saturating: "
                              f"the probe trains the discriminator of that game), got {starve_steps} with loss={loss.kind}")
+        if starve_from not in STARVE_FROM:
+            raise ValueError(f"starve_from must be one of {', '.join(STARVE_FROM)} (the discriminator the starvation probe "
+                             f"trains on: the run's trained one, or a fresh one from the run's own initial weights), got {starve_from!r}")
         super().__init__(model, optimizer, schedule, loss=loss, **evaluation)
         self.automatic_optimization = False
-        self.d_steps, self.d_lr, self.starve_steps = d_steps, d_lr, starve_steps
+        self.d_steps, self.d_lr, self.starve_steps, self.starve_from = d_steps, d_lr, starve_steps, starve_from
+        self._d_initial: dict[str, torch.Tensor] | None = None  # the discriminator as the run started (starve_from=scratch)
         self.d_updates = self.g_updates = 0
 
     def discriminator_optimizer(self, params):
@@ -142,10 +149,14 @@ class GANTask(GenerativeTask):
             return
         from labbench.probes.starvation import starve
 
+        if self.starve_from == "scratch" and self._d_initial is None:
+            raise RuntimeError("starve_from=scratch needs the discriminator's initial weights, kept when fitting starts; "
+                               "this test ran without a fit (train the GAN first, or use starve_from=trained)")
         datamodule = self.trainer.datamodule
         with torch.inference_mode(False), torch.enable_grad(), self.fork_rng():
             real = self.to_model(datamodule.splits["train"][0].clone())
-            result = starve(self.model, real, self.discriminator_optimizer, self.starve_steps, datamodule.batch_size, self.sample_seed)
+            result = starve(self.model, real, self.discriminator_optimizer, self.starve_steps, datamodule.batch_size, self.sample_seed,
+                            discriminator_state=self._d_initial if self.starve_from == "scratch" else None)
         last = result["curve"][-1]
         values = {"sat_drop": result["sat_drop"], "nonsat_drop": result["nonsat_drop"], "gap": result["gap"],
                   "d_acc_fake": result["d_acc_fake"], "sat_grad": last["saturating"], "nonsat_grad": last["non_saturating"]}
@@ -157,6 +168,8 @@ class GANTask(GenerativeTask):
 
     def on_fit_start(self) -> None:
         super().on_fit_start()
+        if self.starve_steps and self.starve_from == "scratch":  # kept before the first step: the probe's fresh discriminator
+            self._d_initial = {k: v.detach().clone() for k, v in self.model.discriminator.state_dict().items()}
         from labbench.probes.layers import ActivationStats, GradNorms, LossSpikes, UpdateRatios
 
         probes = [type(c).__name__ for c in self.trainer.callbacks if isinstance(c, (GradNorms, UpdateRatios, ActivationStats, LossSpikes))]
