@@ -261,8 +261,7 @@ def primary_refusal(spec: Spec) -> str | None:
 # excuses, so it shrinks as they are re-run.
 TUNED_ONCE = frozenset({
     "adamw-vs-adam-l2", "batch-size", "bn-vs-gn", "data-augmentation", "gan-discriminator-strength",
-    "l1-vs-l2", "layernorm-vs-batchnorm-sequences", "residual-degradation", "tuned-aa-control", "vae-kl-weight",
-    "vanishing-gradients", "zero-init-symmetry",
+    "l1-vs-l2", "layernorm-vs-batchnorm-sequences", "tuned-aa-control", "vae-kl-weight",
 })
 
 
