@@ -251,14 +251,15 @@ def test_the_verdict_and_the_report_say_what_the_batchnorm_arms_read():
     from labbench.ablation.report import _batchnorm_lines
     from labbench.ablation.results import batchnorm_eval
 
-    spec = specs.load("warmup")
+    spec = specs.load("residual-degradation")  # a shipped spec that decided precise statistics, in its base
     read = {"val": "precise", "test": "precise", "batches": 20, "batch_size": None}
-    records = {"high": [None, {"evaluation": {"batchnorm": read}}], "moderate": [{"evaluation": {"batchnorm": None}}]}
+    records = {"plain-56": [None, {"evaluation": {"batchnorm": read}}], "residual-20": [{"evaluation": {"batchnorm": None}}]}
     bn = batchnorm_eval(spec, "quick", records)
-    assert bn["statistics"] == "precise" and "constant rate" in bn["why"] and bn["arms"] == {"high": read}
+    assert bn["statistics"] == "precise" and "lags each arm's final weights" in " ".join(bn["why"].split())
+    assert bn["arms"] == {"plain-56": read}
     (line, _) = _batchnorm_lines(bn)
     assert line.startswith("BatchNorm evaluation: **precise** statistics.")
-    assert "`high`: val precise, test precise (20 training batches of the training batch)" in line
+    assert "`plain-56`: val precise, test precise (20 training batches of the training batch)" in line
     assert batchnorm_eval(specs.load("adam-vs-sgd"), "quick", {"adam": [{"evaluation": {"batchnorm": None}}]}) is None
 
 
@@ -270,7 +271,8 @@ def test_the_decision_is_hashed_through_the_arms_it_sets_not_through_its_prose()
 
     from labbench.ablation import spec as specs
 
-    spec = specs.load("warmup")
+    spec = specs.load("residual-degradation")
+    assert any("precise" in o for o in spec.raw["base"])
     reworded = dataclasses.replace(spec, raw={**spec.raw, "batchnorm_eval": {"statistics": "precise", "why": "other words"}})
     assert specs.fingerprint(reworded, "quick") == specs.fingerprint(spec, "quick")
     running = dataclasses.replace(spec, raw={**spec.raw, "base": [o for o in spec.raw["base"] if "precise" not in o]})
