@@ -11,8 +11,10 @@ are estimated on a copy and put back): the curves differ by the evaluation alone
 Settings:
 - ``issue-cnn``: issue 25's run: a 3-stage BatchNorm CNN (32/64/64) on the 5,000 embedded MNIST
   images, SGD momentum 0.9 at a constant 0.1, batch 64, 500 steps, validated every 50.
-- ``warmup-high``: the committed B6 ``warmup`` quick profile's ``high`` arm (ResNet-8 with
-  BatchNorm on the digits, SGD momentum 0.9 at a constant 0.8, batch 256), validated every 25 steps.
+- ``warmup-high``: the B6 ``warmup`` first version's quick ``high`` arm (ResNet-8 with BatchNorm on
+  the digits, SGD momentum 0.9 at a constant 0.8, batch 256, 500 steps), validated every 25 steps.
+  Its overrides are written out below, as that spec resolved them, so that the measurement stays
+  reproducible after the spec's pre-registered successor replaces it.
 
 Writes ``docs/method/bn_eval_swing.json`` (or ``--out``): per setting, seed and statistics, the
 validation accuracy at every evaluation, the swing, the final test accuracy, and the training
@@ -33,16 +35,17 @@ PRECISE = "norm.precise_batches=20"
 
 
 def settings() -> dict[str, list[str]]:
-    from labbench.ablation import spec as specs
-    from labbench.ablation.plan import arm_overrides, merge_overrides
-
-    warmup = specs.load("warmup")
     return {
         "issue-cnn": [
             "data=mnist5k", "model=cnn", "model.channels=[32,64,64]", "norm=batch", "optimizer=sgd", "optimizer.momentum=0.9",
             "optimizer.lr=0.1", "schedule=constant", "data.batch_size=64", "trainer.max_steps=500", "trainer.val_check_interval=50",
         ],
-        "warmup-high": list(merge_overrides(arm_overrides(warmup, "high", "quick"), ["trainer.val_check_interval=25", "norm.precise_batches=0"])),
+        "warmup-high": [  # arm_overrides(warmup, "high", "quick") of warmup's first version, + validation every 25 steps
+            "data=digits", "data.batch_size=256", "model=resnet", "model.depth=8", "norm=batch", "init=kaiming_normal",
+            "optimizer=sgd", "optimizer.momentum=0.9", "schedule=constant", "probes.loss_spikes=true", "probes.spike_factor=5",
+            "trainer.max_steps=500", "optimizer.lr=0.8", "schedule.warmup_steps=0", "trainer.val_check_interval=25",
+            "norm.precise_batches=0",
+        ],
     }
 
 
