@@ -291,3 +291,19 @@ def test_the_pilot_command_sizes_each_arm_alone_and_writes_each_budget(tmp_path,
     for arm, r in chosen.items():
         assert profile_agrees(dataclasses.replace(again, pilot=again.pilot.for_arm(arm)), r) == []
     assert main(["pilot", str(spec.path), "--arm", "nope", "--out", str(tmp_path / "store"), "--no-wandb"]) != 0
+
+
+@pytest.mark.unit
+def test_the_pilot_table_marks_a_candidate_whose_tuning_runs_had_no_value(tmp_path):
+    """A budget rests on its candidate's tuning: where some tuning runs failed, the table says so beside the value."""
+    from labbench.ablation.pilot import render
+
+    spec = write_spec(tmp_path, factors=["model.width"], arms={"standard": ["model.width=16"], "other": ["model.width=8"]},
+                      tuning={"param": "optimizer.lr", "grid": [0.01, 0.1], "metric": "val/loss", "direction": "lower", "nested": True})
+    candidate = {"index": 0, "overrides": ["trainer.max_steps=4"], "gates": [], "runs": [], "late_share_mean": 0.0, "met": True,
+                 "tuned": {"value": 0.01, "on_edge": False}}
+    result = {"name": "piloted", "profile": "quick", "arm": "standard", "metric": "val/loss", "seeds": 2, "late_progress": 0.5,
+              "progress_from": "failure", "gates": [], "pilot_hash": "x", "candidates": [candidate], "chosen": 0, "capped": False}
+    assert "have no value" not in render(spec, result)
+    candidate["tuned"]["unscored"] = {"0.1": 2}
+    assert "`optimizer.lr=0.01` **2 tuning run(s) have no value (2 at 0.1): chosen without them" in render(spec, result)

@@ -102,6 +102,47 @@ def test_tuning_extends_past_an_edge_on_the_arms_own_scores(tmp_path):
     assert "also tried 0.001, 0.01" in rebuilt.report.read_text()
 
 
+def test_tuning_runs_without_a_value_are_named_in_the_choice_and_the_report(tmp_path):
+    """A tuning run that failed (or whose record is gone) has no score: the choice goes on without it, as the
+    store's promise that one crash loses no other run requires, but the tuned arm says so, value by value, in its
+    verdict data and its report row, so that a grid whose runs crashed cannot steer a budget or a verdict unseen."""
+    import json
+
+    import yaml
+
+    from labbench.ablation import engine
+    from labbench.ablation import spec as specs
+    from labbench.ablation.metrics import metric_value
+
+    raw = {"name": "lost", "claim": "planted", "factors": ["model.width"], "base": ["data=synthetic", "model=mlp", "trainer.max_steps=10",
+                                                                                    "trainer.val_check_interval=5"],
+           "arms": {"narrow": ["model.width=8"], "wide": ["model.width=16"]},
+           "hypotheses": [{"metric": "val/loss", "better": "wide", "worse": "narrow", "direction": "lower"}],
+           "tuning": {"param": "optimizer.lr", "grid": [0.01, 0.1], "metric": "val/loss", "direction": "lower", "seeds": 2},
+           "profiles": {"smoke": {"seeds": 1}}}
+    path = tmp_path / "lost.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    spec = specs.load(str(path))
+    outcome = engine.reproduce(spec, "smoke", root=tmp_path / "runs", wandb=False)
+    assert all("unscored" not in info for info in outcome.plan.tuned.values())
+    assert "tuning run(s) have no value" not in outcome.report.read_text()
+    crashed = [r for r in outcome.plan.tuning_runs if r.arm == "wide" and r.tuned_value == 0.1]
+    assert len(crashed) == 2
+    record = tmp_path / "runs" / "lost" / "smoke" / "runs" / crashed[0].run_id / "run.json"
+    data = json.loads(record.read_text())
+    record.write_text(json.dumps({**data, "status": "failed", "error": "planted", "metrics": {}}))
+    rebuilt = engine.reproduce(spec, "smoke", root=tmp_path / "runs", wandb=False)  # the failed run counts as done: not re-run
+    assert json.loads(record.read_text())["status"] == "failed"
+    assert rebuilt.plan.tuned["wide"]["unscored"] == {"0.1": 1} and "unscored" not in rebuilt.plan.tuned["narrow"]
+    scores = {k: [] for k in ("0.01", "0.1")}
+    for r in rebuilt.plan.tuning_runs:
+        if r.arm == "wide" and r.run_id != crashed[0].run_id:
+            scores[repr(r.tuned_value)].append(metric_value(json.loads((record.parent.parent / r.run_id / "run.json").read_text()), "val/loss"))
+    assert rebuilt.plan.tuned["wide"]["scores"]["0.1"] == pytest.approx(scores["0.1"][0])  # the mean of the one left
+    text = " ".join(rebuilt.report.read_text().split())
+    assert "**1 tuning run(s) have no value (1 at 0.1): chosen without them; `--retry-failed` runs failed ones again**" in text
+
+
 def test_an_arm_the_grid_leaves_out_is_not_tuned_and_keeps_the_base_value(tmp_path):
     """Keskar et al.'s protocol (fixed hyper-parameters) beside Shallue et al.'s (tuned) in one spec."""
     import yaml

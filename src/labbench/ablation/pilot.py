@@ -38,7 +38,7 @@ from labbench.ablation import plan as planning
 from labbench.ablation.execute import execute
 from labbench.ablation.metrics import metric_value, parse_metric, truncated
 from labbench.ablation.plan import merge_overrides, override_key
-from labbench.ablation.report import _f
+from labbench.ablation.report import _f, unscored_warning
 from labbench.ablation.engine import tune_arms
 from labbench.ablation.results import check_gates, metric_direction
 from labbench.ablation.spec import Spec, SpecError
@@ -275,7 +275,8 @@ def render(spec: Spec, result: dict[str, Any]) -> str:
     lines += ["| # | overrides | tuned | gates (mean vs bar) | `" + p.metric + "` start / half / end (mean) | late share | met |",
               "|---|---|---|---|---|---|---|"]
     for c in result["candidates"]:
-        tuned = f"`{spec.tuning.show(c['tuned']['value'])}`" + (" (edge)" if c["tuned"].get("on_edge") else "") if c.get("tuned") else "-"
+        tuned = (f"`{spec.tuning.show(c['tuned']['value'])}`" + (" (edge)" if c["tuned"].get("on_edge") else "")
+                 + unscored_warning(c["tuned"]) if c.get("tuned") else "-")
         gates = "; ".join(f"`{g['metric']}` {_f(g['mean'])} vs {_f(g['bar'])} {'pass' if g['passed'] else 'FAIL'}" for g in c["gates"]) or "-"
         done = [r for r in c["runs"] if "end" in r]
         mean = lambda k: sum(r[k] for r in done) / len(done) if done else math.nan  # noqa: E731

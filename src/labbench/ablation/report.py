@@ -23,6 +23,17 @@ CURVE_KEYS = ("train/loss", "val/loss", "val/acc")
 FIGURE_DPI = 200  # 2x: the site shows each plot at half its pixels (site.render.display_size), sharp on high-density screens
 
 
+def unscored_warning(tuned: dict[str, Any]) -> str:
+    """A tuned arm's mark when some of its tuning runs have no value (failed, missing, or never logged the metric):
+    the choice was made without them, and a value none of whose runs has one could not be chosen at all."""
+    lost = tuned.get("unscored") or {}
+    if not lost:
+        return ""
+    where = ", ".join(f"{n} at {value}" for value, n in lost.items())
+    return (f" **{sum(lost.values())} tuning run(s) have no value ({where}): chosen without them; "
+            "`--retry-failed` runs failed ones again**")
+
+
 def _f(x: Any, digits: int = 4) -> str:
     if x is None:
         return "-"
@@ -271,6 +282,7 @@ def _setup_rows(spec: Spec, plan: Plan, records: dict[str, list[dict | None]]) -
             never = " **no value of its grid cleared the competence gate**" if info.get("cleared_gate") is False else ""
             if info.get("uninformative"):
                 never += " **every value scored the same: the tuning could not choose (the first listed was kept)**"
+            never += unscored_warning(info)
             added = (f"; beyond the declared grid's edge (tuning.extend: {t.extend}) also tried {', '.join(str(v) for v in info['extended'])}"
                      if info.get("extended") else "")
             rows.append((f"tuned `{arm}`", f"`{t.show(info['value'])}`{edge}{never} (grid scores {scores}{added})"))

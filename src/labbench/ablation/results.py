@@ -233,9 +233,12 @@ def choose_tuned(spec: Spec, profile: str, runs: list[PlannedRun], store: Store)
         keys = [repr(v) for v in grid]
         scores: dict[str, list[float]] = {k: [] for k in keys}
         blocks: dict[int, dict[str, list[float]]] = {}
+        unscored: dict[str, int] = {}  # per value, its tuning runs without a value: failed, missing, metric never logged
         for (value, rec), run in zip(pairs, [r for r in runs if r.arm == arm]):
             score = tuning_value(rec, t.metric, t.direction, spec.failure)
             scores.setdefault(repr(value), []).append(score)
+            if math.isnan(score):
+                unscored[repr(value)] = unscored.get(repr(value), 0) + 1
             blocks.setdefault(tuning_block(spec, arm, seeds_of[run.run_id]), {k: [] for k in keys})[repr(value)].append(score)
         numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in grid)
         order = [repr(v) for v in (sorted(grid) if numeric else grid)]  # smallest first: what one_se prefers
@@ -263,6 +266,8 @@ def choose_tuned(spec: Spec, profile: str, runs: list[PlannedRun], store: Store)
             "blocks_agree": len(set(map(repr, per_block_values))) == 1,
             "extended": extended,  # values added beyond the declared grid's edge
             "uninformative": len(grid) > 1 and len({means[repr(v)] for v in grid}) == 1,  # every value scored the same
+            # the choice was made without these runs (a value none of whose runs has one cannot be chosen): said, not hidden
+            **({"unscored": unscored} if unscored else {}),
         }
     return tuned
 
