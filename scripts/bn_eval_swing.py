@@ -40,7 +40,7 @@ def settings() -> dict[str, list[str]]:
             "data=mnist5k", "model=cnn", "model.channels=[32,64,64]", "norm=batch", "optimizer=sgd", "optimizer.momentum=0.9",
             "optimizer.lr=0.1", "schedule=constant", "data.batch_size=64", "trainer.max_steps=500", "trainer.val_check_interval=50",
         ],
-        "warmup-high": [  # arm_overrides(warmup, "high", "quick") of warmup's first version, + validation every 25 steps
+        "warmup-high": [  # warmup's first version's arm_overrides(warmup, "high", "quick"), + validation every 25 steps and running statistics
             "data=digits", "data.batch_size=256", "model=resnet", "model.depth=8", "norm=batch", "init=kaiming_normal",
             "optimizer=sgd", "optimizer.momentum=0.9", "schedule=constant", "probes.loss_spikes=true", "probes.spike_factor=5",
             "trainer.max_steps=500", "optimizer.lr=0.8", "schedule.warmup_steps=0", "trainer.val_check_interval=25",

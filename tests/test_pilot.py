@@ -294,16 +294,22 @@ def test_the_pilot_command_sizes_each_arm_alone_and_writes_each_budget(tmp_path,
 
 
 @pytest.mark.unit
-def test_the_pilot_table_marks_a_candidate_whose_tuning_runs_had_no_value(tmp_path):
-    """A budget rests on its candidate's tuning: where some tuning runs failed, the table says so beside the value."""
+def test_the_pilot_table_marks_a_candidate_whose_tuning_runs_had_no_score(tmp_path):
+    """A budget rests on its candidate's tuning: where some tuning runs failed, the table says so beside the value, and
+    `labbench pilot --retry-failed` is accepted (it runs them again before the choice)."""
     from labbench.ablation.pilot import render
 
     spec = write_spec(tmp_path, factors=["model.width"], arms={"standard": ["model.width=16"], "other": ["model.width=8"]},
-                      tuning={"param": "optimizer.lr", "grid": [0.01, 0.1], "metric": "val/loss", "direction": "lower", "nested": True})
+                      tuning={"param": "optimizer.lr", "grid": [0.01, 0.1], "metric": "val/loss", "direction": "lower"})
     candidate = {"index": 0, "overrides": ["trainer.max_steps=4"], "gates": [], "runs": [], "late_share_mean": 0.0, "met": True,
                  "tuned": {"value": 0.01, "on_edge": False}}
     result = {"name": "piloted", "profile": "quick", "arm": "standard", "metric": "val/loss", "seeds": 2, "late_progress": 0.5,
               "progress_from": "failure", "gates": [], "pilot_hash": "x", "candidates": [candidate], "chosen": 0, "capped": False}
-    assert "have no value" not in render(spec, result)
-    candidate["tuned"]["unscored"] = {"0.1": 2}
-    assert "`optimizer.lr=0.01` **2 tuning run(s) have no value (2 at 0.1): chosen without them" in render(spec, result)
+    assert "without a score" not in render(spec, result)
+    candidate["tuned"].update(unscored={"0.1": 1}, scores={"0.01": 0.5, "0.1": 0.7})
+    assert "`optimizer.lr=0.01` **1 tuning run(s) without a score (1 at 0.1): the value was chosen without them; `--retry-failed`" \
+        in render(spec, result)
+    from labbench.cli import build_parser
+
+    assert build_parser().parse_args(["pilot", "x", "--retry-failed"]).retry_failed is True
+    assert build_parser().parse_args(["pilot", "x"]).retry_failed is False

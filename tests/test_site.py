@@ -721,7 +721,8 @@ def test_an_answer_whose_arms_were_tuned_once_carries_the_chip_and_the_glossary_
     for path in RESULTS.glob("*/quick/verdict.json"):
         name = path.parent.parent.name
         assert ('class="chip capped tuned-once"' in claim_row_html(index, name)) == (name in marked), name
-    assert 'class="chip capped tuned-once"' in (site / "claims" / "layernorm-vs-batchnorm-sequences.html").read_text()
+    for name in sorted(marked)[:1]:  # its own page carries the chip too (the list shrinks as they are re-run nested)
+        assert 'class="chip capped tuned-once"' in (site / "claims" / f"{name}.html").read_text()
     glossary = index[index.index('id="g-tuned-once"'):index.index('id="g-none"')]
     aa = json.loads((REPO / "docs" / "bench" / "tuned-aa.json").read_text())
     best3 = [100 * info["procedures"]["best of 3"]["hypotheses"]["A beats B on test accuracy (it should not)"]["false_positive"]

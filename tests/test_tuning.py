@@ -102,10 +102,11 @@ def test_tuning_extends_past_an_edge_on_the_arms_own_scores(tmp_path):
     assert "also tried 0.001, 0.01" in rebuilt.report.read_text()
 
 
-def test_tuning_runs_without_a_value_are_named_in_the_choice_and_the_report(tmp_path):
+def test_tuning_runs_without_a_score_are_named_and_retry_failed_runs_them_before_choosing(tmp_path):
     """A tuning run that failed (or whose record is gone) has no score: the choice goes on without it, as the
     store's promise that one crash loses no other run requires, but the tuned arm says so, value by value, in its
-    verdict data and its report row, so that a grid whose runs crashed cannot steer a budget or a verdict unseen."""
+    verdict data, its report row and the caveats, so that a grid whose runs crashed cannot steer a budget or a verdict
+    unseen; ``--retry-failed`` runs the failed tuning runs again before the choice is made from them."""
     import json
 
     import yaml
@@ -113,6 +114,7 @@ def test_tuning_runs_without_a_value_are_named_in_the_choice_and_the_report(tmp_
     from labbench.ablation import engine
     from labbench.ablation import spec as specs
     from labbench.ablation.metrics import metric_value
+    from labbench.ablation.report import caveats
 
     raw = {"name": "lost", "claim": "planted", "factors": ["model.width"], "base": ["data=synthetic", "model=mlp", "trainer.max_steps=10",
                                                                                     "trainer.val_check_interval=5"],
@@ -123,24 +125,39 @@ def test_tuning_runs_without_a_value_are_named_in_the_choice_and_the_report(tmp_
     path = tmp_path / "lost.yaml"
     path.write_text(yaml.safe_dump(raw))
     spec = specs.load(str(path))
-    outcome = engine.reproduce(spec, "smoke", root=tmp_path / "runs", wandb=False)
+    root = tmp_path / "runs"
+    outcome = engine.reproduce(spec, "smoke", root=root, wandb=False)
     assert all("unscored" not in info for info in outcome.plan.tuned.values())
-    assert "tuning run(s) have no value" not in outcome.report.read_text()
+    assert "without a score" not in outcome.report.read_text()
     crashed = [r for r in outcome.plan.tuning_runs if r.arm == "wide" and r.tuned_value == 0.1]
     assert len(crashed) == 2
-    record = tmp_path / "runs" / "lost" / "smoke" / "runs" / crashed[0].run_id / "run.json"
-    data = json.loads(record.read_text())
-    record.write_text(json.dumps({**data, "status": "failed", "error": "planted", "metrics": {}}))
-    rebuilt = engine.reproduce(spec, "smoke", root=tmp_path / "runs", wandb=False)  # the failed run counts as done: not re-run
-    assert json.loads(record.read_text())["status"] == "failed"
-    assert rebuilt.plan.tuned["wide"]["unscored"] == {"0.1": 1} and "unscored" not in rebuilt.plan.tuned["narrow"]
-    scores = {k: [] for k in ("0.01", "0.1")}
-    for r in rebuilt.plan.tuning_runs:
-        if r.arm == "wide" and r.run_id != crashed[0].run_id:
-            scores[repr(r.tuned_value)].append(metric_value(json.loads((record.parent.parent / r.run_id / "run.json").read_text()), "val/loss"))
-    assert rebuilt.plan.tuned["wide"]["scores"]["0.1"] == pytest.approx(scores["0.1"][0])  # the mean of the one left
-    text = " ".join(rebuilt.report.read_text().split())
-    assert "**1 tuning run(s) have no value (1 at 0.1): chosen without them; `--retry-failed` runs failed ones again**" in text
+    records = [root / "lost" / "smoke" / "runs" / r.run_id / "run.json" for r in crashed]
+    completed = [json.loads(p.read_text()) for p in records]
+
+    def fail(i: int) -> None:
+        records[i].write_text(json.dumps({**completed[i], "status": "failed", "error": "planted", "metrics": {}}))
+
+    fail(0)
+    again = engine.reproduce(spec, "smoke", root=root, wandb=False)  # a failed run counts as done: not run again
+    assert json.loads(records[0].read_text())["status"] == "failed"
+    wide = again.plan.tuned["wide"]
+    assert wide["unscored"] == {"0.1": 1} and "unscored" not in again.plan.tuned["narrow"]
+    assert wide["scores"]["0.1"] == pytest.approx(metric_value(completed[1], "val/loss"))  # the mean of the run left
+    line = ("**1 tuning run(s) without a score (1 at 0.1): the value was chosen without them; `--retry-failed` runs the failed "
+            "ones again before choosing")
+    assert line in " ".join(again.report.read_text().split())
+    assert any(c.startswith("`wide`'s tuning: " + line) for c in caveats(again.verdict))
+
+    retried = engine.reproduce(spec, "smoke", root=root, wandb=False, retry_failed=True)  # run again, then chosen from
+    assert json.loads(records[0].read_text())["status"] == "completed"
+    assert "unscored" not in retried.plan.tuned["wide"] and retried.plan.tuned == outcome.plan.tuned  # the same run, again
+
+    fail(0), fail(1)  # no run of 0.1 scored: it cannot be chosen, and the line says so
+    lost = engine.reproduce(spec, "smoke", root=root, wandb=False).plan.tuned["wide"]
+    assert lost["unscored"] == {"0.1": 2} and lost["value"] == 0.01 and math.isnan(lost["scores"]["0.1"])
+    from labbench.ablation.report import unscored_warning
+    assert "2 at 0.1 (none of its runs scored: it could not be chosen)" in unscored_warning(lost)
+    assert "no value has a score: nothing was chosen" in unscored_warning({"unscored": {"0.01": 1}, "scores": {"0.01": "nan"}})
 
 
 def test_an_arm_the_grid_leaves_out_is_not_tuned_and_keeps_the_base_value(tmp_path):

@@ -444,7 +444,7 @@ def cmd_pilot(args: argparse.Namespace) -> int:
                       + f", {len(one.pilot.candidates)} candidate budget(s), {one.pilot.seeds} seeds each, cheapest first")
         result = run_pilot(one, args.out, not args.no_wandb, report_dir,
                            on_done=lambda run, status: console.print(f"  {run.stage} seed {run.seed}: {status}"), stop_at_first=not args.all,
-                           jobs=args.jobs)
+                           jobs=args.jobs, retry_failed=args.retry_failed)
         table = Table(title=f"{one.name} pilot ({one.pilot.arm})")
         for col in ("#", "overrides", "gates", "late share", "met"):
             table.add_column(col, overflow="fold")
@@ -672,7 +672,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("reproduce", help="run what is missing, aggregate, print the verdicts, write the report")
     add(p, "seeds", "jobs", "out", "report_dir", "no_wandb", "launcher")
-    p.add_argument("--retry-failed", action="store_true", help="run failed runs again (default: they count as failed)")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="run failed runs again, tuning runs before a value is chosen from them (default: they count as failed)")
     p.add_argument("--update-estimate", action="store_true",
                    help="write the measured time into the profile's estimated_minutes in the spec file (comments kept)")
     p.add_argument("overrides", nargs="*", help="extra Hydra overrides applied to every run (e.g. trainer.max_steps=100)")
@@ -682,6 +683,7 @@ def build_parser() -> argparse.ArgumentParser:
     add(p, "out", "report_dir", "no_wandb", "jobs")
     p.add_argument("--all", action="store_true", help="run every candidate, not only up to the first that meets the rule")
     p.add_argument("--arm", default=None, help="per-arm budgets (pilot.arms): pilot this arm only (default: each listed arm in turn)")
+    p.add_argument("--retry-failed", action="store_true", help="run failed runs again, tuning runs before a value is chosen from them")
     p.add_argument("--write-profile", action="store_true",
                    help="write the chosen budget into the piloted profile's overrides in the spec file (comments kept)")
     p.set_defaults(func=cmd_pilot)

@@ -106,13 +106,15 @@ def seed_warnings(spec: Spec, profile: str, seeds: int | None = None) -> list[st
 
 
 def tune_arms(
-    spec: Spec, profile: str, extra: Sequence[str], store: Store, run_all: Callable[[list[PlannedRun]], None]
+    spec: Spec, profile: str, extra: Sequence[str], store: Store, run_all: Callable[[list[PlannedRun]], None],
+    retry_failed: bool = False,
 ) -> tuple[list[PlannedRun], dict[str, dict[str, Any]]]:
     """Per-arm tuning (results.pending_tuning: the declared grid, then values past an edge with
-    ``tuning.extend``), running each pending batch; returns every tuning run and the choices."""
+    ``tuning.extend``), running each pending batch; returns every tuning run and the choices.
+    ``retry_failed``: a failed tuning run runs once more before the choice is made from it (not after)."""
     passed: set[PlannedRun] = set()
     while True:
-        pending, runs, tuned = pending_tuning(spec, profile, extra, store)
+        pending, runs, tuned = pending_tuning(spec, profile, extra, store, retry_failed, {r.run_id for r in passed})
         if not pending:
             break
         run_all(pending)
@@ -165,7 +167,7 @@ def reproduce(
             plan.tuning_runs = list(dict.fromkeys([*plan.tuning_runs, *runs]))  # the plan on disk lists every run tried
             run_all(runs)
 
-        plan.tuning_runs, plan.tuned = tune_arms(spec, profile, extra, store, run_tuning)
+        plan.tuning_runs, plan.tuned = tune_arms(spec, profile, extra, store, run_tuning, retry_failed)
     plan.final_runs = planning.final_runs(spec, profile, extra, plan.seeds, plan.tuned)
     run_all(plan.final_runs)
     store.save_plan(plan.as_dict())

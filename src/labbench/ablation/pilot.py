@@ -139,11 +139,13 @@ def run_pilot(
     on_done: ProgressFn | None = None,
     stop_at_first: bool = True,
     jobs: int = 1,
+    retry_failed: bool = False,
 ) -> dict[str, Any]:
     """Try the candidates cheapest first; returns (and writes) ``pilot.json`` and ``pilot.md``.
 
     ``jobs`` worker processes train each batch of independent runs (a candidate's tuning grid,
-    then its seeds); the numbers do not depend on it (each run sets its own thread count)."""
+    then its seeds); the numbers do not depend on it (each run sets its own thread count).
+    ``retry_failed``: failed runs run again (tuning runs before the choice is made from them)."""
     from labbench.ablation.store import default_root
 
     if spec.pilot is None:
@@ -161,9 +163,10 @@ def run_pilot(
     for index, candidate in enumerate(p.candidates):
         validate(sub, p.profile, list(candidate))
         tuning_runs, tuned = tune_arms(sub, p.profile, candidate, store,
-                                       lambda runs: execute(runs, store, spec.name, tags, jobs, wandb, False, on_done))
+                                       lambda runs: execute(runs, store, spec.name, tags, jobs, wandb, retry_failed, on_done),
+                                       retry_failed)
         runs = planning.final_runs(sub, p.profile, candidate, list(range(p.seeds)), tuned)
-        execute(runs, store, spec.name, tags, jobs, wandb, False, on_done)
+        execute(runs, store, spec.name, tags, jobs, wandb, retry_failed, on_done)
         records = [store.record(r.run_id) for r in runs]
         done = [r for r in records if r and r.get("status") == "completed"]
         better = metric_direction(done or records, p.metric)

@@ -23,15 +23,28 @@ CURVE_KEYS = ("train/loss", "val/loss", "val/acc")
 FIGURE_DPI = 200  # 2x: the site shows each plot at half its pixels (site.render.display_size), sharp on high-density screens
 
 
+def _as_float(x: Any) -> float:
+    """A score as stored: a float, or "nan" once it has been through JSON; NaN for anything else."""
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return math.nan
+
+
 def unscored_warning(tuned: dict[str, Any]) -> str:
-    """A tuned arm's mark when some of its tuning runs have no value (failed, missing, or never logged the metric):
-    the choice was made without them, and a value none of whose runs has one could not be chosen at all."""
+    """A tuned arm's mark when some of its tuning runs have no score (failed, missing, or never logged the metric):
+    the choice was made without them, and a value none of whose runs scored could not be chosen at all."""
     lost = tuned.get("unscored") or {}
     if not lost:
         return ""
-    where = ", ".join(f"{n} at {value}" for value, n in lost.items())
-    return (f" **{sum(lost.values())} tuning run(s) have no value ({where}): chosen without them; "
-            "`--retry-failed` runs failed ones again**")
+    scores = tuned.get("scores") or {}
+    unscorable = [v for v in lost if math.isnan(_as_float(scores.get(v)))]  # a mean of none (a diverged run's inf is a score)
+    where = ", ".join(f"{n} at {v}" + (" (none of its runs scored: it could not be chosen)" if v in unscorable else "")
+                      for v, n in lost.items())
+    chosen = ("no value has a score: nothing was chosen" if scores and len(unscorable) == len(scores)
+              else "the value was chosen without them")
+    return (f" **{sum(lost.values())} tuning run(s) without a score ({where}): {chosen}; `--retry-failed` runs the "
+            "failed ones again before choosing (a run that completed without logging the metric stays without one)**")
 
 
 def _f(x: Any, digits: int = 4) -> str:
@@ -374,6 +387,8 @@ def caveats(verdict: dict) -> list[str]:
         if tuned.get("on_edge"):
             out.append(f"`{arm}`'s tuned value {tuned.get('value')} is **on the edge of its grid**: the optimum may lie outside it, "
                        "and the arm may be compared below its best.")
+        if tuned.get("unscored"):
+            out.append(f"`{arm}`'s tuning:{unscored_warning(tuned)}")
     for h in verdict["hypotheses"]:
         if h.get("unsettled"):
             out.append(f"\"{h['name']}\" is **unsettled**: the effect still moved over the last half of the budget; a longer run "

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from labbench.ablation.metrics import has_curve, metric_value, parse_metric, truncated
@@ -272,7 +272,8 @@ def choose_tuned(spec: Spec, profile: str, runs: list[PlannedRun], store: Store)
     return tuned
 
 
-def pending_tuning(spec: Spec, profile: str, extra, store: Store) -> tuple[list[PlannedRun], list[PlannedRun], dict[str, dict[str, Any]]]:
+def pending_tuning(spec: Spec, profile: str, extra, store: Store, retry_failed: bool = False, attempted: Collection[str] = ()
+                   ) -> tuple[list[PlannedRun], list[PlannedRun], dict[str, dict[str, Any]]]:
     """Where per-arm tuning stands, read from the store: ``(pending, tried, tuned)``.
 
     The procedure: the declared grid; then, while an arm's best value sits on an edge of
@@ -280,13 +281,18 @@ def pending_tuning(spec: Spec, profile: str, extra, store: Store) -> tuple[list[
     ``tuning.extend`` times, on each arm's own validation scores. ``pending``: the next
     batch of runs not yet in the store (empty once the procedure is complete); ``tried``:
     every run of the steps completed so far; ``tuned``: the choices from them. ``reproduce``
-    and ``labbench plan`` both walk it, so both run the same tuning runs.
+    and ``labbench plan`` both walk it, so both run the same tuning runs. ``retry_failed``: a failed
+    run counts as not done, so it runs again before anything is chosen from it, unless its id is in
+    ``attempted`` (already run again by this call: a run that fails twice is not retried for ever).
     """
+    def done(r: PlannedRun) -> bool:
+        return store.is_done(r.run_id, retry_failed=retry_failed and r.run_id not in attempted)
+
     runs = tuning_runs(spec, profile, extra)
     if not runs:
         return [], [], {}
-    if not all(store.is_done(r.run_id) for r in runs):
-        return [r for r in runs if not store.is_done(r.run_id)], [], {}
+    if not all(done(r) for r in runs):
+        return [r for r in runs if not done(r)], [], {}
     tuned = choose_tuned(spec, profile, runs, store)
     for _ in range(spec.tuning.extend):
         added = []
@@ -297,8 +303,8 @@ def pending_tuning(spec: Spec, profile: str, extra, store: Store) -> tuple[list[
                 added += [planned_run(spec, arm, profile, extra, seed, "tune", value) for seed in tuning_seeds(spec, arm)]
         if not added:
             break
-        if not all(store.is_done(r.run_id) for r in added):
-            return [r for r in added if not store.is_done(r.run_id)], runs, tuned
+        if not all(done(r) for r in added):
+            return [r for r in added if not done(r)], runs, tuned
         runs = runs + added
         tuned = choose_tuned(spec, profile, runs, store)
     return [], runs, with_followers(spec, tuned)
