@@ -21,13 +21,32 @@ from markupsafe import escape
 
 from labbench.ablation import spec as specs
 from labbench.ablation.board import effect_words
+from labbench.ablation.maps import reproduce_command as map_command
+from labbench.ablation.maps import slug
 from labbench.cli import main
 from labbench.site import MANIFEST, SiteError, build, seeds
 from labbench.site.browser import NoBrowser, chromium, resize
 from labbench.site.figures import forest_svg
-from labbench.site.gather import claim_row, gate_status, gather, line_chips, setup_chips, standardized
+from labbench.site.gather import claim_row, gate_status, gather, line_chips, section_of, setup_chips, standardized
 
 RESULTS = REPO / "docs" / "results"
+
+
+def mapped_claim() -> tuple[str, Path]:
+    """The first committed claim (by name) with a report, a pilot and a map: the one claim page that shows all three,
+    and the store the store-side tests build from. Picked at run time, so re-registering a claim (its old results
+    removed until its successor runs) moves these tests to another claim instead of breaking them; they fail only when
+    no claim has all three."""
+    for claim in sorted(p for p in RESULTS.iterdir() if p.is_dir()):
+        maps = sorted(claim.glob("quick-map*/map.json"))
+        if maps and (claim / "quick" / "verdict.json").is_file() and (claim / "pilot").is_dir():
+            return claim.name, maps[0].parent
+    raise AssertionError("no committed claim has a quick report, a pilot and a map: run `labbench map NAME --profile quick` "
+                         "for one, with `--report-dir docs/results/NAME/quick-map`")
+
+
+MAPPED, MAP_DIR = mapped_claim()
+MAP = json.loads((MAP_DIR / "map.json").read_text())
 
 
 def hypotheses_in(results: Path) -> int:
@@ -105,14 +124,14 @@ def test_every_link_on_every_page_points_to_a_file_of_the_site(site):
                 assert parts.fragment in parse(target).ids, f"{page.relative_to(site)}: {url} has no #{parts.fragment} there"
     forest = [u for u in parse(site / "index.html").urls if "#h-" in u]
     assert len(set(forest)) == hypotheses_in(RESULTS), "each row of the forest plot links to its own hypothesis"
-    assert (site / "forest.svg").is_file() and (site / "claims" / "xavier-vs-kaiming" / "quick-map-depth" / "heatmap_0.png").is_file()
+    assert (site / "forest.svg").is_file() and (site / "claims" / MAPPED / MAP_DIR.name / "heatmap_0.png").is_file()
 
 
 def test_a_claim_page_shows_its_report_maps_command_and_wandb_group(site):
-    page = (site / "claims" / "xavier-vs-kaiming.html").read_text()
-    for needed in ("labbench reproduce xavier-vs-kaiming --profile quick", "labbench map xavier-vs-kaiming --profile quick --axis model.depth=5,10,20,30",
-                   "group <code>xavier-vs-kaiming</code>", "Competence gates", "Provenance", "curves.png", "metrics.png", "heatmap_0.png",
-                   "labbench pilot xavier-vs-kaiming"):
+    page = (site / "claims" / f"{MAPPED}.html").read_text()
+    for needed in (f"labbench reproduce {MAPPED} --profile quick", map_command(MAP),
+                   f"group <code>{MAPPED}</code>", "Competence gates", "Provenance", "curves.png", "metrics.png", "heatmap_0.png",
+                   f"labbench pilot {MAPPED}"):
         assert needed in page, needed
     # the verdicts once: the page's own table, not the report's copy of it (its gates and checks stay)
     assert "p (raw / Holm)" not in page and page.count('class="catalog"') == 1 and "Competence gates" in page
@@ -127,13 +146,13 @@ def test_a_reports_command_is_pinned_to_the_commit_of_its_results_and_has_a_copy
     import html
     import subprocess
 
-    page = (site / "claims" / "xavier-vs-kaiming.html").read_text()
-    verdict = RESULTS / "xavier-vs-kaiming" / "quick" / "verdict.json"
+    page = (site / "claims" / f"{MAPPED}.html").read_text()
+    verdict = RESULTS / MAPPED / "quick" / "verdict.json"
     last = subprocess.run(["git", "log", "-1", "--format=%H", "--", verdict.name], cwd=verdict.parent,
                           capture_output=True, text=True, check=True).stdout.strip()[:10]
     if not last:
         pytest.skip("the committed results have no git history here")
-    commands = f"git checkout {last}\nlabbench reproduce xavier-vs-kaiming --profile quick"
+    commands = f"git checkout {last}\nlabbench reproduce {MAPPED} --profile quick"
     assert f"<pre><code>{commands}</code></pre>" in page
     assert f'<button type="button" class="copy" data-copy="{html.escape(commands)}"' in page.replace("&#10;", "\n")
     assert "navigator.clipboard.writeText(button.dataset.copy)" in page
@@ -269,13 +288,13 @@ def test_each_forest_row_links_to_its_hypothesis_and_carries_what_the_filters_se
     assert element.startswith("<svg") and "<?xml" not in element and "DOCTYPE" not in element
 
 
-def store_from_committed(root: Path, name: str = "xavier-vs-kaiming") -> Path:
+def store_from_committed(root: Path, name: str = MAPPED) -> Path:
     """A store laid out as ``reproduce``, ``map`` and ``pilot`` leave it (outputs/ablations/NAME/PROFILE/,
     maps/SLUG/, pilot/), filled with the committed files of one claim that has a report, a map and a pilot
-    (bn-vs-gn, the claim used before, was re-registered and its old results removed): no training needed."""
+    (``mapped_claim``): no training needed."""
     store = root / "ablations"
     shutil.copytree(RESULTS / name / "quick", store / name / "quick")
-    shutil.copytree(RESULTS / name / "quick-map-depth", store / name / "quick" / "maps" / "model.depth=5-30")
+    shutil.copytree(MAP_DIR, store / name / "quick" / "maps" / slug(MAP["axes"]))
     shutil.copytree(RESULTS / name / "pilot", store / name / "quick" / "pilot")
     (store / name / "quick" / "runs").mkdir()  # the runs themselves are not read
     return store
@@ -294,20 +313,21 @@ def test_a_store_is_a_source_too(tmp_path):
     store = store_from_committed(tmp_path)
     out = tmp_path / "site"
     built = build(store, out)
-    assert built.hypotheses == hypotheses_in(store) == len(json.loads((RESULTS / "xavier-vs-kaiming/quick/verdict.json").read_text())["hypotheses"])
+    assert built.hypotheses == hypotheses_in(store) == len(json.loads((RESULTS / MAPPED / "quick" / "verdict.json").read_text())["hypotheses"])
     rows = [r for r in parse(out / "index.html").rows if r.get("class") == "hyp"]
     assert len(rows) == built.hypotheses
-    page = (out / "claims" / "xavier-vs-kaiming.html").read_text()
-    assert "heatmap_2.png" in page and "labbench pilot xavier-vs-kaiming" in page
-    assert (out / "claims" / "xavier-vs-kaiming" / "quick" / "maps" / "model.depth=5-30" / "heatmap_2.png").is_file()
+    page = (out / "claims" / f"{MAPPED}.html").read_text()
+    last = f"heatmap_{len(MAP['cells'][0]['hypotheses']) - 1}.png"  # one heatmap per hypothesis
+    assert last in page and f"labbench pilot {MAPPED}" in page
+    assert (out / "claims" / MAPPED / "quick" / "maps" / slug(MAP["axes"]) / last).is_file()
 
 
 def users_store(tmp_path: Path) -> Path:
-    """A user's store: one catalog claim (xavier-vs-kaiming's committed results) and a claim of the user's own,
+    """A user's store: one catalog claim (``MAPPED``'s committed results) and a claim of the user's own,
     `my-claim` (a copy of them under another name, outside the catalog)."""
     store = store_from_committed(tmp_path)
     mine = store / "my-claim" / "quick"
-    shutil.copytree(store / "xavier-vs-kaiming" / "quick", mine, ignore=shutil.ignore_patterns("maps", "pilot", "runs"))
+    shutil.copytree(store / MAPPED / "quick", mine, ignore=shutil.ignore_patterns("maps", "pilot", "runs"))
     verdict = json.loads((mine / "verdict.json").read_text())
     (mine / "verdict.json").write_text(json.dumps({**verdict, "name": "my-claim", "claim_id": ""}))
     return store
@@ -327,7 +347,7 @@ def test_a_users_store_shows_its_own_claims_in_their_section_with_their_specs(tm
     page = (out / "claims" / "my-claim.html").read_text()
     assert "freshness unknown" in page and "Made from another version of the spec" not in page
     assert "labbench site --specs PATH" in page
-    spec = yaml.safe_load((REPO / "experiments" / "xavier-vs-kaiming.yaml").read_text())
+    spec = yaml.safe_load((REPO / "experiments" / f"{MAPPED}.yaml").read_text())
     spec_file = tmp_path / "mine" / "my-claim.yaml"
     spec_file.parent.mkdir()
     spec_file.write_text(yaml.safe_dump({**spec, "name": "my-claim", "claim": spec["claim"] + " (mine)"}))
@@ -369,9 +389,9 @@ def test_a_rebuild_removes_what_is_gone_and_nothing_else(tmp_path):
     build(RESULTS, out)
     (out / "screenshot.png").write_bytes(b"kept: not the builder's")
     other = min(p.parent.parent.name for p in RESULTS.glob("*/quick/curves.png")  # a claim the store below lacks
-                if p.parent.parent.name != "xavier-vs-kaiming" and (out / "claims" / p.parent.parent.name / "quick" / "curves.png").is_file())
+                if p.parent.parent.name != MAPPED and (out / "claims" / p.parent.parent.name / "quick" / "curves.png").is_file())
     old = out / "claims" / other / "quick" / "curves.png"
-    build(store_from_committed(tmp_path), out)  # a source with one claim's results (xavier-vs-kaiming)
+    build(store_from_committed(tmp_path), out)  # a source with one claim's results (MAPPED's)
     assert not old.exists() and not old.parent.exists()
     assert (out / "screenshot.png").read_bytes() == b"kept: not the builder's"
     assert not (out / "claims" / f"{other}.html").exists()  # a store's site shows the claims it holds results for
@@ -543,7 +563,7 @@ def test_a_users_store_site_in_a_real_browser(tmp_path):
         resize(driver, 390, 844)
         driver.get((out / "index.html").as_uri())
         rows = {r.get_attribute("id").removeprefix("row-"): r.get_attribute("data-section") for r in driver.find_elements("css selector", "tr.claim-row")}
-        assert rows == {"xavier-vs-kaiming": "A", "my-claim": "user"}
+        assert rows == {MAPPED: section_of(specs.load(MAPPED).claim_id), "my-claim": "user"}
         user = driver.find_element("css selector", "input[name=section][value=user]")
         assert "Your claims" in user.find_element("xpath", "..").get_attribute("title")
         width = driver.execute_script("return [document.documentElement.scrollWidth, document.body.scrollWidth]")
@@ -570,7 +590,7 @@ def claim_row_html(index: str, name: str) -> str:
 
 def test_the_index_counts_claims_by_answer_and_a_claim_shows_its_answer(tmp_path):
     store = store_from_committed(tmp_path)
-    path = store / "xavier-vs-kaiming" / "quick" / "verdict.json"
+    path = store / MAPPED / "quick" / "verdict.json"
     verdict = json.loads(path.read_text())
     verdict["answer"] = {"answer": "holds here", "primary": verdict["hypotheses"][0]["name"], "because": "the primary hypothesis is supported",
                          "setting": "MNIST5k data, MLP model, 225-3600 steps, 8 seeds (quick profile)"}
@@ -581,7 +601,7 @@ def test_the_index_counts_claims_by_answer_and_a_claim_shows_its_answer(tmp_path
     index = (out / "index.html").read_text()
     assert '<li data-answer="holds here"><span class="answer a-holds">holds here</span> <b class="count">1</b></li>' in index
     assert 'data-answer="not run yet"' not in index  # a store: only its claims, no catalog rows around them
-    row = claim_row_html(index, "xavier-vs-kaiming")
+    row = claim_row_html(index, MAPPED)
     assert 'data-answer="holds here"' in row and "the primary hypothesis is supported" in row
     for chip in ("MNIST5k", "MLP", "225-3600 steps", "8 seeds"):
         assert f">{chip}</span>" in row, chip
