@@ -222,6 +222,46 @@ def test_the_readme_leads_with_one_row_per_claim_and_its_answer():
         assert f"[`{v['name']}`]" in hypotheses_part  # the hypotheses follow below
 
 
+def test_an_out_of_regime_setting_says_in_its_readme_row_what_was_measured():
+    """Issue 28, item 3: where a setting could not reach the claim's regime, its answer says the measured value: the row
+    carries each failed check guarding the primary, the arm's mean from that setting's own verdict against the bar."""
+    from labbench.ablation.report import _f
+
+    text = README.read_text().split("Every hypothesis of every report", 1)[0]
+    seen = 0
+    for path in RESULTS.glob("*/quick/verdict.json"):
+        v = json.loads(path.read_text())
+        for s in v.get("settings") or []:
+            if s.get("answer") != "out of regime":
+                continue
+            row = next(line for line in text.splitlines() if f"[`{v['name']}`]" in line)
+            cell = next(part for part in row.split("<br>") if f"{s['name']}: out of regime;" in part)
+            primary = next(h["name"] for h in v["hypotheses"] if h.get("role") == "primary" and h.get("setting") == s["name"])
+            checks = json.loads((path.parent / s["name"] / "verdict.json").read_text())["regime"]
+            missed = [(c, arm, a) for c in checks if primary in c["hypotheses"] for arm, a in c["arms"].items() if not a["met"]]
+            assert missed, f"{v['name']}/{s['name']} is out of regime without a failed check on its primary"
+            for c, arm, a in missed:
+                assert f"`{c['metric']}` of `{arm}` {_f(a['mean'])} (n {a['n']}), needed" in cell, (v["name"], s["name"], c["name"])
+                seen += 1
+    assert seen, "no committed setting is out of regime: this test checks nothing"
+
+
+def test_a_regime_miss_is_named_only_for_the_checks_that_guard_the_primary(tmp_path):
+    from labbench.ablation.board import regime_misses
+
+    check = {"metric": "test/train_acc", "direction": "higher", "bar": 0.98, "hypotheses": ["p"],
+             "arms": {"a": {"mean": 0.9479, "n": 11, "met": False}, "b": {"mean": 0.99, "n": 11, "met": True}}}
+    other = {**check, "metric": "test/gap", "hypotheses": ["q"]}
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "verdict.json").write_text(json.dumps({"regime": [check, other]}))
+    v = {"_path": str(tmp_path / "verdict.json"), "settings": [{"name": "s", "answer": "out of regime", "report": "s/report.md"},
+                                                             {"name": "t", "answer": "holds here", "report": "t/report.md"}]}
+    assert regime_misses(v, {"name": "p", "setting": "s"}) == ["regime check missed: `test/train_acc` of `a` 0.9479 (n 11), needed above 0.98"]
+    assert regime_misses(v, {"name": "p", "setting": "t"}) == []  # answered: nothing missed to say
+    one = {"_path": "x", "answer": {"answer": "out of regime"}, "regime": [{**check, "direction": "lower", "bar": 0.5}]}
+    assert regime_misses(one, {"name": "p"}) == ["regime check missed: `test/train_acc` of `a` 0.9479 (n 11), needed below 0.5"]
+
+
 PREREGISTERED = sorted((ROOT / "docs" / "preregistered").glob("*.yaml"))
 
 

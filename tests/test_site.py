@@ -93,6 +93,25 @@ def test_the_index_has_one_row_per_hypothesis_of_the_committed_results(site):
     assert {r["data-section"] for r in rows} <= {"A", "B", "C", "D", "other"}
 
 
+def test_an_out_of_regime_setting_shows_what_was_measured_in_its_claim_row_and_page(site):
+    """Issue 28, item 3: the answer `out of regime` comes with the measured value, on the site as in the README."""
+    from labbench.ablation.board import load_reports, regime_misses
+    from labbench.site.render import environment
+
+    md_inline = environment().filters["md_inline"]
+
+    index = (site / "index.html").read_text()
+    expected = 0
+    for v in load_reports(RESULTS):
+        misses = [m for h in v["hypotheses"] if h.get("role") == "primary" for m in regime_misses(v, h)]
+        for miss in misses:
+            html = f'<span class="because regime-miss">{md_inline(miss)}</span>'
+            assert html in claim_row_html(index, v["name"]), (v["name"], miss)
+            assert html in (site / "claims" / f"{v['name']}.html").read_text(), (v["name"], miss)
+        expected += len(misses)
+    assert expected and index.count('class="because regime-miss"') == expected
+
+
 def test_every_claim_of_the_catalog_has_a_row_and_a_page_even_without_results(site):
     index = parse(site / "index.html")
     reported = {p.parent.parent.name for p in RESULTS.glob("*/*/verdict.json")}

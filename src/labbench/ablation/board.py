@@ -166,8 +166,34 @@ def claim_rows(reports: list[dict[str, Any]], root: Path) -> list[str]:
             primaries = [h for h in v["hypotheses"] if h.get("role") == "primary"]
             answers = {s["name"]: s.get("answer", "") for s in v.get("settings") or []}
             where = "<br>".join((f"{h['setting']}: {answers.get(h['setting'], '')}; " if h.get("setting") else "") + effect_words(h)
-                                for h in primaries) or "-"
+                                + "".join(f"; {m}" for m in regime_misses(v, h)) for h in primaries) or "-"
         out.append(f"| {label}[`{v['name']}`]({link}) | {said} | {where} |")
+    return out
+
+
+def regime_misses(v: dict[str, Any], primary: dict[str, Any]) -> list[str]:
+    """Each failed regime check that puts a setting's primary hypothesis out of regime, with what was measured against
+    what it needed (issue 28: such an answer says the measured value): the checks are in the setting's own verdict, one
+    folder down from the claim's (or in the report itself when it has no settings)."""
+    setting = primary.get("setting")
+    where = {s["name"]: s for s in v.get("settings") or []}
+    if setting in where:
+        if where[setting].get("answer") != "out of regime" or not where[setting].get("report"):
+            return []
+        path = Path(v["_path"]).parent / Path(where[setting]["report"]).with_name("verdict.json")
+        checks = json.loads(path.read_text()).get("regime") or [] if path.is_file() else []
+    else:
+        if (v.get("answer") or {}).get("answer") != "out of regime":
+            return []
+        checks = v.get("regime") or []
+    out = []
+    for c in checks:
+        if primary["name"] not in (c.get("hypotheses") or [primary["name"]]):
+            continue  # a check guarding other hypotheses only
+        for arm, a in c["arms"].items():
+            if not a["met"]:
+                side = "above" if c["direction"] == "higher" else "below"
+                out.append(f"regime check missed: `{c['metric']}` of `{arm}` {_f(a['mean'])} (n {a['n']}), needed {side} {_f(c['bar'])}")
     return out
 
 

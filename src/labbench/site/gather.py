@@ -20,7 +20,7 @@ from typing import Any
 
 from labbench.ablation import spec as specs
 from labbench.ablation.board import (NO_ANSWER, VERDICTS, claim_order, effect_amount, effect_words, finite, load_reports,
-                                     marked_tuned_once, plain_sentence)
+                                     marked_tuned_once, plain_sentence, regime_misses)
 from labbench.ablation.maps import reproduce_command as map_command
 from labbench.ablation.pilot import pilot_files
 from labbench.ablation.report import predicted_text
@@ -194,6 +194,8 @@ def _reports(source: Path, dates: Dates, spec_of) -> dict[str, list[dict[str, An
                 "tuned_once": marked_tuned_once(v),
                 "settings": v.get("settings") or [],  # a claim answered in several settings: each one's answer and setting line
                 "raw_hypotheses": v["hypotheses"],  # the primary's own numbers, for the index's effect in words
+                # per setting ("" without settings): the failed checks that put its primary out of regime, as measured
+                "regime_misses": {h.get("setting") or "": regime_misses(v, h) for h in v["hypotheses"] if h.get("role") == "primary"},
                 "hypotheses": [hypothesis_row(h, v, i) for i, h in enumerate(v["hypotheses"])],
                 # a claim answered in several settings: each setting's own report, shown on the claim's page
                 "setting_reports": [{"name": st["name"], "folder": (folder / st["report"]).parent.resolve(),
@@ -387,13 +389,14 @@ def claim_row(claim: dict[str, Any]) -> dict[str, Any]:
                              # a setting whose primary passed alone but not after Holm across the settings says so
                              "alone": (f"alone: {alone}; not after Holm's correction across the {len(r['settings'])} settings"
                                        if alone != st["answer"] else ""),
-                             "effect": effect_words(h) if h else st.get("primary_effect", "-")})
+                             "effect": effect_words(h) if h else st.get("primary_effect", "-"),
+                             "regime": r.get("regime_misses", {}).get(st["name"], [])})
     else:
         chips = line_chips(answer.get("setting", ""))
         if chips is not None:
             chips["capped"] = _capped(claim["pilots"], r["profile"], None)
         settings = [{"name": "", "answer": "", "chips": chips, "description": "", "alone": "",
-                     "effect": effect_words(primaries[0]) if primaries else "-"}]
+                     "effect": effect_words(primaries[0]) if primaries else "-", "regime": r.get("regime_misses", {}).get("", [])}]
     # across settings, "because" repeats each setting's answer, which the settings list shows: the primary is said instead
     because = f"primary hypothesis: {answer['primary']}" if r["settings"] and answer.get("primary") else answer.get("because", "")
     return {"answer": answer["answer"], "kind": answer_kind(answer["answer"]), "because": because, "tuned_once": r.get("tuned_once", False),
