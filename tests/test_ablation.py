@@ -199,6 +199,19 @@ def test_diverged_runs_take_the_declared_failure_value_never_one_borrowed_from_o
     assert outcome[:2] == [0.0, 1.0] and all(math.isnan(v) for v in outcome[2:])
 
 
+def test_a_step_form_with_no_point_before_its_step_has_no_value_not_the_failure_value(tmp_path):
+    """`probe/loss_spikes@200` of a completed run whose curve starts after step 200 has no value there: its finite final
+    count must not read as a blow-up (the failure value, 2,000 spikes). A logged non-finite point still does."""
+    spec = specs.load(write_spec(tmp_path, "spikes", failure={"probe/loss_spikes": 2000}))
+    late = {"status": "completed", "metrics": {"final": {"probe/loss_spikes": 3.0}},
+            "curves": {"probe/loss_spikes": [[250, 1.0], [300, 3.0]]}}
+    early = {**late, "curves": {"probe/loss_spikes": [[0, 0.0], [120, 1.0], [300, 3.0]]}}
+    inf = {**late, "metrics": {"final": {"probe/loss_spikes": "inf"}}, "curves": {"probe/loss_spikes": [[250, "inf"]]}}
+    values = values_by_arm(spec, {"a": [late, early, inf]}, "probe/loss_spikes@200")["a"]
+    assert math.isnan(values[0]) and values[1:] == [1.0, 2000.0]
+    assert values_by_arm(spec, {"a": [late]}, "probe/loss_spikes")["a"] == [3.0]  # the final value, as before
+
+
 def test_overrides_later_win():
     assert merge_overrides(["a=1", "b=2"], ["a=3", "+c=4"], ["~b"]) == ("a=3", "+c=4", "~b")
 

@@ -98,9 +98,14 @@ def tuning_value(record: dict | None, expr: str, better: str, declared: Mapping[
 
 
 def _blew_up(record: dict, expr: str) -> bool:
-    """A completed run whose logged value is inf/NaN (logged, not merely absent) took a non-finite step."""
+    """A completed run that logged an inf/NaN value of ``expr``'s metric (logged, not merely absent) took a
+    non-finite step. Only a non-finite value counts: a step or window form (``probe/loss_spikes@200``) with no
+    logged point inside has no value, and a finite final value must not turn that into the failure value."""
     key = parse_metric(expr).key
-    return key in (record.get("metrics") or {}).get("final", {})
+    final = (record.get("metrics") or {}).get("final", {})
+    if key in final and not math.isfinite(float(final[key])):
+        return True
+    return any(not math.isfinite(float(v)) for _, v in (record.get("curves") or {}).get(key, []))
 
 
 def values_by_arm(spec: Spec, records: dict[str, list[dict | None]], expr: str) -> dict[str, list[float]]:
