@@ -139,6 +139,21 @@ def test_a_run_without_spikes_reports_zero(tmp_path):
     assert metric_value(record, "probe/loss_spikes@10") == 0.0
 
 
+def test_the_plotted_mean_of_a_running_count_holds_each_seed_at_its_last_count():
+    """probes.png's mean over seeds: a spike count is logged only when it changes, so between its logged steps a seed
+    still has its last count (before, the mean at a step was that of whichever seeds logged there); a run ends at its
+    last logged step (a diverged run is not extended)."""
+    from labbench.ablation.report import mean_band
+
+    a = {0: 0.0, 50: 3.0, 300: 3.0}
+    b = {0: 0.0, 120: 1.0, 300: 1.0}
+    stopped = {0: 0.0, 60: 5.0}  # diverged at step 60
+    steps, mean, std = mean_band([a, b, stopped])
+    assert steps == [0, 50, 60, 120, 300]
+    assert mean.tolist() == [0.0, 1.0, 8 / 3, 2.0, 2.0]  # step 50: (3 + 0 + 0) / 3; 60: (3 + 0 + 5) / 3; 120: (3 + 1) / 2
+    assert std[3] == 1.0
+
+
 def test_probes_land_in_the_record_and_do_not_change_the_numbers(tmp_path):
     base = ["data=synthetic", "model.depth=2", *fast_overrides(20)]
     probes = [f"probes.{k}=true" for k in ("grad_norms", "update_ratios", "activations", "dead_units", "loss_spikes")]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -129,6 +130,24 @@ def probe_curves(record: dict) -> dict[str, list[list[float]]]:
     return out
 
 
+def mean_band(series: list[dict[int, float]]) -> tuple[list[int], np.ndarray, np.ndarray]:
+    """Mean and std over runs at every step any run logged. Inside a run's own span (its first to its last logged
+    step) its value at a step it did not log is the last one it logged: a running count logged only when it changes
+    (``probe/loss_spikes``) is still that count between changes, and averaging only the runs that happened to log at
+    a step would mix a few seeds' jumps into the mean. Outside its span a run has no value (a diverged run ends)."""
+    steps = sorted(set().union(*series))
+    grid = np.full((len(series), len(steps)), np.nan)
+    for i, run in enumerate(series):
+        first, last, value = min(run), max(run), np.nan
+        for j, t in enumerate(steps):
+            value = run.get(t, value)
+            if first <= t <= last:
+                grid[i, j] = value
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a step where no run has a finite value: NaN, a gap in the line
+        return steps, np.nanmean(grid, axis=0), np.nanstd(grid, axis=0)
+
+
 def _plot_panels(curves_by_arm: dict[str, list[dict]], keys: list[str], titles: dict[str, str], path: Path) -> bool:
     """One panel per key: per arm, the mean over runs with a band of +-1 std."""
     import matplotlib
@@ -144,11 +163,9 @@ def _plot_panels(curves_by_arm: dict[str, list[dict]], keys: list[str], titles: 
         for arm, runs in curves_by_arm.items():
             series = [dict((int(s), float(v)) for s, v in c.get(key, [])) for c in runs]
             series = [s for s in series if s]
-            steps = sorted(set().union(*series)) if series else []
-            if not steps:
+            if not series:
                 continue
-            grid = np.array([[s.get(t, np.nan) for t in steps] for s in series], dtype=float)
-            mean, std = np.nanmean(grid, axis=0), np.nanstd(grid, axis=0)
+            steps, mean, std = mean_band(series)
             (line,) = ax.plot(steps, mean, label=f"{arm} (n={len(series)})", marker="o" if len(steps) < 3 else None)
             ax.fill_between(steps, mean - std, mean + std, color=line.get_color(), alpha=0.2, linewidth=0)
         ax.set_title(titles.get(key, key))
