@@ -124,9 +124,22 @@ def test_loss_spikes_are_counted_against_the_recent_median():
         trainer.global_step = step + 1
         probe.on_train_batch_end(trainer, module, {"loss": torch.tensor(value)}, None, 0)
     assert probe.count == 2 and probe.steps == [12, 16]
-    assert rec.rows[-1] == (16, {"probe/loss_spikes": 2.0})
+    assert rec.rows[-1] == (16, {"probe/loss_spikes": 2.0, "probe/loss_spike_events": 2.0})
     probe.on_train_end(trainer, module)
-    assert rec.rows[-1] == (17, {"probe/loss_spikes": 2.0})  # the final count is always logged
+    assert rec.rows[-1] == (17, {"probe/loss_spikes": 2.0, "probe/loss_spike_events": 2.0})  # always logged at the end
+
+
+def test_a_burst_of_spikes_is_one_event():
+    """Steps 12-15 spike in one burst, step 20 alone: 5 spike steps, 2 events (a burst counts once)."""
+    trainer, module, rec = harness(None)
+    probe = LossSpikes(factor=2.0, window=20)
+    losses = [1.0] * 12 + [5.0, 6.0, 5.0, 4.0] + [1.0] * 4 + [9.0, 1.0]
+    for step, value in enumerate(losses):
+        trainer.global_step = step + 1
+        probe.on_train_batch_end(trainer, module, {"loss": torch.tensor(value)}, None, 0)
+    assert probe.steps == [12, 13, 14, 15, 20]
+    assert (probe.count, probe.events) == (5, 2)
+    assert rec.rows[-1] == (20, {"probe/loss_spikes": 5.0, "probe/loss_spike_events": 2.0})
 
 
 def test_a_run_without_spikes_reports_zero(tmp_path):
@@ -134,6 +147,7 @@ def test_a_run_without_spikes_reports_zero(tmp_path):
 
     record = run(compose(["data=synthetic", "probes.loss_spikes=true", *fast_overrides(20)]), tmp_path)
     assert record["metrics"]["final"]["probe/loss_spikes"] == 0.0
+    assert record["metrics"]["final"]["probe/loss_spike_events"] == 0.0
     # the running count starts at 0, so "spikes up to step 10" is 0 for it, not undefined
     assert record["curves"]["probe/loss_spikes"][0] == [0, 0.0]
     assert metric_value(record, "probe/loss_spikes@10") == 0.0

@@ -21,6 +21,7 @@ PROBE_DIRECTIONS = {  # prefixes of keys the probes (labbench.probes) log
     "init/act_std_log_ratio": LOWER,  # |ln(last / first)|: 0 means the spread was kept
     "init/": NEITHER,  # activation std at init: the ideal ratio is 1, not an extreme
     "probe/loss_spikes": LOWER,
+    "probe/loss_spike_events": LOWER,
     "probe/grad_norm/": NEITHER,
     "probe/update_ratio/": NEITHER,
     "probe/act_mean/": NEITHER,

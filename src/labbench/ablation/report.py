@@ -107,6 +107,7 @@ def verdict_text(h: dict) -> str:
 PROBE_FAMILIES = {  # per-layer probe keys are averaged over layers into one curve per run
     "probe/grad_norm/total": "gradient norm (all weights)",
     "probe/loss_spikes": "loss spikes (running count)",
+    "probe/loss_spike_events": "loss-spike bursts (running count)",
     "probe/update_ratio/": "update / weight ratio (mean over layers)",
     "probe/act_std/": "activation std (mean over layers)",
     "probe/dead_fraction/": "dead-unit fraction (mean over layers)",

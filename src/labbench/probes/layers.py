@@ -220,17 +220,26 @@ class BatchStats(_Hooked):
 class LossSpikes(L.Callback):
     """``probe/loss_spikes``: running count of steps whose training loss exceeds ``factor`` x
     the median of the previous ``window`` losses (non-finite losses count too; the
-    divergence detector stops the run on those)."""
+    divergence detector stops the run on those).
+
+    ``probe/loss_spike_events``: running count of bursts, a spike step whose previous step was not
+    one. A burst that lasts 20 steps adds 20 to the step count and 1 to the events: the step count
+    weighs one long excursion like twenty separate ones, so a claim about *how often* training spikes
+    reads the events."""
 
     def __init__(self, factor: float = 2.0, window: int = 50) -> None:
         self.factor, self.recent = factor, deque(maxlen=window)
         self.count = 0
+        self.events = 0
         self.steps: list[int] = []
+
+    def _values(self) -> dict[str, float]:
+        return {"probe/loss_spikes": float(self.count), "probe/loss_spike_events": float(self.events)}
 
     def on_train_start(self, trainer, pl_module) -> None:
         # the running count starts at 0 on the curve: without this point, "spikes up to step N"
         # (probe/loss_spikes@N) has no value for a run with no spike before N
-        _emit(trainer, {"probe/loss_spikes": float(self.count)})
+        _emit(trainer, self._values())
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
@@ -240,14 +249,16 @@ class LossSpikes(L.Callback):
         if len(self.recent) >= 10:
             median = sorted(self.recent)[len(self.recent) // 2]
             if not math.isfinite(value) or value > self.factor * median:
+                step = trainer.global_step - 1
+                self.events += int(not self.steps or self.steps[-1] != step - 1)
                 self.count += 1
-                self.steps.append(trainer.global_step - 1)
-                _emit(trainer, {"probe/loss_spikes": float(self.count)}, trainer.global_step - 1)
+                self.steps.append(step)
+                _emit(trainer, self._values(), step)
         if math.isfinite(value):
             self.recent.append(value)
 
     def on_train_end(self, trainer, pl_module) -> None:
-        _emit(trainer, {"probe/loss_spikes": float(self.count)})  # the final count, also when it is 0
+        _emit(trainer, self._values())  # the final counts, also when they are 0
 
 
 PROBES = {
