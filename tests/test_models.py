@@ -177,6 +177,35 @@ def test_cnn_stride_pooling_uses_strided_conv_not_pool_layers():
     assert [m.stride for m in model.modules() if isinstance(m, nn.Conv2d)] == [(1, 1), (1, 1), (2, 2), (1, 1)]
 
 
+@pytest.mark.parametrize("padding_mode,corner,centre", [("zeros", 4.0, 9.0), ("circular", 9.0, 9.0)])
+def test_cnn_padding_mode_decides_how_many_real_inputs_a_border_output_sees(padding_mode, corner, centre):
+    """A 3x3 conv of ones over a map of ones sums its real taps: zero-padded, a corner of the map sees 4 of 9
+    (the shrinking that breaks an init's variance arithmetic on small maps); wrapped around, every output sees 9."""
+    model = CNN(in_shape=(1, 5, 5), num_classes=10, channels=(1,), padding_mode=padding_mode)
+    conv = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+    assert conv.padding_mode == padding_mode
+    with torch.no_grad():
+        conv.weight.fill_(1.0)
+        conv.bias.zero_()
+        out = conv(torch.ones(1, 1, 5, 5))
+    assert out[0, 0, 0, 0].item() == corner and out[0, 0, 2, 2].item() == centre
+
+
+def test_cnn_rejects_an_unknown_padding_mode():
+    with pytest.raises(ValueError, match="unknown padding_mode 'reflect'; valid: zeros, circular"):
+        CNN(in_shape=(1, 8, 8), num_classes=10, padding_mode="reflect")
+
+
+def test_cnn_padding_mode_zeros_keeps_stored_run_ids():
+    """padding_mode was added after CNN runs were stored: at its default (zeros) it stays out of the run id, any
+    other value is part of it."""
+    from labbench.config import compose, run_id
+
+    base = ["data=digits", "model=cnn"]
+    assert run_id(compose(base)) == run_id(compose(base + ["model.padding_mode=zeros"]))
+    assert run_id(compose(base)) != run_id(compose(base + ["model.padding_mode=circular"]))
+
+
 def test_cnn_conv_bias_only_without_norm():
     """Convs carry a bias when norm is none and none when a norm follows."""
     plain = CNN(in_shape=(1, 8, 8), num_classes=10, channels=(8, 16))

@@ -55,6 +55,7 @@ NEUTRAL_WHEN_ADDED = {
     "norm.precise_batches": 0,          # evaluation reads BatchNorm's running statistics
     "norm.precise_batch_size": None,
     "norm.precise_splits": "both",
+    "model.padding_mode": "zeros",      # (CNN) zero padding
 }
 
 

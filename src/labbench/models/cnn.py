@@ -11,6 +11,7 @@ from labbench.components.activations import Activation
 from labbench.components.norms import Norm
 
 POOLINGS = ("max", "avg", "stride", "none")
+PADDINGS = ("zeros", "circular")
 
 
 class CNN(nn.Module):
@@ -19,6 +20,12 @@ class CNN(nn.Module):
     One stage per entry of ``channels``, each ``depth`` conv layers wide; between stages
     the resolution halves by ``pooling`` (max / avg pooling, or a stride-2 first conv of
     the next stage; ``none`` keeps it). Convs carry a bias only when no norm follows.
+
+    ``padding_mode``: ``zeros`` (the usual) or ``circular`` (wrap around). With zeros a 3x3 conv on a
+    small map sees few real inputs at its border (on a 2x2 map 4 of 9 taps): the activations' second
+    moment shrinks by that share per layer, whatever the init, so an init's variance arithmetic
+    (He et al. 2015: fan-in = channels x 9 at every output) does not hold there. Wrapping gives every
+    output all 9 taps, each an independent weight, as the interior of a large image does.
     """
 
     def __init__(
@@ -32,6 +39,7 @@ class CNN(nn.Module):
         norm: Norm | str = "none",
         pooling: str = "max",
         dropout: float = 0.0,
+        padding_mode: str = "zeros",
     ) -> None:
         super().__init__()
         if len(in_shape) not in (2, 3):
@@ -40,6 +48,8 @@ class CNN(nn.Module):
             )
         if pooling not in POOLINGS:
             raise ValueError(f"unknown pooling {pooling!r}; valid: {', '.join(POOLINGS)}")
+        if padding_mode not in PADDINGS:
+            raise ValueError(f"unknown padding_mode {padding_mode!r}; valid: {', '.join(PADDINGS)}")
         if depth < 1 or not channels:
             raise ValueError("CNN needs depth >= 1 and at least one stage in channels")
         self.activation = activation if isinstance(activation, Activation) else Activation(activation)
@@ -55,7 +65,8 @@ class CNN(nn.Module):
             for b in range(depth):
                 stride = 2 if (pooling == "stride" and s > 0 and b == 0) else 1
                 layers += [
-                    conv(c_in, c_out, kernel_size, stride=stride, padding=kernel_size // 2, bias=norm.kind == "none"),
+                    conv(c_in, c_out, kernel_size, stride=stride, padding=kernel_size // 2,
+                         padding_mode=padding_mode, bias=norm.kind == "none"),
                     norm.make(c_out, spatial_dims=dims),
                     self.activation.make(),
                 ]
