@@ -160,6 +160,48 @@ def test_failed_run_writes_a_failed_record_and_raises(tmp_path):
     assert "Traceback" in record["error"]["traceback"]
 
 
+def test_a_sigterm_mid_run_writes_an_interrupted_record_that_a_resume_runs_again(tmp_path, monkeypatch):
+    """A real SIGTERM at step 3 (what killing a queue's process group sends): Lightning turns it into SIGTERMException, a
+    SystemExit, at the next step. The run was stopped, not failed: its record says ``interrupted`` and the store runs
+    it again. (Before the fix it wrote ``failed`` with no error, a record a resumed ablation skipped.)"""
+    import os
+    import signal
+
+    import lightning as L
+
+    import labbench.probes.layers as layers
+    from labbench.ablation.store import Store
+
+    class SigtermAtStep3(L.Callback):
+        def on_train_batch_end(self, trainer, *args):
+            if trainer.global_step == 3:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    make_probes = layers.make_probes
+    monkeypatch.setattr(layers, "make_probes", lambda settings: [*make_probes(settings), SigtermAtStep3()])
+    store = Store(tmp_path, "a", "quick")
+    cfg = compose(["data=synthetic", *fast_overrides(20)])
+    with pytest.raises(SystemExit):
+        run(cfg, store.run_dir("r1"))
+    record = read_record(store.run_dir("r1"))
+    assert record["status"] == "interrupted" and record["error"] is None and record["steps"] < 20
+    assert not store.is_done("r1")
+
+
+def test_a_failed_record_without_an_error_counts_as_stopped_not_failed(tmp_path):
+    """Records written by a SIGTERM before the fix say ``failed`` with no error: the store runs them again; a failure
+    with its error stays done (``--retry-failed`` reruns those)."""
+    from labbench.ablation.store import Store
+    from labbench.record import write_json_atomic
+
+    store = Store(tmp_path, "a", "quick")
+    for run_id, error in (("stopped", None), ("broke", {"type": "ValueError", "message": "bad", "traceback": ""})):
+        store.run_dir(run_id).mkdir(parents=True)
+        write_json_atomic(store.run_dir(run_id) / "run.json", {"run_id": run_id, "status": "failed", "error": error})
+    assert not store.is_done("stopped")
+    assert store.is_done("broke") and not store.is_done("broke", retry_failed=True)
+
+
 def test_wandb_run_is_finished_when_training_fails(tmp_path):
     """W&B starts, training then fails: the W&B run is closed and marked failed (exit code 1)."""
     import wandb

@@ -178,7 +178,7 @@ def run(
     """Train and test the run ``cfg`` describes; write and return its ``run.json`` record.
 
     A diverged run (non-finite loss) ends normally with status ``diverged``. Any other
-    error writes a ``failed`` record and is re-raised; Ctrl-C writes ``interrupted``.
+    error writes a ``failed`` record and is re-raised; Ctrl-C or a SIGTERM writes ``interrupted``.
     The W&B run is finished either way. With ``evaluate_test: false`` (tuning runs) the
     test split is never read. ``relaunchable``: this process was started by a command
     that Lightning's ``ddp`` may re-run for the other ranks (a single ``labbench-train``).
@@ -272,7 +272,9 @@ def run(
             record["sample"] = task.sample
         if getattr(task, "figures", None):
             record["figures"] = dict(task.figures)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit):
+        # Ctrl-C, or a SIGTERM (Lightning raises SIGTERMException, a SystemExit; so does a killed pool's worker):
+        # the run was stopped, it did not fail, and a resumed ablation runs it again (store.DONE)
         record["status"] = "interrupted"
         raise
     except Exception as err:

@@ -26,6 +26,13 @@ from labbench.record import RECORD_NAME, write_json_atomic
 DONE = ("completed", "diverged", "failed")  # outcomes; "interrupted" or no record means: run it
 
 
+def stopped_not_failed(record: dict[str, Any]) -> bool:
+    """A ``failed`` record with no error: the run was stopped (a SIGTERM before 2026-12-07 wrote this, since
+    ``train.run`` caught only Ctrl-C as an interruption), not failed, so it counts as interrupted and runs again.
+    Every failure of the run itself records its error."""
+    return record.get("status") == "failed" and not record.get("error")
+
+
 def default_root() -> Path:
     return Path(os.environ.get("LABBENCH_OUTPUT_DIR", "outputs")) / "ablations"
 
@@ -48,6 +55,8 @@ class Store:
     def is_done(self, run_id: str, retry_failed: bool = False) -> bool:
         record = self.record(run_id)
         if record is None:
+            return False
+        if stopped_not_failed(record):
             return False
         done = ("completed", "diverged") if retry_failed else DONE
         return record.get("status") in done
