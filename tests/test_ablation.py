@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -137,6 +138,41 @@ def test_resume_after_interruption_runs_only_what_is_missing(tmp_path):
     again = engine.reproduce(spec, "smoke", root=tmp_path, wandb=False)
     assert again.counts["completed"] == 2 and again.counts["skipped"] == 4
     assert len(list(store.runs_dir.iterdir())) == 6  # no duplicates
+
+
+def test_a_pool_worker_ends_when_its_parent_is_killed(tmp_path):
+    """A parent that dies without shutting its pool down (``kill PID`` of a reproduce) must not leave its workers
+    waiting forever, each holding a model: the worker sees its parent change and ends (gone, or a zombie of init)."""
+    script = tmp_path / "orphan.py"
+    script.write_text(
+        "import multiprocessing, os\n"
+        "from concurrent.futures import ProcessPoolExecutor\n"
+        "from labbench.ablation.execute import _init_worker\n"
+        "def pid():\n    return os.getpid()\n"
+        "if __name__ == '__main__':\n"
+        "    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context('spawn'), initializer=_init_worker, initargs=(1, 0.2))\n"
+        "    print(pool.submit(pid).result(), flush=True)\n"
+        "    os._exit(0)  # dies without its pool's shutdown\n"
+    )
+    # read the worker's pid from the first line; not to EOF: a worker left running would hold the pipe open
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True, cwd=tmp_path)
+    worker = int(proc.stdout.readline())
+    proc.wait(timeout=60)
+    proc.stdout.close()
+
+    def alive(pid: int) -> bool:
+        try:
+            state = Path(f"/proc/{pid}/status").read_text()
+        except FileNotFoundError:
+            return False
+        return "State:\tZ" not in state  # a zombie has ended; only its parent's wait is missing
+
+    deadline = time.time() + 30
+    while alive(worker) and time.time() < deadline:
+        time.sleep(0.2)
+    if alive(worker):
+        os.kill(worker, signal.SIGKILL)
+        pytest.fail(f"pool worker {worker} was still running 30 s after its parent died")
 
 
 @pytest.mark.integration  # a slow end-to-end run (CI and -m integration; the default tier keeps its budget)

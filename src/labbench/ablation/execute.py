@@ -17,8 +17,10 @@ from __future__ import annotations
 import multiprocessing
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -42,10 +44,26 @@ def _train_one(overrides: Sequence[str], run_dir: str) -> str:
         return "failed"
 
 
-def _init_worker(threads: int) -> None:
+def _init_worker(threads: int, parent_poll_s: float = 2.0) -> None:
     import torch
 
     torch.set_num_threads(threads)
+    threading.Thread(target=_stop_with_parent, args=(os.getppid(), parent_poll_s), daemon=True, name="stop-with-parent").start()
+
+
+def _stop_with_parent(parent: int, poll_s: float, grace_s: float = 60.0) -> None:
+    """End this pool worker once the process that started it is gone.
+
+    A ``reproduce`` killed on its own (``kill PID``, not its process group) leaves its pool's workers waiting on a queue
+    nobody writes to, each holding a model and its data (about 1 GB a worker for a Transformer run) until the machine
+    restarts. A worker whose parent changed (re-parented to init) sends itself SIGTERM: a run in progress records itself
+    ``interrupted`` (Lightning turns the signal into an exception at its next step, and a resumed ablation runs it again);
+    an idle worker ends at once; ``grace_s`` later it exits whatever it was doing."""
+    while os.getppid() == parent:
+        time.sleep(poll_s)
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(grace_s)
+    os._exit(1)
 
 
 def execute(
