@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from conftest import fast_overrides
-from labbench.ablation.metrics import metric_value, parse_metric
+from labbench.ablation.metrics import metric_value, parse_metric, truncated
 from labbench.ablation.results import metric_direction, run_value
 from labbench.components.optimizers import KingmaBaAdam
 from labbench.config import compose, run_id
@@ -55,6 +55,27 @@ def test_a_threshold_never_reached_is_censored_at_the_budget_also_for_a_diverged
     assert run_value(diverged, "val/acc>=0.99") == 800.0  # never reached: no faster than the budget
     assert run_value(diverged, "val/acc>=0.9") == 200.0   # reached before it blew up: it counts
     assert run_value(diverged, "val/acc") == 0.1          # a plain value still takes the failure value
+
+
+def test_a_threshold_is_read_at_the_float32_precision_values_are_logged_at():
+    """360 of 400 validation images right is logged as float32(0.9) = 0.8999999761581421: that reaches 90% (read at
+    float64 it did not: B1's committed report counted two square-loss seeds as never reaching 90%)."""
+    rec = _record()
+    rec["curves"]["val/acc"] = [[100, 0.5], [200, 0.8999999761581421], [300, 0.95]]
+    assert metric_value(rec, "val/acc>=0.9") == 200.0
+    rec["curves"]["val/acc"] = [[100, 0.5], [200, 0.8999998], [300, 0.95]]  # a float32 step below 0.9: not reached
+    assert metric_value(rec, "val/acc>=0.9") == 300.0
+    rec["curves"]["val/loss"] = [[100, 1.0], [200, 0.6000000238418579]]  # float32(0.6), just above 0.6 in float64
+    assert metric_value(rec, "val/loss<=0.6") == 200.0
+
+
+def test_a_threshold_not_reached_by_an_earlier_evaluation_counts_at_that_step():
+    """The stability table judges a verdict again on records cut at an earlier step: a threshold not reached by then
+    counts at that step, not at the full budget (which would make a run look slower than it had yet been run)."""
+    rec = _record(max_steps=500)
+    assert metric_value(truncated(rec, 150), "val/acc>=0.9") == 150.0
+    assert metric_value(truncated(rec, 250), "val/acc>=0.9") == 200.0
+    assert metric_value(rec, "val/acc>=0.99") == 500.0
 
 
 def test_the_rise_is_the_last_value_minus_the_lowest_and_a_diverged_run_has_none():

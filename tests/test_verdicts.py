@@ -306,6 +306,24 @@ def test_a_constant_effect_near_the_threshold_is_not_unsettled(tmp_path):
 
 
 @pytest.mark.unit
+def test_a_time_to_a_threshold_is_shown_along_the_budget_but_not_tested_for_drift(tmp_path):
+    """b never reaches the bar: read at each earlier evaluation it counts at that step, so the difference grows with
+    the cut by construction (25, 50, 75, 100 steps behind a at 1/4 ... end). That is censoring, not a moving effect:
+    no drift test, no *unsettled*; each point's difference is at most the step it was read at."""
+    spec = make_spec(tmp_path, ["a", "b"], [{"name": "a reaches the bar sooner", "metric": "val/loss<=0.5", "better": "a",
+                                              "worse": "b", "direction": "lower"}])
+    records = {"a": [], "b": []}
+    for i in range(SEEDS):
+        records["a"].append(record(0.4, curve=[(25, 0.4 - 0.001 * i), (50, 0.3), (75, 0.3), (100, 0.3)]))
+        records["b"].append(record(0.9, curve=[(25, 1.0), (50, 0.9), (75, 0.9), (100, 0.9 + 0.001 * i)]))
+        for rec in (records["a"][-1], records["b"][-1]):
+            rec["config"]["trainer"] = {"max_steps": 100}
+    (h,) = _analyze(spec, records)["hypotheses"]
+    assert [p["mean_diff"] for p in h["trajectory"]] == [0.0, 25.0, 50.0, 75.0]
+    assert h["drift"] is None and not h["unsettled"]
+
+
+@pytest.mark.unit
 def test_a_run_that_diverged_late_counts_as_what_it_was_at_earlier_evaluations():
     from labbench.ablation.metrics import truncated
     from labbench.ablation.results import run_value

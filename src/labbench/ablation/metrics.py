@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import re
+import struct
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,12 +76,21 @@ def parse_metric(expr: str) -> MetricExpr:
 
 
 def budget_steps(record: dict[str, Any]) -> float:
-    """The run's step budget (``trainer.max_steps``), else the last step it logged anything at."""
+    """The run's step budget (``trainer.max_steps``), else the last step it logged anything at. A record cut at an
+    earlier evaluation (:func:`truncated`) had that step as its budget: a threshold not reached by then counts there."""
+    if record.get("truncated_at") is not None:
+        return float(record["truncated_at"])
     budget = ((record.get("config") or {}).get("trainer") or {}).get("max_steps")
     if isinstance(budget, int) and budget > 0:
         return float(budget)
     steps = [p[0] for pts in record.get("curves", {}).values() for p in pts]
     return float(max(steps)) if steps else math.nan
+
+
+def _float32(value: float) -> float:
+    """``value`` rounded to float32, the precision every logged metric has (a bar read at float64 would miss a value
+    equal to it: float32(0.9) < 0.9)."""
+    return struct.unpack("f", struct.pack("f", value))[0]
 
 
 def _number(value: Any) -> float:
@@ -109,6 +119,7 @@ def metric_value(record: dict[str, Any], expr: str) -> float:
         return sum(tail) / len(tail) if tail else math.nan
     if m.threshold is not None:
         cmp, bar = m.threshold
+        bar = _float32(bar)  # logged values are float32: 360/400 is stored as 0.8999999761581421, which is 0.9 there
         for step, v in points:
             v = _number(v)
             if math.isfinite(v) and (v >= bar if cmp == ">=" else v <= bar):
@@ -135,7 +146,7 @@ def truncated(record: dict[str, Any], step: int) -> dict[str, Any]:
     """
     curves = {k: [p for p in pts if p[0] <= step] for k, pts in record.get("curves", {}).items()}
     final = {k: pts[-1][1] for k, pts in curves.items() if pts}
-    out = {**record, "curves": curves, "metrics": {**record.get("metrics", {}), "final": final}}
+    out = {**record, "curves": curves, "metrics": {**record.get("metrics", {}), "final": final}, "truncated_at": step}
     when = (record.get("divergence") or {}).get("step")
     if record.get("status") == "diverged" and when is not None and int(when) > step:
         out.update(status="completed", divergence=None)

@@ -652,7 +652,9 @@ def analyze(spec: Spec, plan: Plan, store: Store) -> dict[str, Any]:
     mark_repeats(spec, values, hypotheses)
     for h, hyp in zip(hypotheses, spec.hypotheses):
         points = [] if h["verdict"] == "undertrained" else trajectory(spec, h, hyp, records)
-        h["drift"] = drift(points)
+        # a time to a threshold is censored at the evaluation it is read at: an arm that has not reached it counts at
+        # that step, so the difference grows with the cut by construction, not because the effect moved (no drift test)
+        h["drift"] = None if parse_metric(hyp.metric).threshold is not None else drift(points)
         h["unsettled"] = bool(h["drift"] and h["drift"]["decided"])  # the effect still moved in the last half
         h["trajectory"] = [{k: v for k, v in p.items() if k != "diffs"} for p in points]
     tuning_records = [store.record(r.run_id) for r in plan.tuning_runs]
