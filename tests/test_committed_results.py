@@ -211,9 +211,10 @@ def test_the_readme_leads_with_one_row_per_claim_and_its_answer():
         row = next(line for line in claims_part.splitlines() if f"[`{v['name']}`]" in line)
         answer = (v.get("answer") or {}).get("answer")
         if answer:
-            assert f"| **{answer}** |" in row or f"| **{answer}** † |" in row  # †: arms tuned once (the sentence below)
+            # †: arms tuned once; ‡: the primary's effect changes side with the tuned value (the sentences below)
+            assert any(f"| **{answer}**{mark} |" in row for mark in ("", " †", " ‡", " † ‡"))
             for s in v.get("settings") or []:
-                assert f"{s['name']}: {s['answer']};" in row
+                assert f"{s['name']}: {s['answer']};" in row or f"{s['name']}: {s['answer']} ‡;" in row
         else:
             assert "| no claim-level answer yet | hypotheses: " in row
             tally = re.findall(r"(\d+) ([a-z ]+?)(?:,|\s\|)", row.split("hypotheses: ", 1)[1])
@@ -308,3 +309,21 @@ def test_every_answered_report_answers_in_two_or_more_settings_at_eight_or_more_
             seeds = re.search(r"(\d+) seeds \(quick profile\)", s["line"])
             assert s.get("answer") and seeds and int(seeds.group(1)) >= 8, f"{path}: setting {s['name']}: {s.get('line')!r}"
     assert answered >= 10
+
+
+def test_the_readme_marks_each_setting_whose_answer_depends_on_the_tuned_value():
+    """A setting whose primary's effect changes side with the value nested tuning chose per seed carries the double
+    dagger in its claim's row, and the sentence below names it; no other setting does (results.tuned_value_split on
+    each committed verdict file)."""
+    from labbench.ablation.board import TUNED_VALUE_MARK, load_reports, tuned_value_dependent
+
+    text = README.read_text()
+    claims_part = text.split("Every hypothesis of every report", 1)[0]
+    sentence = next((line for line in text.splitlines() if line.startswith(f"{TUNED_VALUE_MARK} Depends on the tuned value")), "")
+    for v in load_reports(RESULTS, "quick"):
+        row = next(line for line in claims_part.splitlines() if f"[`{v['name']}`]" in line)
+        marked = tuned_value_dependent(v)
+        for s in v.get("settings") or []:
+            assert (f"{s['name']}: {s['answer']} {TUNED_VALUE_MARK};" in row) == (s["name"] in marked), (v["name"], s["name"])
+        assert bool(re.search(rf"\b{re.escape(v.get('claim_id') or v['name'])}\b", sentence)) == bool(marked)
+    assert "D1 (conv-digits)" in sentence  # the audited case (docs/method.md, "Tuning")

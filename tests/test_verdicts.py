@@ -348,3 +348,53 @@ def test_the_caveats_beside_a_verdict_table_name_the_edge_the_unsettled_and_the_
     assert not any("`b`'s tuned" in line for line in lines)
     assert any(line.startswith("\"a beats b\" is **unsettled**") for line in lines)
     assert any(line.startswith("\"c beats b\" is **undertrained**: `b` missed a competence gate") for line in lines)
+
+
+def _kid_arms(worse_values: list[float], per_block: list[float] | None) -> dict:
+    """`a` at 0.4 on every seed; `b`'s per-seed values, tuned per seed to ``per_block`` (nested) or not tuned."""
+    return {"a": {"tuned": None, "metrics": {"test/kid": {"values": [0.4] * len(worse_values)}}},
+            "b": {"tuned": {"per_block": per_block} if per_block else None, "metrics": {"test/kid": {"values": worse_values}}}}
+
+
+@pytest.mark.unit
+def test_an_effect_that_changes_side_with_the_tuned_value_is_found_by_an_exact_permutation_test():
+    """b's 5 seeds tuned to 0.003 are 1.0 worse than a, its 3 tuned to 0.009 0.1 better: of the C(8,3) = 56 ways to
+    split the 8 differences, only the observed one is that far apart, so the two-sided exact p is 2/56."""
+    from labbench.ablation.results import tuned_value_split
+
+    h = {"better": "a", "worse": "b", "metric": "test/kid", "direction": "lower", "margin": 0.0}
+    split = tuned_value_split(h, _kid_arms([1.4] * 5 + [0.3] * 3, [0.003] * 5 + [0.009] * 3))
+    (arm,) = split["arms"]
+    assert arm["arm"] == "b" and arm["p_value"] == pytest.approx(2 / 56)
+    assert [(g["value"], g["n"], round(g["mean"], 9)) for g in arm["groups"]] == [("0.003", 5, 1.0), ("0.009", 3, -0.1)]
+    assert split["depends"]
+    # the same groups on one side of the margin (an effect of another size at each value, not another sign): no flag
+    same_side = tuned_value_split(h, _kid_arms([1.4] * 5 + [0.5] * 3, [0.003] * 5 + [0.009] * 3))
+    assert same_side["arms"][0]["p_value"] == pytest.approx(2 / 56) and not same_side["depends"]
+    # opposite sides but indistinguishable groups (noise): no flag
+    noisy = tuned_value_split(h, _kid_arms([0.5, 0.3, 0.6, 0.2, 0.45, 0.35, 0.55, 0.3], [0.003] * 5 + [0.009] * 3))
+    assert not noisy["depends"] and noisy["arms"][0]["p_value"] > 0.05
+    assert tuned_value_split(h, _kid_arms([1.4] * 8, None)) is None  # nothing tuned per seed: nothing to split
+    assert tuned_value_split(h, _kid_arms([1.4] * 8, [0.003] * 7 + [0.009])) is None  # one seed is not a group
+
+
+@pytest.mark.unit
+def test_the_report_and_the_readme_name_an_answer_that_depends_on_the_tuned_value(tmp_path):
+    from labbench.ablation.board import TUNED_VALUE_MARK, claim_rows, tuned_value_dependent
+    from labbench.ablation.report import caveats
+
+    spec = make_spec(tmp_path, ["a", "b"], [{"name": "a beats b", "metric": "val/loss", "better": "a", "worse": "b",
+                                             "direction": "lower", "role": "primary"}])
+    records = {"a": [record(0.4) for _ in range(SEEDS)], "b": [record(1.4 if i < 5 else 0.3) for i in range(SEEDS)]}
+    verdict = _analyze(spec, records)
+    assert verdict["hypotheses"][0]["tuned_split"] is None  # the plan tuned nothing
+    verdict["arms"]["b"]["tuned"] = {"per_block": [0.003] * 5 + [0.009] * (SEEDS - 5)}
+    from labbench.ablation.results import tuned_value_split
+    verdict["hypotheses"][0]["tuned_split"] = tuned_value_split(verdict["hypotheses"][0], verdict["arms"])
+    assert any("**depends on the tuned value**" in line and "chose 0.003 (5)" in line for line in caveats(verdict))
+    # an older verdict file without the field: the README computes it from the arms it lists
+    del verdict["hypotheses"][0]["tuned_split"]
+    verdict["_path"] = str(tmp_path / "docs" / "results" / "planted" / "quick" / "verdict.json")
+    assert tuned_value_dependent(verdict) == [""]
+    (row,) = claim_rows([verdict], tmp_path)
+    assert f"**{verdict['answer']['answer']}** {TUNED_VALUE_MARK}" in row

@@ -162,10 +162,13 @@ def claim_rows(reports: list[dict[str, Any]], root: Path) -> list[str]:
             said = NO_ANSWER
             where = "hypotheses: " + ", ".join(f"{words.count(w)} {w}" for w in order if w in words)
         else:
-            said = f"**{answer}**" + (f" {TUNED_ONCE_MARK}" if marked_tuned_once(v) else "")
+            dependent = tuned_value_dependent(v)  # the settings marked with the double dagger (one setting: its answer)
+            said = (f"**{answer}**" + (f" {TUNED_ONCE_MARK}" if marked_tuned_once(v) else "")
+                    + (f" {TUNED_VALUE_MARK}" if dependent and not v.get("settings") else ""))
             primaries = [h for h in v["hypotheses"] if h.get("role") == "primary"]
             answers = {s["name"]: s.get("answer", "") for s in v.get("settings") or []}
-            where = "<br>".join((f"{h['setting']}: {answers.get(h['setting'], '')}; " if h.get("setting") else "") + effect_words(h)
+            where = "<br>".join((f"{h['setting']}: {answers.get(h['setting'], '')}"
+                                 f"{f' {TUNED_VALUE_MARK}' if h['setting'] in dependent else ''}; " if h.get("setting") else "") + effect_words(h)
                                 + "".join(f"; {m}" for m in regime_misses(v, h)) for h in primaries) or "-"
         out.append(f"| {label}[`{v['name']}`]({link}) | {said} | {where} |")
     return out
@@ -296,6 +299,42 @@ def tuned_once_claims(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [v for v in reports if marked_tuned_once(v)]
 
 
+TUNED_VALUE_MARK = "‡"
+
+
+def tuned_value_dependent(v: dict[str, Any]) -> list[str]:
+    """The settings of a claim whose primary's effect changes side with the value an arm's nested tuning chose per
+    seed (``results.tuned_value_split``; computed from the verdict file where it predates the field). Controls apart."""
+    from labbench.ablation.results import tuned_value_split
+
+    if not (v.get("answer") or {}).get("answer") or v.get("control"):
+        return []
+    out = []
+    for s in setting_verdicts(v):
+        for h in s.get("hypotheses") or []:
+            if h.get("role") != "primary":
+                continue
+            split = h["tuned_split"] if "tuned_split" in h else tuned_value_split(h, s.get("arms") or {})
+            if split and split["depends"]:
+                where = s.get("setting")
+                out.append(where.get("name", "") if isinstance(where, dict) else h.get("setting") or "")
+    return out
+
+
+def tuned_value_sentence(reports: list[dict[str, Any]]) -> str:
+    """Which answers rest on a mixture of tuned values whose effects lie on opposite sides (the README's double dagger)."""
+    marked = [(v, tuned_value_dependent(v)) for v in reports]
+    marked = [(v, where) for v, where in marked if where]
+    if not marked:
+        return ""
+    names = "; ".join(f"{v.get('claim_id') or v['name']}" + (f" ({', '.join(w for w in where if w)})" if any(where) else "")
+                      for v, where in marked)
+    return (f"{TUNED_VALUE_MARK} Depends on the tuned value: in {len(marked)} answered claim(s) the primary's effect lies on "
+            "opposite sides of its margin in the seeds whose arm was tuned to one value and in those tuned to another (an "
+            "exact permutation test of the two groups at alpha; `results.tuned_value_split`): the verdict is the mixture "
+            f"nested tuning drew when the values tied on the tuning metric, not an effect at either value: {names}.")
+
+
 def tuning_sentence(reports: list[dict[str, Any]], root: Path) -> str:
     """Which answers rest on arms tuned once, and what the tuned A/A control measured for that procedure (from
     ``docs/bench/tuned-aa.json``): the README marks them, since the method now refuses the procedure for a new spec."""
@@ -387,6 +426,7 @@ def markdown(results_dir: Path, root: Path, profile: str = "quick") -> str:
              "Effect: the paired difference, positive = as predicted (docs/method.md). Generated from the committed "
              "`verdict.json` files by `python scripts/readme_results.py`; a test fails when this table is out of date.", "",
              *([tuning, ""] if (tuning := tuning_sentence(reports, root)) else []),
+             *([split, ""] if (split := tuned_value_sentence(reports)) else []),
              budget_sentence(results_dir, root), "", time_sentence(reports, results_dir), "", END]
     return "\n".join(lines)
 

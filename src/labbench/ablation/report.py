@@ -393,6 +393,15 @@ def _warnings(verdict: dict) -> list[str]:
         if h.get("constant") is not None and h["verdict"] != "undertrained":
             out.append(f"- \"{h['name']}\" is **uninformative**: every seed of every arm gave {_f(h['constant'])} on "
                        f"`{h['metric']}` (a ceiling or floor), so the metric cannot tell the arms apart here, whatever the verdict.")
+        split = h.get("tuned_split") or {}
+        for a in split.get("arms", []):
+            if a["depends"]:
+                (g1, g2) = a["groups"]
+                out.append(f"- \"{h['name']}\" **depends on the tuned value**: the seeds where `{a['arm']}`'s nested tuning chose "
+                           f"{g1['value']} ({g1['n']}) differ by {_f(g1['mean'], 3)} on average, those where it chose {g2['value']} "
+                           f"({g2['n']}) by {_f(g2['mean'], 3)}, on the other side of the hypothesis's margin (exact permutation "
+                           f"p {_f(a['p_value'], 3)}): the verdict is the mixture the tuning drew, not an effect at either value "
+                           "(docs/method.md, \"Tuning\").")
     return out
 
 

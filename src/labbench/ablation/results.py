@@ -626,6 +626,49 @@ def drift(points: list[dict[str, Any]]) -> dict[str, Any] | None:
             "ci_high": c.ci_high, "p_value": c.p_value, "decided": c.verdict != "inconclusive"}
 
 
+def tuned_value_split(h: dict[str, Any], arms: Mapping[str, Any], alpha: float = ALPHA) -> dict[str, Any] | None:
+    """Whether a hypothesis's effect changes side with the value an arm's nested tuning chose for each seed.
+
+    Nested tuning runs final seed i at the value its own tuning seed chose. Where two values tie on the tuning metric
+    but differ on the hypothesis's metric (the tuned A/A control's MNIST case), the seeds split into groups by value,
+    and the mean over seeds is the mixture the tuning's coin happened to draw: the effect can be the claim's in one
+    group and against it in the other. Per arm of the pair whose per-seed values differ, the seeds of its two most
+    common values (2+ seeds each) are compared: the oriented differences (positive: as predicted, beyond the
+    hypothesis's margin) by an exact two-sample permutation test of their means (scipy). ``depends``: the groups
+    differ at ``alpha`` and their means lie on opposite sides of the margin. Without a dependence the test's own
+    error bounds the false alarm at ``alpha`` per arm (the differences are exchangeable between groups). None: no arm
+    of the pair was tuned per seed to more than one value, or the hypothesis is not a two-arm difference.
+    """
+    from scipy.stats import permutation_test
+
+    better, worse = h.get("better"), h.get("worse")
+    if not (isinstance(better, str) and isinstance(worse, str) and better in arms and worse in arms):
+        return None
+    values = {a: (arms[a].get("metrics") or {}).get(h["metric"], {}).get("values") or [] for a in (better, worse)}
+    margin = h.get("margin") or 0.0
+    sign = -1.0 if h["direction"] == "lower" else 1.0
+    diffs = [sign * (b - w) - margin for b, w in zip(values[better], values[worse])]
+    found = []
+    for arm in (better, worse):
+        per_block = ((arms[arm].get("tuned") or {}).get("per_block") or [])[: len(diffs)]
+        groups: dict[str, list[float]] = {}
+        for value, d in zip(per_block, diffs):
+            if isinstance(d, float) and math.isfinite(d):
+                groups.setdefault(repr(value), []).append(d)
+        common = sorted((g for g in groups.items() if len(g[1]) >= 2), key=lambda g: -len(g[1]))[:2]
+        if len(common) < 2:
+            continue
+        (v1, g1), (v2, g2) = common
+        p = float(permutation_test((g1, g2), lambda x, y: sum(x) / len(x) - sum(y) / len(y), permutation_type="independent",
+                                   n_resamples=math.inf, alternative="two-sided").pvalue)
+        m1, m2 = sum(g1) / len(g1), sum(g2) / len(g2)
+        found.append({"arm": arm, "groups": [{"value": v1, "n": len(g1), "mean": m1 + margin}, {"value": v2, "n": len(g2), "mean": m2 + margin}],
+                      "p_value": p, "depends": p <= alpha and m1 * m2 < 0})
+    if not found:
+        return None
+    return {"arms": found, "depends": any(f["depends"] for f in found)}
+
+
 def analyze(spec: Spec, plan: Plan, store: Store) -> dict[str, Any]:
     """The machine-readable result of an ablation (``verdict.json``)."""
     records = final_records(plan, store)
@@ -657,6 +700,7 @@ def analyze(spec: Spec, plan: Plan, store: Store) -> dict[str, Any]:
         h["drift"] = None if parse_metric(hyp.metric).threshold is not None else drift(points)
         h["unsettled"] = bool(h["drift"] and h["drift"]["decided"])  # the effect still moved in the last half
         h["trajectory"] = [{k: v for k, v in p.items() if k != "diffs"} for p in points]
+        h["tuned_split"] = tuned_value_split(h, arms)
     tuning_records = [store.record(r.run_id) for r in plan.tuning_runs]
     answer = claim_answer(hypotheses, control=spec.control)
     if answer is not None:

@@ -20,7 +20,7 @@ from typing import Any
 
 from labbench.ablation import spec as specs
 from labbench.ablation.board import (NO_ANSWER, VERDICTS, claim_order, effect_amount, effect_words, finite, load_reports,
-                                     marked_tuned_once, plain_sentence, regime_misses)
+                                     marked_tuned_once, plain_sentence, regime_misses, tuned_value_dependent)
 from labbench.ablation.maps import reproduce_command as map_command
 from labbench.ablation.pilot import pilot_files
 from labbench.ablation.report import predicted_text
@@ -192,6 +192,8 @@ def _reports(source: Path, dates: Dates, spec_of) -> dict[str, list[dict[str, An
                 "answer": v.get("answer"),  # the claim-level answer (None: the spec names no primary)
                 # its arms chose their tuned values once on shared seeds (docs/method.md, "Tuning"): the answer is marked
                 "tuned_once": marked_tuned_once(v),
+                # the settings whose primary's effect changes side with the value nested tuning chose per seed
+                "tuned_value": tuned_value_dependent(v),
                 "settings": v.get("settings") or [],  # a claim answered in several settings: each one's answer and setting line
                 "raw_hypotheses": v["hypotheses"],  # the primary's own numbers, for the index's effect in words
                 # per setting ("" without settings): the failed checks that put its primary out of regime, as measured
@@ -399,7 +401,7 @@ def claim_row(claim: dict[str, Any]) -> dict[str, Any]:
                      "effect": effect_words(primaries[0]) if primaries else "-", "regime": r.get("regime_misses", {}).get("", [])}]
     # across settings, "because" repeats each setting's answer, which the settings list shows: the primary is said instead
     because = f"primary hypothesis: {answer['primary']}" if r["settings"] and answer.get("primary") else answer.get("because", "")
-    return {"answer": answer["answer"], "kind": answer_kind(answer["answer"]), "because": because, "tuned_once": r.get("tuned_once", False),
+    return {"answer": answer["answer"], "kind": answer_kind(answer["answer"]), "because": because, "tuned_once": r.get("tuned_once", False), "tuned_value": r.get("tuned_value", []),
             "primary": answer.get("primary", ""), "profile": r["profile"], "others": others, "settings": settings, "tally": []}
 
 
