@@ -67,6 +67,7 @@ def test_a_threshold_is_read_at_the_float32_precision_values_are_logged_at():
     assert metric_value(rec, "val/acc>=0.9") == 300.0
     rec["curves"]["val/loss"] = [[100, 1.0], [200, 0.6000000238418579]]  # float32(0.6), just above 0.6 in float64
     assert metric_value(rec, "val/loss<=0.6") == 200.0
+    assert metric_value(rec, "val/loss<=1e40") == 100.0  # a bar beyond float32's range is read as written
 
 
 def test_a_threshold_not_reached_by_an_earlier_evaluation_counts_at_that_step():

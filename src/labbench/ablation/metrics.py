@@ -90,6 +90,8 @@ def budget_steps(record: dict[str, Any]) -> float:
 def _float32(value: float) -> float:
     """``value`` rounded to float32, the precision every logged metric has (a bar read at float64 would miss a value
     equal to it: float32(0.9) < 0.9)."""
+    if not math.isfinite(value) or abs(value) > 3.4e38:  # beyond float32's range: no logged value can equal it
+        return value
     return struct.unpack("f", struct.pack("f", value))[0]
 
 
