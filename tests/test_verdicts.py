@@ -274,7 +274,7 @@ def test_gates_read_the_values_the_hypotheses_read_and_flag_a_close_call(tmp_pat
     assert gate_close["passed"] and gate_close["close"] and not gates["b"][0]["close"]
 
 
-def _analyze(spec, records):
+def _analyze(spec, records, tuned=None):
     class FakeStore:
         def __init__(self):
             self.by_id = {f"{arm}-{i}": r for arm, recs in records.items() for i, r in enumerate(recs)}
@@ -284,6 +284,7 @@ def _analyze(spec, records):
 
     plan = Plan("planted", "smoke", list(range(SEEDS)), [])
     plan.final_runs = [PlannedRun(arm, i, "final", (), f"{arm}-{i}") for arm in records for i in range(SEEDS)]
+    plan.tuned = tuned or {}  # what the plan's tuning chose per arm (nested: ``per_block``, a value per final seed)
     return analyze(spec, plan, FakeStore())
 
 
@@ -308,7 +309,7 @@ def test_a_constant_effect_near_the_threshold_is_not_unsettled(tmp_path):
 @pytest.mark.unit
 def test_a_time_to_a_threshold_is_shown_along_the_budget_but_not_tested_for_drift(tmp_path):
     """b never reaches the bar: read at each earlier evaluation it counts at that step, so the difference grows with
-    the cut by construction (25, 50, 75, 100 steps behind a at 1/4 ... end). That is censoring, not a moving effect:
+    the cut by construction (0, 25, 50, 75 steps behind a at 1/4 ... end). That is censoring, not a moving effect:
     no drift test, no *unsettled*; each point's difference is at most the step it was read at."""
     spec = make_spec(tmp_path, ["a", "b"], [{"name": "a reaches the bar sooner", "metric": "val/loss<=0.5", "better": "a",
                                               "worse": "b", "direction": "lower"}])
@@ -386,11 +387,9 @@ def test_the_report_and_the_readme_name_an_answer_that_depends_on_the_tuned_valu
     spec = make_spec(tmp_path, ["a", "b"], [{"name": "a beats b", "metric": "val/loss", "better": "a", "worse": "b",
                                              "direction": "lower", "role": "primary"}])
     records = {"a": [record(0.4) for _ in range(SEEDS)], "b": [record(1.4 if i < 5 else 0.3) for i in range(SEEDS)]}
-    verdict = _analyze(spec, records)
-    assert verdict["hypotheses"][0]["tuned_split"] is None  # the plan tuned nothing
-    verdict["arms"]["b"]["tuned"] = {"per_block": [0.003] * 5 + [0.009] * (SEEDS - 5)}
-    from labbench.ablation.results import tuned_value_split
-    verdict["hypotheses"][0]["tuned_split"] = tuned_value_split(verdict["hypotheses"][0], verdict["arms"])
+    assert _analyze(spec, records)["hypotheses"][0]["tuned_split"] is None  # the plan tuned nothing
+    verdict = _analyze(spec, records, tuned={"b": {"per_block": [0.003] * 5 + [0.009] * (SEEDS - 5)}})
+    assert verdict["hypotheses"][0]["tuned_split"]["depends"]  # analyze itself finds it
     assert any("**depends on the tuned value**" in line and "chose 0.003 (5)" in line for line in caveats(verdict))
     # an older verdict file without the field: the README computes it from the arms it lists
     del verdict["hypotheses"][0]["tuned_split"]
