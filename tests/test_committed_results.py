@@ -263,6 +263,51 @@ def test_a_regime_miss_is_named_only_for_the_checks_that_guard_the_primary(tmp_p
     assert regime_misses(one, {"name": "p"}) == ["regime check missed: `test/train_acc` of `a` 0.9479 (n 11), needed below 0.5"]
 
 
+@pytest.mark.unit
+def test_a_part_of_the_claim_contradicted_is_named_only_where_the_answer_favours_the_claim():
+    """The answer is the primary's; a secondary (another part of the claim) contradicted in a setting whose answer
+    favours the claim is named beside it. Not where the answer is already against or silent, not for a sanity check,
+    an inconclusive part or a control."""
+    from labbench.ablation.board import against_words, parts_against
+
+    def hyp(name, setting, verdict, role="secondary"):
+        return {"name": name, "setting": setting, "verdict": verdict, "role": role}
+
+    v = {"answer": {"answer": "holds in 1 of 3 settings"},
+         "settings": [{"name": "s", "answer": "holds here"}, {"name": "t", "answer": "not shown"},
+                      {"name": "u", "answer": "smaller than claimed"}],
+         "hypotheses": [hyp("p", "s", "supported", "primary"), hyp("part", "s", "contradicted"), hyp("other", "s", "inconclusive"),
+                        hyp("check", "s", "contradicted", "sanity"), hyp("part", "t", "contradicted"),
+                        hyp("part", "u", "contradicted"), hyp("more", "u", "contradicted")]}
+    assert parts_against(v) == {"s": ["part"], "u": ["part", "more"]}
+    assert parts_against({**v, "control": True}) == {}
+    one = {"answer": {"answer": "holds here"}, "hypotheses": [hyp("p", None, "supported", "primary"), hyp("part", None, "contradicted")]}
+    assert parts_against(one) == {"": ["part"]}
+    assert parts_against({**one, "answer": {"answer": "does not hold here"}}) == {}
+    assert against_words([]) == ""
+    assert against_words(["a"]) == "; part of the claim contradicted here: a"
+    assert against_words(["a", "b"]) == "; parts of the claim contradicted here (2): a; b"
+
+
+def test_the_readme_names_every_part_of_a_claim_contradicted_beside_its_answer():
+    """B3's "holds in 2 of 2 settings" covers its headline (degradation); on mlp-mnist1d its other part, "with residual
+    links the deeper net is the better one", came out contradicted (the audit of 2026-12-07): its README row says so,
+    as does every committed row with such a part."""
+    from labbench.ablation.board import against_words, load_reports, parts_against
+
+    readme = (ROOT / "README.md").read_text()
+    rows = {line.split("`")[1]: line for line in readme.splitlines() if line.startswith("| ") and "`](docs/results/" in line
+            and "/quick/report.md) | " in line and line.count(" | ") == 2}
+    seen = 0
+    for v in load_reports(RESULTS):
+        for setting, names in parts_against(v).items():
+            assert f"{setting}: " in rows[v["name"]] and against_words(names) in rows[v["name"]], (v["name"], setting)
+            seen += 1
+    assert "mlp-mnist1d: holds here" in rows["residual-degradation"]
+    assert "part of the claim contradicted here: with residual links the deeper net is the better one" in rows["residual-degradation"]
+    assert seen >= 1
+
+
 PREREGISTERED = sorted((ROOT / "docs" / "preregistered").glob("*.yaml"))
 
 

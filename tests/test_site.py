@@ -112,6 +112,24 @@ def test_an_out_of_regime_setting_shows_what_was_measured_in_its_claim_row_and_p
     assert expected and index.count('class="because regime-miss"') == expected
 
 
+def test_a_part_of_the_claim_contradicted_shows_in_its_claim_row(site):
+    """Where a setting's answer favours the claim while a secondary (another part of it) was contradicted, the row
+    names that part under the setting, as the README does (B3 mlp-mnist1d among them)."""
+    from labbench.ablation.board import load_reports, parts_against
+    from labbench.site.render import environment
+
+    escape = environment().filters["md_inline"]
+    index = (site / "index.html").read_text()
+    expected = 0
+    for v in load_reports(RESULTS):
+        for names in parts_against(v).values():
+            for name in names:
+                assert f"Part of the claim contradicted here: {escape(name)}</span>" in claim_row_html(index, v["name"]), (v["name"], name)
+                expected += 1
+    assert "with residual links the deeper net is the better one" in claim_row_html(index, "residual-degradation")
+    assert expected and index.count('class="because part-against"') == expected
+
+
 def test_every_claim_of_the_catalog_has_a_row_and_a_page_even_without_results(site):
     index = parse(site / "index.html")
     reported = {p.parent.parent.name for p in RESULTS.glob("*/*/verdict.json")}

@@ -167,11 +167,48 @@ def claim_rows(reports: list[dict[str, Any]], root: Path) -> list[str]:
                     + (f" {TUNED_VALUE_MARK}" if dependent and not v.get("settings") else ""))
             primaries = [h for h in v["hypotheses"] if h.get("role") == "primary"]
             answers = {s["name"]: s.get("answer", "") for s in v.get("settings") or []}
+            against = parts_against(v)
             where = "<br>".join((f"{h['setting']}: {answers.get(h['setting'], '')}"
                                  f"{f' {TUNED_VALUE_MARK}' if h['setting'] in dependent else ''}; " if h.get("setting") else "") + effect_words(h)
-                                + "".join(f"; {m}" for m in regime_misses(v, h)) for h in primaries) or "-"
+                                + "".join(f"; {m}" for m in regime_misses(v, h))
+                                + against_words(against.get(h.get("setting") or "", []))
+                                for h in primaries) or "-"
         out.append(f"| {label}[`{v['name']}`]({link}) | {said} | {where} |")
     return out
+
+
+FAVOURED = ("holds here", "smaller than claimed")
+
+
+def parts_against(v: dict[str, Any]) -> dict[str, list[str]]:
+    """Per setting (``""`` for a report without settings), the claim's secondary hypotheses that came out
+    *contradicted* where the setting's answer favours the claim (``holds here``, ``smaller than claimed``).
+
+    The answer is the primary's (docs/design.md: secondaries qualify it), so a claim of two parts can "hold" on its
+    headline while its other part runs the other way (B3: the deeper plain net degrades, yet with residual links the
+    deeper net is *not* the better one). A reader of the answer alone would take the whole claim as holding; the row
+    names the part that did not, next to the answer. Sanity checks are not parts of the claim, exploratory ones are
+    not decided, and inconclusive ones are no evidence against it: only ``contradicted`` counts."""
+    if v.get("control") or not (v.get("answer") or {}).get("answer"):
+        return {}
+    answers = {s["name"]: s.get("answer", "") for s in v.get("settings") or []}
+    out: dict[str, list[str]] = {}
+    for h in v.get("hypotheses") or []:
+        if (h.get("role") or "secondary") != "secondary" or h.get("verdict") != "contradicted":
+            continue
+        where = h.get("setting") or ""
+        answer = answers.get(where, "") if answers else (v.get("answer") or {}).get("answer", "")
+        if answer in FAVOURED:
+            out.setdefault(where, []).append(h["name"])
+    return out
+
+
+def against_words(names: list[str]) -> str:
+    """The README's words for :func:`parts_against` in one setting ('' when none)."""
+    if not names:
+        return ""
+    return (f"; part of the claim contradicted here: {names[0]}" if len(names) == 1
+            else f"; parts of the claim contradicted here ({len(names)}): " + "; ".join(names))
 
 
 def regime_misses(v: dict[str, Any], primary: dict[str, Any]) -> list[str]:
@@ -335,6 +372,19 @@ def tuned_value_sentence(reports: list[dict[str, Any]]) -> str:
             f"nested tuning drew when the values tied on the tuning metric, not an effect at either value: {names}.")
 
 
+def against_sentence(reports: list[dict[str, Any]]) -> str:
+    """Which answers that favour the claim carry a part of it contradicted (:func:`parts_against`), in one sentence."""
+    marked = [(v, parts_against(v)) for v in reports]
+    marked = [(v, where) for v, where in marked if where]
+    if not marked:
+        return ""
+    names = "; ".join(f"{v.get('claim_id') or v['name']}" + (f" ({', '.join(w for w in where if w)})" if any(where) else "")
+                      for v, where in marked)
+    return (f"Part of the claim contradicted: in {len(marked)} claim(s) a setting's answer favours the claim (its primary "
+            "hypothesis, the headline) while a secondary hypothesis, another part of the claim, came out contradicted "
+            f"there; the row names it, and the answer should be read as covering the headline only: {names}.")
+
+
 def tuning_sentence(reports: list[dict[str, Any]], root: Path) -> str:
     """Which answers rest on arms tuned once, and what the tuned A/A control measured for that procedure (from
     ``docs/bench/tuned-aa.json``): the README marks them, since the method now refuses the procedure for a new spec."""
@@ -427,6 +477,7 @@ def markdown(results_dir: Path, root: Path, profile: str = "quick") -> str:
              "`verdict.json` files by `python scripts/readme_results.py`; a test fails when this table is out of date.", "",
              *([tuning, ""] if (tuning := tuning_sentence(reports, root)) else []),
              *([split, ""] if (split := tuned_value_sentence(reports)) else []),
+             *([against, ""] if (against := against_sentence(reports)) else []),
              budget_sentence(results_dir, root), "", time_sentence(reports, results_dir), "", END]
     return "\n".join(lines)
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from labbench.ablation import spec as specs
 from labbench.ablation.board import (NO_ANSWER, VERDICTS, claim_order, effect_amount, effect_words, finite, load_reports,
-                                     marked_tuned_once, plain_sentence, regime_misses, tuned_value_dependent)
+                                     marked_tuned_once, parts_against, plain_sentence, regime_misses, tuned_value_dependent)
 from labbench.ablation.maps import reproduce_command as map_command
 from labbench.ablation.pilot import pilot_files
 from labbench.ablation.report import predicted_text
@@ -198,6 +198,7 @@ def _reports(source: Path, dates: Dates, spec_of) -> dict[str, list[dict[str, An
                 "raw_hypotheses": v["hypotheses"],  # the primary's own numbers, for the index's effect in words
                 # per setting ("" without settings): the failed checks that put its primary out of regime, as measured
                 "regime_misses": {h.get("setting") or "": regime_misses(v, h) for h in v["hypotheses"] if h.get("role") == "primary"},
+                "parts_against": parts_against(v),
                 "hypotheses": [hypothesis_row(h, v, i) for i, h in enumerate(v["hypotheses"])],
                 # a claim answered in several settings: each setting's own report, shown on the claim's page
                 "setting_reports": [{"name": st["name"], "folder": (folder / st["report"]).parent.resolve(),
@@ -392,13 +393,15 @@ def claim_row(claim: dict[str, Any]) -> dict[str, Any]:
                              "alone": (f"alone: {alone}; not after Holm's correction across the {len(r['settings'])} settings"
                                        if alone != st["answer"] else ""),
                              "effect": effect_words(h) if h else st.get("primary_effect", "-"),
-                             "regime": r.get("regime_misses", {}).get(st["name"], [])})
+                             "regime": r.get("regime_misses", {}).get(st["name"], []),
+                             "against": r.get("parts_against", {}).get(st["name"], [])})
     else:
         chips = line_chips(answer.get("setting", ""))
         if chips is not None:
             chips["capped"] = _capped(claim["pilots"], r["profile"], None)
         settings = [{"name": "", "answer": "", "chips": chips, "description": "", "alone": "",
-                     "effect": effect_words(primaries[0]) if primaries else "-", "regime": r.get("regime_misses", {}).get("", [])}]
+                     "effect": effect_words(primaries[0]) if primaries else "-", "regime": r.get("regime_misses", {}).get("", []),
+                     "against": r.get("parts_against", {}).get("", [])}]
     # across settings, "because" repeats each setting's answer, which the settings list shows: the primary is said instead
     because = f"primary hypothesis: {answer['primary']}" if r["settings"] and answer.get("primary") else answer.get("because", "")
     return {"answer": answer["answer"], "kind": answer_kind(answer["answer"]), "because": because, "tuned_once": r.get("tuned_once", False), "tuned_value": r.get("tuned_value", []),
