@@ -358,15 +358,21 @@ def tuned_value_dependent(v: dict[str, Any]) -> list[str]:
     return out
 
 
-def tuned_value_sentence(reports: list[dict[str, Any]]) -> str:
-    """Which answers rest on a mixture of tuned values whose effects lie on opposite sides (the README's double dagger)."""
-    marked = [(v, tuned_value_dependent(v)) for v in reports]
-    marked = [(v, where) for v, where in marked if where]
-    if not marked:
-        return ""
+def marked_claims(reports: list[dict[str, Any]], settings_of) -> tuple[int, str]:
+    """How many reports ``settings_of`` marks (it gives the settings it marks, ``""`` for a report without settings),
+    and their names for a sentence: ``B3 (mlp-mnist1d); D4 (mlp-digits)``."""
+    marked = [(v, list(where)) for v in reports if (where := settings_of(v))]
     names = "; ".join(f"{v.get('claim_id') or v['name']}" + (f" ({', '.join(w for w in where if w)})" if any(where) else "")
                       for v, where in marked)
-    return (f"{TUNED_VALUE_MARK} Depends on the tuned value: in {len(marked)} answered claim(s) the primary's effect lies on "
+    return len(marked), names
+
+
+def tuned_value_sentence(reports: list[dict[str, Any]]) -> str:
+    """Which answers rest on a mixture of tuned values whose effects lie on opposite sides (the README's double dagger)."""
+    count, names = marked_claims(reports, tuned_value_dependent)
+    if not count:
+        return ""
+    return (f"{TUNED_VALUE_MARK} Depends on the tuned value: in {count} answered claim(s) the primary's effect lies on "
             "opposite sides of its margin in the seeds whose arm was tuned to one value and in those tuned to another (an "
             "exact permutation test of the two groups at alpha; `results.tuned_value_split`): the verdict is the mixture "
             f"nested tuning drew when the values tied on the tuning metric, not an effect at either value: {names}.")
@@ -374,13 +380,10 @@ def tuned_value_sentence(reports: list[dict[str, Any]]) -> str:
 
 def against_sentence(reports: list[dict[str, Any]]) -> str:
     """Which answers that favour the claim carry a part of it contradicted (:func:`parts_against`), in one sentence."""
-    marked = [(v, parts_against(v)) for v in reports]
-    marked = [(v, where) for v, where in marked if where]
-    if not marked:
+    count, names = marked_claims(reports, parts_against)
+    if not count:
         return ""
-    names = "; ".join(f"{v.get('claim_id') or v['name']}" + (f" ({', '.join(w for w in where if w)})" if any(where) else "")
-                      for v, where in marked)
-    return (f"Part of the claim contradicted: in {len(marked)} claim(s) a setting's answer favours the claim (its primary "
+    return (f"Part of the claim contradicted: in {count} claim(s) a setting's answer favours the claim (its primary "
             "hypothesis, the headline) while a secondary hypothesis, another part of the claim, came out contradicted "
             f"there; the row names it, and the answer should be read as covering the headline only: {names}.")
 
