@@ -206,6 +206,55 @@ def test_cnn_padding_mode_zeros_keeps_stored_run_ids():
     assert run_id(compose(base)) != run_id(compose(base + ["model.padding_mode=circular"]))
 
 
+@pytest.mark.parametrize("pooling,last_map", [("max", 64 * 14 * 14), ("stride", 64 * 14 * 14), ("none", 64 * 28 * 28)])
+def test_cnn_flatten_head_sees_every_position_of_the_last_map(pooling, last_map):
+    """head=flatten feeds the last map's every position to the classifier (LeNet, Simard et al. 2003): on a 28x28
+    digit with 32/64 channels that is 64 x 14 x 14 features after one halving, 64 x 28 x 28 without; the default gap
+    head sees 64 averages. A hidden layer (head_width) sits between them with the activation."""
+    gap = CNN(in_shape=(1, 28, 28), num_classes=10, pooling=pooling)
+    flat = CNN(in_shape=(1, 28, 28), num_classes=10, pooling=pooling, head="flatten")
+    hidden = CNN(in_shape=(1, 28, 28), num_classes=10, pooling=pooling, head="flatten", head_width=100)
+    assert gap.head.in_features == 64 and flat.head.in_features == last_map
+    assert [type(m) for m in hidden.head] == [nn.Linear, nn.ReLU, nn.Linear]
+    assert (hidden.head[0].in_features, hidden.head[0].out_features, hidden.head[2].in_features) == (last_map, 100, 100)
+    for model in (gap, flat, hidden):
+        assert model(torch.randn(3, 1, 28, 28)).shape == (3, 10)
+
+
+def test_cnn_flatten_head_tells_positions_apart_where_gap_cannot():
+    """The property that makes the flattened head able to memorise a training split and the gap head nearly
+    shift-invariant: a map moved around its circle (circular padding, no pooling: every output equivariant) gives the
+    gap head the same logits exactly and the flatten head different ones."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 1, 8, 8)
+    moved = torch.roll(x, shifts=(3, 2), dims=(2, 3))
+    gap = CNN(in_shape=(1, 8, 8), num_classes=10, channels=(4,), pooling="none", padding_mode="circular").eval()
+    flat = CNN(in_shape=(1, 8, 8), num_classes=10, channels=(4,), pooling="none", padding_mode="circular",
+               head="flatten").eval()
+    with torch.no_grad():
+        assert torch.allclose(gap(x), gap(moved), atol=1e-5)
+        assert not torch.allclose(flat(x), flat(moved), atol=1e-3)
+
+
+def test_cnn_rejects_an_unknown_head_and_a_negative_head_width():
+    with pytest.raises(ValueError, match="unknown head 'avgmax'; valid: gap, flatten"):
+        CNN(in_shape=(1, 8, 8), num_classes=10, head="avgmax")
+    with pytest.raises(ValueError, match="head_width must be 0"):
+        CNN(in_shape=(1, 8, 8), num_classes=10, head_width=-1)
+
+
+def test_cnn_head_defaults_keep_stored_run_ids():
+    """head and head_width were added after CNN runs were stored: at their defaults (gap, 0) they stay out of the run
+    id, any other value is part of it; the gap head's parameters keep their names (a stored checkpoint still loads)."""
+    from labbench.config import compose, run_id
+
+    base = ["data=digits", "model=cnn"]
+    assert run_id(compose(base)) == run_id(compose(base + ["model.head=gap", "model.head_width=0"]))
+    assert run_id(compose(base)) != run_id(compose(base + ["model.head=flatten"]))
+    assert run_id(compose(base + ["model.head=flatten"])) != run_id(compose(base + ["model.head=flatten", "model.head_width=100"]))
+    assert {"head.weight", "head.bias"} <= set(CNN(in_shape=(1, 8, 8), num_classes=10).state_dict())
+
+
 def test_cnn_conv_bias_only_without_norm():
     """Convs carry a bias when norm is none and none when a norm follows."""
     plain = CNN(in_shape=(1, 8, 8), num_classes=10, channels=(8, 16))

@@ -56,6 +56,8 @@ NEUTRAL_WHEN_ADDED = {
     "norm.precise_batch_size": None,
     "norm.precise_splits": "both",
     "model.padding_mode": "zeros",      # (CNN) zero padding
+    "model.head": "gap",                # (CNN) global average pooling before the classifier
+    "model.head_width": 0,              # (CNN) no hidden layer in the head
 }
 
 

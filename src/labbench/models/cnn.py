@@ -1,4 +1,5 @@
-"""A small CNN: stages of (conv -> norm -> activation), pooling between stages, global average pool."""
+"""A small CNN: stages of (conv -> norm -> activation), pooling between stages, then a head: global average pool or
+the flattened feature map (optionally through a hidden fully connected layer)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from labbench.components.norms import Norm
 
 POOLINGS = ("max", "avg", "stride", "none")
 PADDINGS = ("zeros", "circular")
+HEADS = ("gap", "flatten")
 
 
 class CNN(nn.Module):
@@ -26,6 +28,13 @@ class CNN(nn.Module):
     moment shrinks by that share per layer, whatever the init, so an init's variance arithmetic
     (He et al. 2015: fan-in = channels x 9 at every output) does not hold there. Wrapping gives every
     output all 9 taps, each an independent weight, as the interior of a large image does.
+
+    ``head``: ``gap`` (the default) averages each channel over the last map's positions before the linear
+    classifier, which makes the net nearly invariant to shifts and, at a few channels, too small to fit a training
+    split by heart; ``flatten`` feeds every position of the last map to the classifier, as LeNet and Simard et al.'s
+    2003 CNN do: a net that can memorise a small training set, so that what augmentation does against overfitting can
+    show. ``head_width`` > 0 puts a hidden fully connected layer of that width (with the activation) before the
+    classifier (Simard et al.: 100 units).
     """
 
     def __init__(
@@ -40,6 +49,8 @@ class CNN(nn.Module):
         pooling: str = "max",
         dropout: float = 0.0,
         padding_mode: str = "zeros",
+        head: str = "gap",
+        head_width: int = 0,
     ) -> None:
         super().__init__()
         if len(in_shape) not in (2, 3):
@@ -50,6 +61,10 @@ class CNN(nn.Module):
             raise ValueError(f"unknown pooling {pooling!r}; valid: {', '.join(POOLINGS)}")
         if padding_mode not in PADDINGS:
             raise ValueError(f"unknown padding_mode {padding_mode!r}; valid: {', '.join(PADDINGS)}")
+        if head not in HEADS:
+            raise ValueError(f"unknown head {head!r}; valid: {', '.join(HEADS)}")
+        if head_width < 0:
+            raise ValueError(f"head_width must be 0 (no hidden layer) or a positive width; got {head_width}")
         if depth < 1 or not channels:
             raise ValueError("CNN needs depth >= 1 and at least one stage in channels")
         self.activation = activation if isinstance(activation, Activation) else Activation(activation)
@@ -72,10 +87,20 @@ class CNN(nn.Module):
                 ]
                 c_in = c_out
         self.features = nn.Sequential(*layers)
+        self.pool_positions = head == "gap"
+        if self.pool_positions:
+            n_features = c_in
+        else:  # the last map's size, measured on a dummy input (pooling and strides decide it)
+            with torch.no_grad():
+                n_features = self.features(torch.zeros(1, *in_shape)).numel()
         self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(c_in, num_classes)
+        hidden: list[nn.Module] = []
+        if head_width:
+            hidden = [nn.Linear(n_features, head_width), self.activation.make()]
+            n_features = head_width
+        self.head = nn.Sequential(*hidden, nn.Linear(n_features, num_classes)) if hidden else nn.Linear(n_features, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.features(x)
-        h = h.flatten(2).mean(dim=2)  # global average pool
+        h = h.flatten(2).mean(dim=2) if self.pool_positions else h.flatten(1)  # global average pool, or every position
         return self.head(self.dropout(h))
