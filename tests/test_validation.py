@@ -194,3 +194,6 @@ def test_validate_refuses_a_primary_whose_arms_choose_their_rates_once_but_the_c
     assert excused == set(TUNED_ONCE), "TUNED_ONCE must list exactly the shipped specs with a primary that choose once"
     waiting = [specs.load(str(p)) for p in (REPO / "docs" / "preregistered").glob("*.yaml")]
     assert [s.name for s in waiting if tuning_refusal(s)] == [], "a pre-registered spec the method would refuse"
+    controls = {n for n in TUNED_ONCE if specs.load(n).control}  # the A/A control measures choosing once: it stays so
+    assert set(TUNED_ONCE) - controls <= {s.name for s in waiting}, \
+        f"answers tuned once without a nested successor pre-registered: {sorted(set(TUNED_ONCE) - controls - {s.name for s in waiting})}"

@@ -404,10 +404,14 @@ def tuning_sentence(reports: list[dict[str, Any]], root: Path) -> str:
         rates = (f": in the tuned A/A control (two identical arms, each tuned so) that procedure decided a hypothesis (the worse of its two) in "
                  f"{share('best of 3')} of repetitions, against a bar of {100 * aa['bar']:.0f}%; nested tuning, {share('nested')}")
     names = ", ".join(v.get("claim_id") or v["name"] for v in marked)
+    waiting = [v.get("claim_id") or v["name"] for v in marked if (root / "docs" / "preregistered" / f"{v['name']}.yaml").is_file()]
+    successors = (f" Nested successors are pre-registered for {', '.join(waiting)} "
+                  "([docs/preregistered](docs/preregistered/README.md)), to be run." if waiting else "")
     return (f"{TUNED_ONCE_MARK} Tuned once: {len(marked)} answered claim(s) chose each arm's tuned value once, on tuning seeds "
             f"shared by every final seed{rates} ([docs/method.md](docs/method.md), \"Tuning\"). Their answers stand on their "
             f"runs, but where an arm's choice was a near-tie on the tuning metric the difference may be the choice's, not "
-            f"the arms': each is to be re-run with `tuning.nested`, which `labbench validate` now requires of a new spec: {names}.")
+            f"the arms': each is to be re-run with `tuning.nested`, which `labbench validate` now requires of a new spec: {names}."
+            f"{successors}")
 
 
 def budget_sentence(results_dir: Path, root: Path) -> str:
