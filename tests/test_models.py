@@ -236,6 +236,18 @@ def test_cnn_flatten_head_tells_positions_apart_where_gap_cannot():
         assert not torch.allclose(flat(x), flat(moved), atol=1e-3)
 
 
+def test_cnn_flatten_head_leaves_batchnorm_untouched_and_builds_on_1d_and_1x1_maps():
+    """Measuring the flattened size must not train: BatchNorm's running statistics stay at their initial values (mean
+    0, variance 1, no batch counted), and a last map of 1x1 (where a training-mode BatchNorm refuses a batch of one)
+    builds. 1-D inputs flatten channels x length."""
+    model = CNN(in_shape=(1, 8, 8), num_classes=10, channels=(4, 4, 4, 4), norm="batch", head="flatten")
+    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert bns and all(int(m.num_batches_tracked) == 0 and torch.all(m.running_var == 1) and torch.all(m.running_mean == 0) for m in bns)
+    assert model.head.in_features == 4 and model.training and all(m.training for m in model.modules())
+    seq = CNN(in_shape=(1, 40), num_classes=10, channels=(8, 16), head="flatten")
+    assert seq.head.in_features == 16 * 20 and seq(torch.randn(2, 1, 40)).shape == (2, 10)
+
+
 def test_cnn_rejects_an_unknown_head_and_a_negative_head_width():
     with pytest.raises(ValueError, match="unknown head 'avgmax'; valid: gap, flatten"):
         CNN(in_shape=(1, 8, 8), num_classes=10, head="avgmax")

@@ -34,7 +34,7 @@ class CNN(nn.Module):
     split by heart; ``flatten`` feeds every position of the last map to the classifier, as LeNet and Simard et al.'s
     2003 CNN do: a net that can memorise a small training set, so that what augmentation does against overfitting can
     show. ``head_width`` > 0 puts a hidden fully connected layer of that width (with the activation) before the
-    classifier (Simard et al.: 100 units).
+    classifier (Simard et al.: 100 units); ``dropout`` then acts on the features entering the hidden layer.
     """
 
     def __init__(
@@ -90,9 +90,12 @@ class CNN(nn.Module):
         self.pool_positions = head == "gap"
         if self.pool_positions:
             n_features = c_in
-        else:  # the last map's size, measured on a dummy input (pooling and strides decide it)
+        else:  # the last map's size, measured on a dummy input (pooling and strides decide it), in eval mode: a
+            # BatchNorm's running statistics stay untouched and a 1x1 last map needs no batch of two
             with torch.no_grad():
+                self.features.eval()
                 n_features = self.features(torch.zeros(1, *in_shape)).numel()
+                self.features.train()
         self.dropout = nn.Dropout(dropout)
         hidden: list[nn.Module] = []
         if head_width:
