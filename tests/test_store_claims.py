@@ -120,7 +120,6 @@ def test_two_reproduce_processes_on_one_store_share_the_runs_and_agree(tmp_path)
     command = [str(BIN / "labbench"), "reproduce", "aa-control", "--setting", "mlp-digits", "--profile", "smoke", "--no-wandb"]
     first = subprocess.Popen([*command, "--report-dir", str(tmp_path / "one")], env=env, cwd=tmp_path, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True)
-    time.sleep(1.0)
     second = subprocess.Popen([*command, "--report-dir", str(tmp_path / "two")], env=env, cwd=tmp_path, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True)
     outputs = [p.communicate(timeout=900)[0] for p in (first, second)]
@@ -136,7 +135,12 @@ def test_two_reproduce_processes_on_one_store_share_the_runs_and_agree(tmp_path)
         return int(measured.group(1)) if measured else 0
 
     assert trained(outputs[0]) + trained(outputs[1]) == total, outputs  # none trained twice, none missed
-    assert "by another process" in outputs[1]  # the second process found the first's work
+    # Which process trains which run depends on the scheduler (on a fast machine the first may even finish before the
+    # second has planned): either way each must say it did not train what the other did.
+    for out, other in ((outputs[0], outputs[1]), (outputs[1], outputs[0])):
+        if trained(other):
+            said = "".join(out.split())  # the console wraps long lines
+            assert "byanotherprocess" in said or "alreadystored(reused)" in said, out
     one, two = (json.loads(next((tmp_path / d).rglob("verdict.json")).read_text()) for d in ("one", "two"))
     assert [h["verdict"] for h in one["hypotheses"]] == [h["verdict"] for h in two["hypotheses"]]
     assert not list((store / "runs").glob("*.claim"))
