@@ -336,6 +336,22 @@ def test_a_run_that_diverged_late_counts_as_what_it_was_at_earlier_evaluations()
 
 
 @pytest.mark.unit
+def test_a_value_read_at_a_step_before_the_run_diverged_is_what_it_measured_there():
+    """A check at initialisation (``init/act_std_log_ratio@0``) of a run that blew up later keeps its reading: it does
+    not turn into the failure value (or NaN, where the metric declares none) and drop the seed from the check."""
+    from labbench.ablation.results import run_value
+
+    late = {**record(None, status="diverged", curve=[(0, 1.7), (50, 0.8), (75, 0.7)]), "divergence": {"step": 90, "reason": "nan"}}
+    late["curves"]["init/act_std_log_ratio"] = [[0, 0.31]]
+    assert run_value(late, "init/act_std_log_ratio@0") == pytest.approx(0.31)  # no failure value declared: NaN before
+    assert run_value(late, "val/loss@50") == 0.8       # logged before step 90
+    assert run_value(late, "val/loss@90") == 2.3       # the step it diverged on: the failure value
+    assert run_value(late, "val/loss@0:80") == 2.3     # a window keeps the failure value
+    assert math.isnan(run_value({**late, "divergence": None}, "init/act_std_log_ratio@0"))  # no step recorded: no reading
+    assert run_value({**late, "divergence": {"step": 0, "reason": "nan"}}, "val/loss@0") == 2.3
+
+
+@pytest.mark.unit
 def test_the_caveats_beside_a_verdict_table_name_the_edge_the_unsettled_and_the_untested():
     """Issue 27, item 7: what the report warns about is printed under the terminal's table as well."""
     from labbench.ablation.report import caveats

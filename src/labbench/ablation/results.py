@@ -5,7 +5,8 @@ What a run counts as, per metric (never a value borrowed from other runs):
 - a diverged run: the failure value of the metric (what a model that learned nothing
   scores: the task declares it, e.g. ln K for a classifier's loss, 1/K for its accuracy;
   the spec's ``failure`` may declare or replace one). Without one it has no value there,
-  and the report counts it apart;
+  and the report counts it apart. A value read at a point before the step it diverged on
+  (``init/act_std_log_ratio@0``) is what it measured then, as for a completed run;
 - a failed (crashed) or missing run: no value; it is counted, never dropped silently.
 The outcome ``diverged`` reads 1 / 0 per run (diverged / completed) for divergence-rate
 hypotheses, decided by the exact sign-flip (McNemar) test.
@@ -83,8 +84,20 @@ def run_value(record: dict | None, expr: str, declared: Mapping[str, float] = {}
             return value
         return failure_value(record, expr, declared) if _blew_up(record, expr) else math.nan
     if status == DIVERGED:
+        if m.step is not None and _logged_before_divergence(record, m.step):
+            value = metric_value(record, expr)  # measured before the run blew up (as metrics.truncated reads it)
+            if math.isfinite(value):
+                return value
         return failure_value(record, expr, declared)
     return math.nan
+
+
+def _logged_before_divergence(record: dict, step: int) -> bool:
+    """Whether a diverged run had not yet diverged at ``step``: a value read at a point before that (an ``@0`` reading at
+    initialisation, a probe at step 100 of a run that blew up at step 400) is what the run measured, not a failure; from
+    the step it diverged on, the failure value stands. Windows keep the failure value (their mean would mix the two)."""
+    when = (record.get("divergence") or {}).get("step")
+    return when is not None and int(step) < int(when)
 
 
 def tuning_value(record: dict | None, expr: str, better: str, declared: Mapping[str, float] = {}) -> float:
