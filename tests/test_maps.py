@@ -132,6 +132,9 @@ def test_the_maps_reproduce_line_names_its_own_axes_and_overrides():
               "extra_overrides": ["data.batch_size=16"]}
     assert reproduce_command(result) == ("labbench map prenorm-vs-postnorm --profile quick --axis model.n_layers=6 "
                                          "--axis optimizer.lr=0.001,0.003 data.batch_size=16")
+    # a spec with settings maps one of them; without --setting the command would refuse to run
+    assert reproduce_command({**result, "axes": {"model.width": [32, 128]}, "setting": "mlp-mnist", "extra_overrides": []}) == \
+        "labbench map prenorm-vs-postnorm --setting mlp-mnist --profile quick --axis model.width=32,128"
 
 
 def _tested_cell(n: int, p_holm: float, hypotheses: int, undertrained: int = 0) -> dict:

@@ -210,6 +210,7 @@ def run_map(
                         "status_counts": {a: d["status_counts"] for a, d in outcome.verdict["arms"].items()}})
     result = {
         "name": spec.name,
+        "setting": spec.setting,  # the one setting mapped (None: a spec without settings)
         "profile": profile,
         "spec_hash": fingerprint(spec, profile, map_axes=True),  # a changed spec makes this map stale
         "axes": axes,
@@ -277,10 +278,12 @@ def render_markdown(result: dict[str, Any]) -> str:
 
 
 def reproduce_command(result: dict[str, Any]) -> str:
-    """The command that runs this very map: its axes (which may not be the spec's suggested ones) and overrides."""
+    """The command that runs this very map: its setting, axes (which may not be the spec's suggested ones) and
+    overrides. A map of a spec with settings maps one of them, and the command refuses to run without it."""
     axes = " ".join(f"--axis {k}={','.join(str(x) for x in v)}" for k, v in result["axes"].items())
     extra = "".join(f" {o}" for o in result.get("extra_overrides") or [])
-    return f"labbench map {result['name']} --profile {result['profile']} {axes}{extra}"
+    setting = f" --setting {result['setting']}" if result.get("setting") else ""
+    return f"labbench map {result['name']}{setting} --profile {result['profile']} {axes}{extra}"
 
 
 def heatmap_legend(grid: list[list[dict[str, Any]]]) -> str:
