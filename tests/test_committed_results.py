@@ -45,10 +45,11 @@ def stale(path: Path) -> str | None:
     if name not in specs.available():
         return f"{path}: no spec named {name!r} in experiments/"
     spec = specs.load(name)
-    if result.get("setting"):  # one setting's report, beside the claim's
-        if result["setting"]["name"] not in spec.setting_names():
-            return f"{path}: {name} has no setting {result['setting']['name']!r} any more"
-        spec = spec.in_setting(result["setting"]["name"])
+    if result.get("setting"):  # one setting's report (its record: name, why, ...) or map (its name), beside the claim's
+        setting = result["setting"]["name"] if isinstance(result["setting"], dict) else result["setting"]
+        if setting not in spec.setting_names():
+            return f"{path}: {name} has no setting {setting!r} any more"
+        spec = spec.in_setting(setting)
     is_map = path.name == "map.json"
     expected = specs.fingerprint(spec, profile, map_axes=is_map)
     again = f"labbench map {name} --profile {profile}" if is_map else f"labbench reproduce {name} --profile {profile}"

@@ -7,6 +7,7 @@ then Debian's Chromium, driven headless with the network off, opens the built in
 
 from __future__ import annotations
 
+import html
 import json
 import math
 import shutil
@@ -174,7 +175,8 @@ def test_a_claim_page_shows_its_report_maps_command_and_wandb_group(site):
     assert "p (raw / Holm)" not in page and page.count('class="catalog"') == 1 and "Competence gates" in page
     # a table of contents of the page's sections (each anchor resolves: the link test checks same-page fragments)
     toc = page[page.index('<nav class="toc"'):page.index("</nav>", page.index('<nav class="toc"'))]
-    assert 'href="#report-quick"' in toc and 'href="#map-1"' in toc and 'href="#pilot-quick"' in toc
+    assert 'href="#report-quick"' in toc and 'href="#map-1"' in toc
+    assert 'href="#pilot-quick"' in toc or 'href="#pilot-quick-' in toc  # one pilot, or one per setting (#pilot-quick-SETTING)
 
 
 def test_a_reports_command_is_pinned_to_the_commit_of_its_results_and_has_a_copy_button(site):
@@ -639,10 +641,15 @@ def test_the_index_counts_claims_by_answer_and_a_claim_shows_its_answer(tmp_path
     assert '<li data-answer="holds here"><span class="answer a-holds">holds here</span> <b class="count">1</b></li>' in index
     assert 'data-answer="not run yet"' not in index  # a store: only its claims, no catalog rows around them
     row = claim_row_html(index, MAPPED)
-    assert 'data-answer="holds here"' in row and "the primary hypothesis is supported" in row
-    for chip in ("MNIST5k", "MLP", "225-3600 steps", "8 seeds"):
-        assert f">{chip}</span>" in row, chip
-    assert "Primary: " in row and "no claim-level answer yet" not in row
+    assert 'data-answer="holds here"' in row and "no claim-level answer yet" not in row
+    if verdict.get("settings"):  # a claim answered in settings: the row names the primary and lists each setting's answer
+        assert f"primary hypothesis: {verdict['answer']['primary']}" in html.unescape(row)
+        for setting in verdict["settings"]:
+            assert f'<span class="setting-name" title="{setting["description"]}">{setting["name"]}</span>' in html.unescape(row), setting["name"]
+    else:  # one setting: the answer's reason and the setting's chips
+        assert "the primary hypothesis is supported" in row and "Primary: " in row
+        for chip in ("MNIST5k", "MLP", "225-3600 steps", "8 seeds"):
+            assert f">{chip}</span>" in row, chip
     assert '>quick: holds here</span>' in index  # the hypothesis table's claim heading says it too
 
 

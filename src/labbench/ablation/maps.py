@@ -210,7 +210,7 @@ def run_map(
                         "status_counts": {a: d["status_counts"] for a, d in outcome.verdict["arms"].items()}})
     result = {
         "name": spec.name,
-        "setting": spec.setting,  # the one setting mapped (None: a spec without settings)
+        **({"setting": spec.setting} if spec.setting else {}),  # the one setting mapped, named as a pilot names it
         "profile": profile,
         "spec_hash": fingerprint(spec, profile, map_axes=True),  # a changed spec makes this map stale
         "axes": axes,
