@@ -299,7 +299,7 @@ def test_list_and_show(tmp_path):
     # the config each run receives, every key at every value: neutral ones (left out of the run id) are shown too
     sgd = shown["arms"]["sgd"]
     assert "hydra" not in sgd and sgd["task"]["l1"] == 0.0 and "label_noise" in sgd["data"] and "threads" in sgd
-    show = cli("labbench", "show", "xavier-vs-kaiming", "--profile", "smoke", cwd=tmp_path)
+    show = cli("labbench", "show", "xavier-vs-kaiming", "--setting", "mlp-mnist", "--profile", "smoke", cwd=tmp_path)
     assert show.returncode == 0, show.stderr
     diff_section = show.stdout.split("keys on which the arms differ")[1]
     assert "init.scheme" in diff_section and "activation.name" in diff_section

@@ -59,7 +59,7 @@ def test_an_80_column_terminal_gets_whole_numbers_whole_yaml_and_a_short_list(tm
     listing = cli("labbench", "list", cwd=tmp_path, env={"COLUMNS": "80"})
     assert listing.returncode == 0 and len(listing.stdout.splitlines()) < 250  # one block per spec, not a 1,000-line table
     assert "zero-init-symmetry (B9): quick" in listing.stdout and "settings: mlp-mnist, tanh-mnist1d" in listing.stdout
-    show = cli("labbench", "show", "xavier-vs-kaiming", "--profile", "smoke", cwd=tmp_path, env={"COLUMNS": "80"})
+    show = cli("labbench", "show", "xavier-vs-kaiming", "--setting", "mlp-mnist", "--profile", "smoke", cwd=tmp_path, env={"COLUMNS": "80"})
     assert show.returncode == 0 and any(line.strip() == "_target_: labbench.models.MLP" for line in show.stdout.splitlines())
     assert "labbench.models.…" not in show.stdout
 
