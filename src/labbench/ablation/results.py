@@ -84,20 +84,12 @@ def run_value(record: dict | None, expr: str, declared: Mapping[str, float] = {}
             return value
         return failure_value(record, expr, declared) if _blew_up(record, expr) else math.nan
     if status == DIVERGED:
-        if m.step is not None and _logged_before_divergence(record, m.step):
-            value = metric_value(record, expr)  # measured before the run blew up (as metrics.truncated reads it)
-            if math.isfinite(value):
-                return value
+        if m.step is not None:  # a point read before the step it diverged on (an @0 check at initialisation) is what the
+            earlier = truncated(record, m.step)  # run measured there: as it stood then, it had not diverged yet. Windows
+            if earlier["status"] == OK:           # keep the failure value (their mean would mix the two)
+                return run_value(earlier, expr, declared)
         return failure_value(record, expr, declared)
     return math.nan
-
-
-def _logged_before_divergence(record: dict, step: int) -> bool:
-    """Whether a diverged run had not yet diverged at ``step``: a value read at a point before that (an ``@0`` reading at
-    initialisation, a probe at step 100 of a run that blew up at step 400) is what the run measured, not a failure; from
-    the step it diverged on, the failure value stands. Windows keep the failure value (their mean would mix the two)."""
-    when = (record.get("divergence") or {}).get("step")
-    return when is not None and int(step) < int(when)
 
 
 def tuning_value(record: dict | None, expr: str, better: str, declared: Mapping[str, float] = {}) -> float:
