@@ -104,3 +104,16 @@ def test_validate_warns_and_reproduce_refuses_when_a_profiles_data_files_are_abs
     write_cifar10(tmp_path / "nowhere")  # its second setting's full profile runs on CIFAR-10
     assert main(["validate", "cnn-vs-mlp", "--profile", "full"]) == 0
     assert "absent here" not in capsys.readouterr().out
+
+
+def test_a_progress_bar_grows_by_the_runs_tuning_extend_adds():
+    """``labbench reproduce`` and ``map`` count the declared grid up front; runs past its edge raise the total."""
+    from rich.progress import Progress
+
+    from labbench.cli import _grow
+
+    with Progress(disable=True) as progress:
+        progress.add_task("other", total=3)
+        task = progress.add_task("runs", total=10)
+        _grow(progress, task, 4)
+        assert [t.total for t in progress.tasks] == [3, 14]  # this bar's, not the first one's

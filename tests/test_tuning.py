@@ -90,7 +90,11 @@ def test_tuning_extends_past_an_edge_on_the_arms_own_scores(tmp_path):
     path = tmp_path / "edge.yaml"
     path.write_text(yaml.safe_dump(raw))
     spec = specs.load(str(path))
-    outcome = engine.reproduce(spec, "smoke", root=tmp_path / "runs", wandb=False)
+    announced: list[int] = []
+    planned: list[int] = []
+    outcome = engine.reproduce(spec, "smoke", root=tmp_path / "runs", wandb=False, on_start=planned.append,
+                               on_more=announced.append)
+    assert planned == [2 * 2 + 2] and sum(announced) == 4  # the declared grid first; the 4 runs past its edge told as added
     for arm in ("narrow", "wide"):
         tried = sorted(r.tuned_value for r in outcome.plan.tuning_runs if r.arm == arm)
         info = outcome.plan.tuned[arm]

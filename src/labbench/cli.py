@@ -256,6 +256,12 @@ def _count_runs(s, args: argparse.Namespace) -> int:
     return count_runs(s, args.profile, args.seeds)
 
 
+def _grow(progress: Progress, task, n: int) -> None:
+    """Raise a progress bar's total by the ``n`` runs ``tuning.extend`` added past a grid's edge."""
+    total = next(t.total for t in progress.tasks if t.id == task)
+    progress.update(task, total=(total or 0) + n)
+
+
 def _reproduce_one(s, args: argparse.Namespace, launcher: list[str]):
     import time
 
@@ -296,12 +302,16 @@ def _reproduce_one(s, args: argparse.Namespace, launcher: list[str]):
         said = "trained by another process sharing the store" if status == "elsewhere" else status
         progress.update(task, advance=1, description=f"{label(run)}: {said}")
 
+    def on_more(n: int) -> None:
+        _grow(progress, task, n)
+        console.print(f"tuning.extend: {n} more run(s) past a grid's edge", soft_wrap=True)
+
     start = time.perf_counter()
     report_dir = (Path(args.report_dir) / s.setting) if args.report_dir and s.setting else args.report_dir
     with progress:
         outcome = reproduce(
             s, args.profile, args.seeds, args.overrides, args.out, args.jobs, not args.no_wandb, args.retry_failed,
-            report_dir, on_start, on_done, launcher, on_begin,
+            report_dir, on_start, on_done, launcher, on_begin, on_more,
         )
     elapsed = time.perf_counter() - start
     _summary(outcome, s, elapsed)
@@ -392,6 +402,7 @@ def cmd_map(args: argparse.Namespace) -> int:
             s, args.profile, axes, args.seeds, args.overrides, args.out, args.jobs, not args.no_wandb, args.map_dir,
             on_cell=lambda cell: progress.update(task, description=" ".join(f"{k}={v}" for k, v in cell.items())),
             on_done=lambda run, status: progress.advance(task),
+            on_more=lambda n: _grow(progress, task, n),
         )
     table = Table(title=f"{s.name} verdict map", show_lines=False)
     keys = list(axes)

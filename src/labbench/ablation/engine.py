@@ -139,10 +139,13 @@ def reproduce(
     on_done: ProgressFn | None = None,
     launcher: Sequence[str] = (),
     on_begin: Callable[[PlannedRun], None] | None = None,
+    on_more: Callable[[int], None] | None = None,
 ) -> Outcome:
     """Plan, run what is missing (tuning first), aggregate, and write the report.
 
     ``launcher``: run through a Hydra launcher (option, then its overrides) instead of here.
+    ``on_more``: told how many runs ``tuning.extend`` adds past a grid's edge, runs ``on_start``'s count left out
+    (it counts the declared grid: how far an arm walks on is known only from its scores).
     """
     from labbench.ablation.store import default_root
 
@@ -163,7 +166,13 @@ def reproduce(
             counts[k] = counts.get(k, 0) + v
 
     if plan.tuning_runs:
+        declared = {r.run_id for r in plan.tuning_runs}
+
         def run_tuning(runs: list[PlannedRun]) -> None:
+            beyond = [r for r in runs if r.run_id not in declared]
+            declared.update(r.run_id for r in beyond)
+            if beyond and on_more:
+                on_more(len(beyond))
             plan.tuning_runs = list(dict.fromkeys([*plan.tuning_runs, *runs]))  # the plan on disk lists every run tried
             run_all(runs)
 

@@ -189,8 +189,10 @@ def run_map(
     out_dir: str | Path | None = None,
     on_cell: Callable[[dict[str, str]], None] | None = None,
     on_done: Callable | None = None,
+    on_more: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
-    """Reproduce the ablation at every cell; write ``map.json``, ``map.md`` and heat maps."""
+    """Reproduce the ablation at every cell; write ``map.json``, ``map.md`` and heat maps (``on_more``: as
+    :func:`engine.reproduce`'s, the runs ``tuning.extend`` adds in a cell)."""
     extra = list(extra)
     validate_axes(spec, profile, axes, extra)
     store = Store(root or default_root(), spec.store_name, profile)
@@ -202,7 +204,7 @@ def run_map(
             on_cell(cell)
         outcome = engine.reproduce(
             spec, profile, seeds, [*extra, *cell_overrides(cell)], root or default_root(), jobs, wandb,
-            report_dir=out / "cells" / slug({k: [v] for k, v in cell.items()}), on_done=on_done,
+            report_dir=out / "cells" / slug({k: [v] for k, v in cell.items()}), on_done=on_done, on_more=on_more,
         )
         for k, v in outcome.counts.items():
             counts[k] = counts.get(k, 0) + v
